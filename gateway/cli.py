@@ -1,0 +1,98 @@
+"""The ``smslab`` command line: serve the gateway, manage tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+from aiohttp import web
+
+from .auth import create_token
+from .config import Config
+from .storage.db import Database
+
+
+async def _new_token(db_path: str, workspace: str, label: str) -> str:
+    db = Database(db_path)
+    await db.open()
+    try:
+        return await create_token(db, workspace, time.time(), label=label)
+    finally:
+        await db.close()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .web.app import create_app
+
+    config = Config.from_env(
+        host=args.host, port=args.port, db_path=args.db, clock=args.clock, profile=args.profile,
+        clock_rate=args.clock_rate, default_region=args.region,
+    )
+    if config.clock not in ("wall", "virtual"):
+        print(f"smslab: --clock must be wall or virtual, not {config.clock!r}", file=sys.stderr)
+        return 2
+    if config.profile:
+        from pathlib import Path
+
+        from simulator import profile as profiles
+
+        if not Path(config.profile).is_file() and config.profile not in profiles.preset_names():
+            print(f"smslab: --profile {config.profile!r} is neither a file nor a preset ({', '.join(profiles.preset_names())})", file=sys.stderr)
+            return 2
+    token = asyncio.run(_new_token(config.db_path, args.workspace, "serve"))
+    app = create_app(config)
+
+    async def announce(_app: web.Application) -> None:
+        url = f"http://{config.host}:{config.port}/#token={token}"
+        print(f"smslab serving on http://{config.host}:{config.port} (database {config.db_path}, clock {config.clock})", flush=True)
+        print(f"Open the console: {url}", flush=True)
+        print(f"API token for workspace '{args.workspace}': {token}", flush=True)
+
+    app.on_startup.append(announce)
+    web.run_app(app, host=config.host, port=config.port, print=None, access_log=None)
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    token = asyncio.run(_new_token(args.db, args.workspace, args.label))
+    print(f"Token for workspace '{args.workspace}' (shown once, stored hashed):")
+    print(token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smslab", description="SMS gateway simulator and testbed")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the gateway (REST API, console, simulated carrier)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--db", default="smslab.db", help="SQLite file (default: ./smslab.db)")
+    serve.add_argument("--clock", default="wall", choices=["wall", "virtual"], help="wall time, or a virtual clock that /api/v1/clock/advance moves")
+    serve.add_argument("--clock-rate", type=float, default=None, help="virtual clock: also flow at this multiple of real time (default 0: only advances move it)")
+    serve.add_argument("--profile", default=None, help="simulated carrier profile: a TOML/JSON file or a preset name")
+    serve.add_argument("--region", default=None, help="default region for numbers without a country code (default CN)")
+    serve.add_argument("--workspace", default="default", help="workspace of the token printed at start")
+    serve.set_defaults(func=_serve)
+
+    token = sub.add_parser("token", help="manage API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="create a token; the workspace is created if needed")
+    create.add_argument("--workspace", required=True)
+    create.add_argument("--db", default="smslab.db")
+    create.add_argument("--label", default=None)
+    create.set_defaults(func=_token_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Service settings. Each has a command-line option and an SMSLAB_* environment variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Config:
+    db_path: str = "smslab.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    clock: str = "wall"  # wall | virtual
+    clock_start: float | None = None  # virtual clock: start instant (epoch seconds), default now
+    clock_rate: float = 0.0  # virtual clock: multiple of real time it flows at between advances
+    default_region: str = "CN"  # region for numbers written without a country code
+    receipt_timeout: float = 72 * 3600.0
+    retention: float = 168 * 3600.0
+    dispatch_batch: int = 1000
+    receipt_flush_max: int = 20000
+    receipt_flush_interval: float = 0.002
+    tick_interval: float = 0.05
+    max_json_body: int = 16 * 1024 * 1024
+    max_csv_body: int = 256 * 1024 * 1024
+    profile: str | None = None  # simulated carrier: a TOML/JSON file or a preset name
+    default_platform: str = "sim"
+    extras: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Config":
+        cfg = cls()
+        env = os.environ
+        mapping = {
+            "SMSLAB_DB": ("db_path", str),
+            "SMSLAB_DEFAULT_REGION": ("default_region", str),
+            "SMSLAB_RECEIPT_TIMEOUT_HOURS": ("receipt_timeout", lambda v: float(v) * 3600),
+            "SMSLAB_RETENTION_HOURS": ("retention", lambda v: float(v) * 3600),
+            "SMSLAB_DISPATCH_BATCH": ("dispatch_batch", int),
+            "SMSLAB_CLOCK": ("clock", str),
+            "SMSLAB_CLOCK_RATE": ("clock_rate", float),
+            "SMSLAB_PROFILE": ("profile", str),
+        }
+        for var, (attr, conv) in mapping.items():
+            if var in env:
+                setattr(cfg, attr, conv(env[var]))
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(cfg, key, value)
+        return cfg

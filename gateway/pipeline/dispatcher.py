@@ -1,0 +1,209 @@
+"""Sends one task: streams its audience in batches and submits them through its platform.
+
+Crash safety, step by step for each batch:
+1. one transaction records the batch's numbers as ``queued`` message rows, moves the task's
+   audience cursor past them and adds the batch's skipped numbers to the task's counts;
+2. the batch is submitted, each number with an idempotency key (task id and message id);
+3. one transaction marks the acknowledged rows ``pending`` and adds them to ``sent``, and
+   applies any receipt that arrived before this acknowledgement.
+After a crash, ``queued`` rows are submitted again with the same keys (the platform answers with
+the ids it gave the first time, and sends nothing twice), then the cursor carries on. Only a
+batch's worth of numbers is ever in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from typing import Any
+
+from gateway.domain import numbers as N
+from gateway.domain import results as R
+from gateway.domain.content import render
+from gateway.domain.segments import signed_text
+from gateway.platform import PlatformError, SubmitItem, SubmitResult
+from gateway.plugins import call_async
+
+from .receipts import apply_receipts
+
+log = logging.getLogger(__name__)
+
+KIND_NAMES = {1: N.EMPTY, 2: N.INVALID, 3: N.DUPLICATE}
+MAX_RETRY_SECONDS = 30.0  # real seconds a platform may stay unreachable before the task fails
+
+
+class TaskFailure(Exception):
+    """The whole task cannot be sent; the message becomes the task's status_reason."""
+
+
+class Dispatcher:
+    def __init__(self, database, clock, platforms: dict, pm, config, metrics, on_batch_committed=None):
+        self.db = database
+        self.clock = clock
+        self.platforms = platforms
+        self.pm = pm
+        self.config = config
+        self.metrics = metrics
+
+    async def run(self, task_id: int) -> None:
+        row = await self.db.fetchone(
+            "SELECT platform, audience_id, content, signature, parts, cursor, accepted, skipped, dispatch_started_at,"
+            " sms_type, name, workspace_id FROM tasks WHERE id=? AND status='sending'",
+            (task_id,),
+        )
+        if row is None:
+            return
+        platform_name, audience_id, content, signature, parts, cursor, accepted, skipped, started, sms_type, name, ws = row
+        platform = self.platforms.get(platform_name)
+        if platform is None:
+            raise TaskFailure(f"the platform {platform_name!r} is not installed")
+        text = signed_text(signature, render(json.loads(content)))
+        task_info = {"id": task_id, "name": name, "platform": platform_name, "sms_type": sms_type, "workspace_id": ws}
+        skipped = Counter(json.loads(skipped))
+        if started is None:
+            audience = await self.db.fetchone("SELECT size, deleted, ready FROM audiences WHERE id=?", (audience_id,))
+            if audience is None or audience[1]:
+                raise TaskFailure("the audience was deleted before the task could be sent")
+            if audience[0] == 0:
+                raise TaskFailure("the audience is empty")
+            await self.db.execute(
+                "UPDATE tasks SET dispatch_started_at=?, audience_size=? WHERE id=?", (self.clock.now(), audience[0], task_id)
+            )
+        limit = platform.max_recipients()
+        batch_size = self.config.dispatch_batch
+
+        await self._resubmit_queued(task_id, platform, text)
+        while True:
+            members = await self.db.fetchall(
+                "SELECT seq, e164, kind FROM audience_members WHERE audience_id=? AND seq>? ORDER BY seq LIMIT ?",
+                (audience_id, cursor, batch_size),
+            )
+            if not members:
+                break
+            candidates: list[str] = []
+            for seq, e164, kind in members:
+                if kind:
+                    skipped[KIND_NAMES[kind]] += 1
+                elif limit is not None and accepted + len(candidates) >= limit:
+                    skipped["over_limit"] += 1
+                else:
+                    candidates.append(e164)
+            if candidates:
+                for verdict in await call_async(self.pm.hook.smslab_filter_numbers, task=task_info, numbers=candidates):
+                    if verdict:
+                        candidates = [n for n in candidates if n not in verdict]
+                        for reason in verdict.values():
+                            skipped[str(reason)] += 1
+            cursor = members[-1][0]
+            accepted += len(candidates)
+            async with self.db.transaction() as conn:
+                await conn.executemany(
+                    "INSERT INTO messages(task_id, number, parts, result) VALUES (?,?,?,3)",
+                    [(task_id, n, parts) for n in candidates],
+                )
+                await conn.execute(
+                    "UPDATE tasks SET cursor=?, accepted=?, skipped=? WHERE id=?",
+                    (cursor, accepted, json.dumps(dict(skipped)), task_id),
+                )
+            skipped_refused = await self._resubmit_queued(task_id, platform, text)
+            if skipped_refused:
+                skipped["refused"] += skipped_refused
+        await self._finish(task_id)
+
+    async def _resubmit_queued(self, task_id: int, platform, text: str) -> int:
+        """Submit every ``queued`` row of the task; returns how many numbers were refused."""
+        refused_total = 0
+        while True:
+            rows = await self.db.fetchall(
+                "SELECT id, number, parts FROM messages WHERE task_id=? AND result=3 ORDER BY id LIMIT ?",
+                (task_id, self.config.dispatch_batch),
+            )
+            if not rows:
+                return refused_total
+            batch = [SubmitItem(key=f"{task_id}-{mid}", task_id=task_id, number=num, text=text, parts=parts) for mid, num, parts in rows]
+            results = await self._submit_with_retry(platform, batch)
+            refused_total += await self._record_acks(task_id, platform.name, rows, results)
+
+    async def _submit_with_retry(self, platform, batch: list[SubmitItem]) -> list[SubmitResult]:
+        delay = 0.05
+        waited = 0.0
+        while True:
+            try:
+                results = await platform.submit(batch)
+                self.metrics.submissions.labels(platform.name).inc(len(batch))
+                return results
+            except PlatformError as exc:
+                if not exc.retryable:
+                    raise TaskFailure(f"the platform refused the submission: {exc}") from None
+                is_throttle = type(exc).__name__ == "Throttled"
+                self.metrics.submit_retries.labels(platform.name, "throttled" if is_throttle else "error").inc()
+                if not is_throttle and waited >= MAX_RETRY_SECONDS:
+                    raise TaskFailure(f"the platform was unreachable: {exc}") from None
+                pause = exc.retry_after if exc.retry_after is not None else delay
+                await asyncio.sleep(pause)
+                waited += pause
+                delay = min(delay * 2, 2.0)
+            except (OSError, asyncio.TimeoutError) as exc:
+                if waited >= MAX_RETRY_SECONDS:
+                    raise TaskFailure(f"the platform was unreachable: {exc}") from None
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 2.0)
+
+    async def _record_acks(self, task_id: int, platform_name: str, rows, results: list[SubmitResult]) -> int:
+        by_key = {r.key: r for r in results}
+        now = self.clock.now()
+        accepted, refused = [], []
+        parts_sent = 0
+        for mid, _num, parts in rows:
+            result = by_key.get(f"{task_id}-{mid}")
+            if result is None or result.platform_id is None:
+                refused.append(mid)
+            else:
+                accepted.append((result.platform_id, now, mid))
+                parts_sent += parts
+        async with self.db.transaction() as conn:
+            await conn.executemany("UPDATE messages SET result=0, platform_id=?, submitted_at=? WHERE id=?", accepted)
+            if refused:
+                await conn.executemany("DELETE FROM messages WHERE id=?", [(m,) for m in refused])
+                row = await self.db.one(conn, "SELECT skipped FROM tasks WHERE id=?", (task_id,))
+                skipped = Counter(json.loads(row[0]))
+                skipped["refused"] += len(refused)
+                await conn.execute("UPDATE tasks SET skipped=? WHERE id=?", (json.dumps(dict(skipped)), task_id))
+            await conn.execute(
+                "UPDATE tasks SET sent=sent+?, segments=segments+? WHERE id=?", (len(accepted), parts_sent, task_id)
+            )
+            # receipts that overtook this acknowledgement were kept aside as unmatched: apply them now
+            ids = [a[0] for a in accepted]
+            early: list[tuple[int, str, Any]] = []
+            for start in range(0, len(ids), 900):
+                chunk = ids[start : start + 900]
+                early += await self.db.all(
+                    conn,
+                    "SELECT id, platform_id, part, status, code, message, at FROM unmatched_receipts"
+                    f" WHERE matched=0 AND platform=? AND platform_id IN ({','.join('?' * len(chunk))}) ORDER BY id",
+                    [platform_name, *chunk],
+                )
+            if early:
+                from gateway.platform import Receipt
+
+                items = [(platform_name, Receipt(platform_id=e[1], part=e[2], status=e[3], code=e[4], message=e[5], at=e[6])) for e in early]
+                await apply_receipts(conn, items, self.config.receipt_timeout)
+                await conn.executemany("UPDATE unmatched_receipts SET matched=1 WHERE id=?", [(e[0],) for e in early])
+        return len(refused)
+
+    async def _finish(self, task_id: int) -> None:
+        now = self.clock.now()
+        row = await self.db.fetchone("SELECT sent, skipped FROM tasks WHERE id=?", (task_id,))
+        sent, skipped = row[0], json.loads(row[1])
+        if sent == 0:
+            if skipped.get("refused"):
+                raise TaskFailure("every submission was refused by the platform")
+            detail = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()) if n)
+            raise TaskFailure(f"no number could be sent ({detail})" if detail else "no number could be sent")
+        await self.db.execute(
+            "UPDATE tasks SET dispatch_done_at=?, details_expire_at=? WHERE id=?",
+            (now, now + self.config.retention, task_id),
+        )

@@ -1,0 +1,240 @@
+"""The engine: everything that happens because time passed.
+
+One step at service time ``now``: platforms emit receipts that fell due, moderation reviews that
+fell due are decided, scheduled tasks whose send time came start sending, numbers pending past
+the receipt timeout fail with RECEIPT_TIMEOUT, finished tasks complete, and per-number details
+past retention are deleted. On the wall clock a loop steps every ``tick_interval``.
+
+On the virtual clock ``advance`` walks from event to event (a moderation decision, a send time,
+a timeout, a retention deadline) up to the target, stepping at each, and waits for the sends
+each step starts. So "72 hours later" in one call ends exactly where 72 hours of real time would
+have, and the call returns once everything that fell due was processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from gateway.domain import results as R
+from gateway.domain.lifecycle import Status
+from gateway.domain.segments import signed_text
+from gateway.domain.content import ContentError, render
+from gateway.plugins import call_async
+
+from .dispatcher import Dispatcher, TaskFailure
+
+log = logging.getLogger(__name__)
+
+PURGE_CHUNK = 50_000
+
+
+class Engine:
+    def __init__(self, database, clock, platforms: dict, pm, config, metrics, dispatcher: Dispatcher):
+        self.db = database
+        self.clock = clock
+        self.platforms = platforms
+        self.pm = pm
+        self.config = config
+        self.metrics = metrics
+        self.dispatcher = dispatcher
+        self._step_lock = asyncio.Lock()
+        self._dispatches: dict[int, asyncio.Task] = {}
+        self._loop_task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+
+    # -- running -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        for (task_id,) in await self.db.fetchall("SELECT id FROM tasks WHERE status='sending' AND dispatch_done_at IS NULL"):
+            self._spawn_dispatch(task_id)
+        self._loop_task = asyncio.create_task(self._loop(), name="engine")
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._loop_task, *self._dispatches.values()] if t]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        """Step soon (a task was created or changed)."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.config.tick_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                async with self._step_lock:
+                    await self._step(self.clock.now())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine step failed")
+
+    async def advance(self, seconds: float) -> float:
+        """Virtual clock only: move forward ``seconds``, processing every event on the way."""
+        target = self.clock.now() + seconds
+        async with self._step_lock:
+            while True:
+                await self._settle(self.clock.now())
+                upcoming = await self._next_event_after(self.clock.now())
+                t = target if upcoming is None else min(upcoming, target)
+                self.clock.set(t)
+                await self._settle(t)
+                if self.clock.now() >= target:
+                    break
+        return self.clock.now()
+
+    async def _settle(self, now: float) -> None:
+        """Step, let the sends it started finish, and step again until nothing is left to do."""
+        for _ in range(1000):
+            await self._step(now)
+            running = [t for t in self._dispatches.values() if not t.done()]
+            if not running:
+                await self._step(now)
+                return
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _next_event_after(self, now: float) -> float | None:
+        timeout = self.config.receipt_timeout
+        row = await self.db.fetchone(
+            """SELECT MIN(t) FROM (
+                 SELECT MIN(moderation_due_at) AS t FROM tasks WHERE status='moderating' AND moderation_due_at > :now
+                 UNION ALL SELECT MIN(send_at) FROM tasks WHERE status='scheduled' AND send_at > :now
+                 UNION ALL SELECT MIN(dispatch_started_at + :timeout) FROM tasks
+                     WHERE status='sending' AND dispatch_started_at + :timeout > :now
+                 UNION ALL SELECT MIN(dispatch_done_at + :timeout) FROM tasks
+                     WHERE status='sending' AND dispatch_done_at + :timeout > :now
+                 UNION ALL SELECT MIN(details_expire_at) FROM tasks WHERE details_purged=0 AND details_expire_at > :now
+               )""",
+            {"now": now, "timeout": timeout},
+        )
+        return row[0] if row else None
+
+    async def step_now(self) -> None:
+        async with self._step_lock:
+            await self._step(self.clock.now())
+
+    async def _step(self, now: float) -> None:
+        for platform in self.platforms.values():
+            await platform.on_clock(now)
+        await self._moderate_due(now)
+        await self._start_due(now)
+        await self._sweep_timeouts(now)
+        await self._complete_finished(now)
+        await self._purge_expired(now)
+
+    # -- status changes ----------------------------------------------------------------------
+    async def _set_status(
+        self, task_id: int, old: str, new: str, reason: str | None, extra_sql: str = "", extra: tuple = (),
+        unchanged_since: float | None = None,
+    ) -> bool:
+        """Move a task from ``old`` to ``new``; a no-op when it is no longer ``old`` (or was
+        edited after ``unchanged_since``, so a review of stale content is thrown away)."""
+        now = self.clock.now()
+        guard, guard_args = ("", ()) if unchanged_since is None else (" AND updated_at=?", (unchanged_since,))
+        changed = await self.db.execute(
+            f"UPDATE tasks SET status=?, status_reason=?, updated_at=?{extra_sql} WHERE id=? AND status=?{guard}",
+            (new, reason, now, *extra, task_id, old, *guard_args),
+        )
+        if changed:
+            await call_async(self.pm.hook.smslab_task_status_changed, task_id=task_id, old=old, new=new, reason=reason)
+        return bool(changed)
+
+    async def _moderate_due(self, now: float) -> None:
+        rows = await self.db.fetchall(
+            "SELECT id, name, platform, sms_type, signature, content, send_type, send_at, updated_at, workspace_id"
+            " FROM tasks WHERE status='moderating' AND moderation_due_at <= ? ORDER BY moderation_due_at, id",
+            (now,),
+        )
+        for task_id, name, platform_name, sms_type, signature, content, send_type, send_at, updated_at, ws in rows:
+            reasons: list[str] = []
+            platform = self.platforms.get(platform_name)
+            try:
+                text = signed_text(signature, render(json.loads(content)))
+            except ContentError as exc:
+                text = ""
+                reasons.append(str(exc))
+            info = {"id": task_id, "name": name, "platform": platform_name, "sms_type": sms_type, "workspace_id": ws}
+            if platform is None:
+                reasons.append(f"the platform {platform_name!r} is not installed")
+            else:
+                reasons += await platform.moderate(text, info)
+            for verdict in await call_async(self.pm.hook.smslab_moderate_content, text=text, task=info):
+                if verdict:
+                    reasons += [str(r) for r in verdict]
+            if reasons:
+                await self._set_status(task_id, Status.MODERATING, Status.REJECTED, "; ".join(reasons), unchanged_since=updated_at)
+                continue
+            await self._set_status(task_id, Status.MODERATING, Status.SCHEDULED, None, unchanged_since=updated_at)
+        # immediate sends start as soon as moderation passed; scheduled ones in _start_due
+
+    async def _start_due(self, now: float) -> None:
+        rows = await self.db.fetchall(
+            "SELECT id FROM tasks WHERE status='scheduled' AND (send_type='immediate' OR send_at <= ?) ORDER BY id", (now,)
+        )
+        for (task_id,) in rows:
+            if await self._set_status(task_id, Status.SCHEDULED, Status.SENDING, None):
+                self._spawn_dispatch(task_id)
+
+    def _spawn_dispatch(self, task_id: int) -> None:
+        if task_id in self._dispatches and not self._dispatches[task_id].done():
+            return
+        self._dispatches[task_id] = asyncio.create_task(self._dispatch(task_id), name=f"dispatch-{task_id}")
+
+    async def _dispatch(self, task_id: int) -> None:
+        try:
+            await self.dispatcher.run(task_id)
+        except TaskFailure as exc:
+            await self._set_status(task_id, Status.SENDING, Status.FAILED, str(exc), ", completed_at=?", (self.clock.now(),))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("dispatch of task %s failed", task_id)
+            await self._set_status(task_id, Status.SENDING, Status.FAILED, f"internal error while sending: {exc}", ", completed_at=?", (self.clock.now(),))
+        finally:
+            self._dispatches.pop(task_id, None)
+        self.wake()
+
+    # -- sweepers ----------------------------------------------------------------------------
+    async def _sweep_timeouts(self, now: float) -> None:
+        timeout = self.config.receipt_timeout
+        rows = await self.db.fetchall(
+            "SELECT id FROM tasks WHERE status IN ('sending', 'failed') AND details_purged=0"
+            " AND dispatch_started_at IS NOT NULL AND dispatch_started_at + ? <= ? AND sent > succeeded + failed",
+            (timeout, now),
+        )
+        reason = json.dumps([[R.RECEIPT_TIMEOUT, R.RECEIPT_TIMEOUT_TEXT]])
+        for (task_id,) in rows:
+            async with self.db.transaction() as conn:
+                cur = await conn.execute(
+                    "UPDATE messages SET result=2, late=1, reasons=? WHERE task_id=? AND result=0 AND submitted_at <= ?",
+                    (reason, task_id, now - timeout),
+                )
+                if cur.rowcount:
+                    await conn.execute("UPDATE tasks SET failed=failed+? WHERE id=?", (cur.rowcount, task_id))
+                    self.metrics.receipt_timeouts.inc(cur.rowcount)
+
+    async def _complete_finished(self, now: float) -> None:
+        rows = await self.db.fetchall(
+            "SELECT id FROM tasks WHERE status='sending' AND dispatch_done_at IS NOT NULL AND sent = succeeded + failed"
+        )
+        for (task_id,) in rows:
+            await self._set_status(task_id, Status.SENDING, Status.COMPLETED, None, ", completed_at=?", (now,))
+
+    async def _purge_expired(self, now: float) -> None:
+        rows = await self.db.fetchall(
+            "SELECT id FROM tasks WHERE details_purged=0 AND details_expire_at IS NOT NULL AND details_expire_at <= ?", (now,)
+        )
+        for (task_id,) in rows:
+            while True:
+                changed = await self.db.execute(
+                    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE task_id=? LIMIT ?)", (task_id, PURGE_CHUNK)
+                )
+                if changed < PURGE_CHUNK:
+                    break
+            await self.db.execute("UPDATE tasks SET details_purged=1 WHERE id=?", (task_id,))

@@ -1,0 +1,125 @@
+"""The contract between the gateway and an SMS platform.
+
+A platform plugin returns Platform objects from ``smslab_register_platforms``. The gateway
+calls ``start`` once with a PlatformContext, ``submit`` with batches of messages, and ``stop``
+at shutdown. Receipts travel the other way: a platform hands them to ``ctx.deliver_receipts``
+(which returns only after they are committed), or they arrive over HTTP at
+``POST /api/v1/platforms/{name}/receipts`` and are verified by ``parse_webhook``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Literal
+
+import msgspec
+
+
+class SubmitItem(msgspec.Struct, frozen=True):
+    """One number of one task. ``key`` is the idempotency key: the same key submitted twice
+    (after a crash, say) must not reach the handset twice; the platform answers with the
+    platform id it gave the first time."""
+
+    key: str
+    task_id: int
+    number: str
+    text: str
+    parts: int
+
+
+class SubmitResult(msgspec.Struct, frozen=True):
+    key: str
+    platform_id: str | None = None
+    error_code: str | None = None  # set when this one number was refused
+    error_message: str | None = None
+
+
+class Receipt(msgspec.Struct, frozen=True):
+    """A delivery report. ``part`` is the 0-based part of a multi-part message, or None for the
+    whole message. ``at`` is the platform's time of the event, in epoch seconds."""
+
+    platform_id: str
+    status: Literal["delivered", "failed"]
+    at: float
+    part: int | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class PlatformError(Exception):
+    """The whole batch was not accepted. ``retryable`` errors are retried with backoff (the
+    platform is unreachable or busy); others fail the task with this message."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Throttled(PlatformError):
+    """Above the platform's throughput limit: slow down and send the same batch again."""
+
+    def __init__(self, message: str = "throttled", retry_after: float = 0.05):
+        super().__init__(message, retryable=True, retry_after=retry_after)
+
+
+@dataclass
+class PlatformContext:
+    """What the gateway lends a platform when it starts."""
+
+    clock: Any
+    database: Any
+    deliver_receipts: Callable[[str, list[Receipt]], Awaitable[None]]
+    config: Any
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Platform:
+    """Base class with the optional parts filled in; a platform overrides what it supports."""
+
+    name: str = ""
+    description: str = ""
+
+    async def start(self, ctx: PlatformContext) -> None:
+        self.ctx = ctx
+
+    async def stop(self) -> None:
+        return None
+
+    async def submit(self, batch: list[SubmitItem]) -> list[SubmitResult]:
+        raise NotImplementedError
+
+    def max_recipients(self) -> int | None:
+        """The per-task recipient limit; numbers past it are skipped as ``over_limit``."""
+        return None
+
+    def moderation_delay(self) -> float:
+        """Seconds of service time that a content review takes on this platform."""
+        return 0.0
+
+    async def moderate(self, text: str, task: dict) -> list[str]:
+        """Reasons to reject the content; empty to pass it."""
+        return []
+
+    async def on_clock(self, now: float) -> None:
+        """Called on every engine step: emit whatever fell due by ``now``."""
+        return None
+
+    def parse_webhook(self, headers: dict[str, str], body: bytes, now: float) -> list[Receipt]:
+        """Verify and decode receipts pushed over HTTP. Raise WebhookRejected to refuse."""
+        raise WebhookRejected("this platform does not accept receipts over HTTP", status=404)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "max_recipients": self.max_recipients(),
+            "moderation_delay_seconds": self.moderation_delay(),
+            "receipts": "push",
+        }
+
+
+class WebhookRejected(Exception):
+    def __init__(self, message: str, status: int = 401):
+        super().__init__(message)
+        self.status = status

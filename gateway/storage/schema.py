@@ -1,0 +1,135 @@
+"""The versioned schema. Each entry of MIGRATIONS is applied once, in order, at start;
+``PRAGMA user_version`` records how far a database file has come."""
+
+MIGRATIONS: list[str] = [
+    # 1: the gateway
+    """
+    CREATE TABLE workspaces (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE tokens (
+        hash TEXT PRIMARY KEY,
+        workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
+        label TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE audiences (
+        id INTEGER PRIMARY KEY,
+        workspace_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        source TEXT NOT NULL,
+        source_task_id INTEGER,
+        size INTEGER NOT NULL DEFAULT 0,
+        ready INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX audiences_ws ON audiences(workspace_id, id);
+    -- kind: 0 ok, 1 empty, 2 invalid, 3 duplicate
+    CREATE TABLE audience_members (
+        audience_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        raw TEXT,
+        e164 TEXT,
+        kind INTEGER NOT NULL,
+        PRIMARY KEY (audience_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        workspace_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        sms_type TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        content TEXT NOT NULL,
+        content_summary TEXT NOT NULL,
+        audience_id INTEGER NOT NULL,
+        audience_name TEXT NOT NULL,
+        send_type TEXT NOT NULL,
+        send_at REAL,
+        sub_activities TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_reason TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        moderation_due_at REAL,
+        parts INTEGER NOT NULL,
+        encoding TEXT NOT NULL,
+        audience_size INTEGER NOT NULL DEFAULT 0,
+        sent INTEGER NOT NULL DEFAULT 0,
+        succeeded INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        skipped TEXT NOT NULL DEFAULT '{}',
+        segments INTEGER NOT NULL DEFAULT 0,
+        late_receipts INTEGER NOT NULL DEFAULT 0,
+        duplicate_receipts INTEGER NOT NULL DEFAULT 0,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        cursor INTEGER NOT NULL DEFAULT -1,
+        dispatch_started_at REAL,
+        dispatch_done_at REAL,
+        completed_at REAL,
+        details_expire_at REAL,
+        details_purged INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (workspace_id, name)
+    );
+    CREATE INDEX tasks_status ON tasks(status);
+    -- result: 0 pending, 1 succeeded, 2 failed, 3 queued (recorded, not yet acknowledged)
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        task_id INTEGER NOT NULL,
+        number TEXT NOT NULL,
+        parts INTEGER NOT NULL,
+        result INTEGER NOT NULL,
+        platform_id TEXT,
+        submitted_at REAL,
+        receipt_at REAL,
+        delivered_mask INTEGER NOT NULL DEFAULT 0,
+        failed_mask INTEGER NOT NULL DEFAULT 0,
+        reasons TEXT,
+        late INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX messages_task_result ON messages(task_id, result);
+    CREATE INDEX messages_platform_id ON messages(platform_id);
+    CREATE TABLE unmatched_receipts (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL,
+        platform_id TEXT NOT NULL,
+        part INTEGER,
+        status TEXT NOT NULL,
+        code TEXT,
+        message TEXT,
+        at REAL NOT NULL,
+        received_at REAL NOT NULL,
+        matched INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX unmatched_pid ON unmatched_receipts(platform_id) WHERE matched = 0;
+    """,
+    # 2: the in-process simulated carrier keeps its state beside the gateway's
+    """
+    CREATE TABLE sim_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE sim_messages (
+        msg_id TEXT PRIMARY KEY,
+        task_ref TEXT NOT NULL,
+        number TEXT NOT NULL,
+        parts INTEGER NOT NULL,
+        submitted_at REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        code TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX sim_messages_task ON sim_messages(task_ref);
+    CREATE TABLE sim_receipts (
+        id INTEGER PRIMARY KEY,
+        msg_id TEXT NOT NULL,
+        part INTEGER,
+        status TEXT NOT NULL,
+        code TEXT,
+        due_at REAL NOT NULL,
+        duplicate INTEGER NOT NULL DEFAULT 0,
+        task_ref TEXT NOT NULL
+    );
+    CREATE INDEX sim_receipts_due ON sim_receipts(due_at, id);
+    CREATE INDEX sim_receipts_task ON sim_receipts(task_ref, msg_id);
+    """,
+]

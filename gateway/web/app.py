@@ -1,0 +1,117 @@
+"""The app factory, used by ``smslab serve`` and by the tests alike."""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from gateway.auth import TokenCache
+from gateway.clock import Clock, VirtualClock, WallClock
+from gateway.config import Config
+from gateway.metrics import Metrics
+from gateway.pipeline.dispatcher import Dispatcher
+from gateway.pipeline.engine import Engine
+from gateway.pipeline.receipts import ReceiptSink
+from gateway.platform import PlatformContext
+from gateway.plugins import build_plugin_manager, resolve
+from gateway.storage.db import Database
+from gateway.tasks import TaskService
+
+from . import middleware, routes_api, routes_system, routes_testbed
+from .keys import (clock_key, config_key, db_key, engine_key, metrics_key, platforms_key, pm_key, sink_key,
+                   tasks_key, tokens_key)
+
+log = logging.getLogger(__name__)
+
+
+def make_clock(config: Config) -> Clock:
+    if config.clock == "virtual":
+        return VirtualClock(config.clock_start, config.clock_rate)
+    return WallClock()
+
+
+def _initial_profile(config: Config):
+    if not config.profile:
+        return None
+    from pathlib import Path
+
+    from simulator import profile as profiles
+
+    if Path(config.profile).is_file():
+        return profiles.load_file(config.profile)
+    return profiles.load_preset(config.profile)
+
+
+async def _service(app: web.Application) -> AsyncIterator[None]:
+    """Open the database, start platforms, the receipt sink and the engine; stop them in reverse."""
+    config: Config = app[config_key]
+    db = Database(config.db_path)
+    await db.open()
+    app[db_key] = db
+    app[tokens_key] = TokenCache(db)
+    clock = app[clock_key]
+    metrics = app[metrics_key]
+    pm = app[pm_key]
+
+    def committed(by_platform, tally):
+        metrics.record_receipts(by_platform, tally)
+        for platform, receipts in by_platform.items():
+            pm.hook.smslab_receipts_committed(platform=platform, receipts=receipts)
+        if tally.tasks:
+            engine.wake()
+
+    sink = ReceiptSink(db, clock, config, committed)
+    app[sink_key] = sink
+    sink.start()
+    platforms = app[platforms_key]
+    extras = dict(config.extras)
+    profile = _initial_profile(config)
+    if profile is not None:
+        extras["sim_profile"] = profile
+    ctx = PlatformContext(clock=clock, database=db, deliver_receipts=sink.deliver, config=config, extras=extras)
+    for platform in platforms.values():
+        await platform.start(ctx)
+    dispatcher = Dispatcher(db, clock, platforms, pm, config, metrics)
+    engine = Engine(db, clock, platforms, pm, config, metrics, dispatcher)
+    app[engine_key] = engine
+    app[tasks_key] = TaskService(db, clock, platforms, config, wake=engine.wake)
+    await engine.start()
+    try:
+        yield
+    finally:
+        await engine.stop()
+        for platform in platforms.values():
+            try:
+                await platform.stop()
+            except Exception:
+                log.exception("platform %s failed to stop", platform.name)
+        await sink.stop()
+        await db.close()
+
+
+def create_app(config: Config | None = None, *, pm=None, clock: Clock | None = None) -> web.Application:
+    config = config or Config.from_env()
+    app = web.Application(client_max_size=config.max_json_body, middlewares=[middleware.errors, middleware.auth])
+    app[config_key] = config
+    app[clock_key] = clock or make_clock(config)
+    app[metrics_key] = Metrics()
+    pm = pm or build_plugin_manager()
+    app[pm_key] = pm
+    platforms = {}
+    for group in pm.hook.smslab_register_platforms(config=config):
+        for platform in group or []:
+            if platform.name in platforms:
+                raise RuntimeError(f"two plugins register a platform named {platform.name!r}")
+            platforms[platform.name] = platform
+    app[platforms_key] = platforms
+    app.add_routes(routes_api.routes)
+    app.add_routes(routes_testbed.routes)
+    app.add_routes(routes_system.routes)
+    for extra in pm.hook.smslab_register_routes():
+        if extra:
+            app.add_routes(extra)
+    app.router.add_static("/static/", routes_system.STATIC, show_index=False)
+    app.cleanup_ctx.append(_service)
+    return app

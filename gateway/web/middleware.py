@@ -1,0 +1,79 @@
+"""Errors as JSON, and bearer-token authentication for /api/v1."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway.errors import ServiceError
+
+from .bodies import json_response
+from .keys import metrics_key, tokens_key
+
+log = logging.getLogger(__name__)
+
+PUBLIC = ("/healthz", "/metrics", "/api/openapi.json", "/static/", "/favicon.ico")
+workspace_key = "workspace_id"
+
+_HTTP_CODES = {
+    400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 410: "gone", 413: "body_too_large", 415: "unsupported_media_type", 422: "invalid_request",
+}
+
+
+def error_body(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    err = {"code": code, "message": message}
+    if field:
+        err["field"] = field
+    return json_response({"error": err}, status=status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler):
+    try:
+        response = await handler(request)
+    except ServiceError as exc:
+        response = error_body(exc.status, exc.code, exc.message, exc.field)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        response = error_body(exc.status, _HTTP_CODES.get(exc.status, "error"), message)
+        for header in ("Allow", "WWW-Authenticate"):
+            if header in exc.headers:
+                response.headers[header] = exc.headers[header]
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = error_body(500, "internal_error", "the service hit an unexpected error; it was logged")
+    request.app[metrics_key].http_requests.labels(request.method, str(response.status)).inc()
+    return response
+
+
+def _is_public(request: web.Request) -> bool:
+    path = request.path
+    if path == "/" or path.startswith(PUBLIC):
+        return True
+    # platform webhooks are authenticated by the platform plugin (signatures), see routes_system
+    return request.method == "POST" and path.startswith("/api/v1/platforms/") and path.endswith("/receipts")
+
+
+@web.middleware
+async def auth(request: web.Request, handler):
+    if _is_public(request):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    found = await request.app[tokens_key].lookup(token.strip())
+    if found is None:
+        return _unauthorized("the token is not valid")
+    request[workspace_key] = found[0]
+    return await handler(request)
+
+
+def _unauthorized(message: str) -> web.Response:
+    response = error_body(401, "unauthorized", message)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="smslab"'
+    return response

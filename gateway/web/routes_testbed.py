@@ -1,0 +1,115 @@
+"""The simulated carrier's control surface: profile, presets, ground truth."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from gateway.errors import Invalid, NotFound
+from gateway import paging
+from simulator import profile as profiles
+
+from .bodies import json_response, read
+from .keys import db_key, platforms_key
+from .middleware import workspace_key
+
+routes = web.RouteTableDef()
+
+
+def _carrier(request: web.Request):
+    carrier = request.app[platforms_key].get("sim")
+    if carrier is None:
+        raise NotFound("the simulated carrier (platform 'sim') is not loaded")
+    return carrier
+
+
+def _profile_error(exc: profiles.ProfileError) -> Invalid:
+    text = str(exc)
+    field = None
+    if " - at `$" in text:
+        message, _, path = text.partition(" - at `$")
+        field = path.rstrip("`").lstrip(".") or "body"
+        text = f"{field}: {message}"
+    elif ":" in text:
+        field = text.split(":", 1)[0]
+    return Invalid(text, field=field)
+
+
+@routes.get("/api/v1/simulator/profile")
+async def get_profile(request: web.Request) -> web.Response:
+    return json_response(profiles.to_builtins(_carrier(request).profile))
+
+
+@routes.put("/api/v1/simulator/profile")
+async def put_profile(request: web.Request) -> web.Response:
+    carrier = _carrier(request)
+    raw = await read(request)
+    if not raw.strip():
+        raise Invalid("body: a JSON profile is required", field="body")
+    try:
+        new = profiles.from_json(raw)
+    except profiles.ProfileError as exc:
+        raise _profile_error(exc) from None
+    await carrier.set_profile(new)
+    return json_response(profiles.to_builtins(new))
+
+
+@routes.patch("/api/v1/simulator/profile")
+async def patch_profile(request: web.Request) -> web.Response:
+    carrier = _carrier(request)
+    raw = await read(request)
+    try:
+        patch = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise Invalid(f"body: malformed JSON ({exc})", field="body") from None
+    try:
+        new = profiles.merge(carrier.profile, patch)
+    except profiles.ProfileError as exc:
+        raise _profile_error(exc) from None
+    await carrier.set_profile(new)
+    return json_response(profiles.to_builtins(new))
+
+
+@routes.get("/api/v1/simulator/presets")
+async def list_presets(request: web.Request) -> web.Response:
+    items = [
+        {"name": n, "description": profiles.preset_description(n), "profile": profiles.to_builtins(profiles.load_preset(n))}
+        for n in profiles.preset_names()
+    ]
+    return json_response({"items": items, "next_cursor": None})
+
+
+@routes.post("/api/v1/simulator/presets/{name}")
+async def activate_preset(request: web.Request) -> web.Response:
+    carrier = _carrier(request)
+    name = request.match_info["name"]
+    try:
+        preset = profiles.load_preset(name)
+    except KeyError:
+        raise NotFound(f"no preset named {name!r}; presets: {', '.join(profiles.preset_names())}") from None
+    await carrier.set_profile(preset)
+    return json_response(profiles.to_builtins(preset))
+
+
+@routes.get("/api/v1/simulator/ground-truth")
+async def ground_truth(request: web.Request) -> web.Response:
+    carrier = _carrier(request)
+    raw = request.query.get("task_id")
+    if not raw:
+        raise Invalid("task_id: required", field="task_id")
+    try:
+        task_id = int(raw)
+    except ValueError:
+        raise Invalid("task_id: must be an integer", field="task_id") from None
+    row = await request.app[db_key].fetchone("SELECT 1 FROM tasks WHERE id=? AND workspace_id=?", (task_id, request[workspace_key]))
+    if row is None:
+        raise NotFound(f"task {task_id} not found")
+    cursor = request.query.get("cursor") or None
+    items, next_cursor = await carrier.ground_truth(task_id, cursor, paging.limit_of(request.query.get("limit")))
+    from gateway.clock import to_rfc3339
+
+    for item in items:
+        item["submitted_at"] = to_rfc3339(item["submitted_at"])
+        for r in item["receipts"]:
+            r["at"] = to_rfc3339(r.pop("due_at"))
+    return json_response({"items": items, "next_cursor": next_cursor})
