@@ -62,6 +62,11 @@ class VirtualClock(Clock):
         self._base = max(current, float(instant))
         self._anchor = time.monotonic()
 
+    def resume(self, instant: float) -> None:
+        """Continue a virtual timeline saved by an earlier run of the service."""
+        self._base = float(instant)
+        self._anchor = time.monotonic()
+
     def advance(self, seconds: float) -> float:
         self.set(self.now() + seconds)
         return self.now()

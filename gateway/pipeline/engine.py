@@ -61,6 +61,8 @@ class Engine:
         self._wake.set()
 
     async def _loop(self) -> None:
+        await self.save_clock()
+        saved_at = self.clock.now()
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.config.tick_interval)
@@ -70,6 +72,9 @@ class Engine:
             try:
                 async with self._step_lock:
                     await self._step(self.clock.now())
+                if self.clock.mode == "virtual" and self.clock.rate and self.clock.now() - saved_at >= self.clock.rate:
+                    await self.save_clock()
+                    saved_at = self.clock.now()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -87,7 +92,15 @@ class Engine:
                 await self._settle(t)
                 if self.clock.now() >= target:
                     break
+            await self.save_clock()
         return self.clock.now()
+
+    async def save_clock(self) -> None:
+        """A restarted service continues the virtual timeline where it stopped."""
+        if self.clock.mode == "virtual":
+            await self.db.execute(
+                "INSERT OR REPLACE INTO service_state(key, value) VALUES ('virtual_now', ?)", (repr(self.clock.now()),)
+            )
 
     async def _settle(self, now: float) -> None:
         """Step, let the sends it started finish, and step again until nothing is left to do."""

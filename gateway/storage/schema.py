@@ -132,4 +132,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX sim_receipts_due ON sim_receipts(due_at, id);
     CREATE INDEX sim_receipts_task ON sim_receipts(task_ref, msg_id);
     """,
+    # 3: service state that must survive a restart (the virtual clock's instant)
+    """
+    CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 ]

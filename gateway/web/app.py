@@ -52,6 +52,10 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     app[db_key] = db
     app[tokens_key] = TokenCache(db)
     clock = app[clock_key]
+    if clock.mode == "virtual" and config.clock_start is None:
+        saved = await db.fetchone("SELECT value FROM service_state WHERE key='virtual_now'")
+        if saved is not None:
+            clock.resume(float(saved[0]))
     metrics = app[metrics_key]
     pm = app[pm_key]
 

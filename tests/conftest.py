@@ -1,0 +1,80 @@
+"""Shared fixtures: the real service (app factory + pytest-aiohttp), a real SQLite file, the real
+plugins through their entry points, and a token for a fresh workspace."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.auth import create_token
+from gateway.config import Config
+from gateway.web.app import create_app
+from gateway.web.keys import clock_key, db_key
+
+
+class Api:
+    """A thin client for one workspace's token."""
+
+    def __init__(self, client, token: str):
+        self.client = client
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def call(self, method: str, path: str, json=None, expect: int | None = None, **kw):
+        resp = await self.client.request(method, path, json=json, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+        body = await resp.json() if resp.content_type == "application/json" else await resp.text()
+        if expect is not None:
+            assert resp.status == expect, (resp.status, body)
+        return resp.status, body
+
+    async def get(self, path, expect=200, **kw):
+        return (await self.call("GET", path, expect=expect, **kw))[1]
+
+    async def post(self, path, json=None, expect=201, **kw):
+        return (await self.call("POST", path, json=json, expect=expect, **kw))[1]
+
+    async def advance(self, seconds: float):
+        return await self.post("/api/v1/clock/advance", {"seconds": seconds}, expect=200)
+
+    async def audience(self, numbers, name="aud"):
+        return await self.post("/api/v1/audiences", {"name": name, "numbers": numbers})
+
+    async def task(self, audience_id, name="task", text="Hello", **fields):
+        body = {"name": name, "platform": "sim", "sms_type": "marketing", "signature": "Shop",
+                "content": {"text": text}, "audience_id": audience_id, "send_type": "immediate",
+                "sub_activities": [{"id": "a1", "name": "Spring sale"}]}
+        body.update(fields)
+        return await self.post("/api/v1/tasks", body)
+
+    async def profile(self, **fields):
+        return (await self.call("PATCH", "/api/v1/simulator/profile", json=fields, expect=200))[1]
+
+
+def make_config(tmp_path, **kw) -> Config:
+    kw.setdefault("clock", "virtual")
+    return Config(db_path=str(tmp_path / "smslab.db"), **kw)
+
+
+@pytest.fixture
+def config(tmp_path):
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+async def service(aiohttp_client, config):
+    app = create_app(config)
+    client = await aiohttp_client(app)
+    return client
+
+
+@pytest.fixture
+async def api(service):
+    app = service.server.app
+    token = await create_token(app[db_key], "acme", app[clock_key].now())
+    return Api(service, token)
+
+
+@pytest.fixture
+async def other_api(service):
+    app = service.server.app
+    token = await create_token(app[db_key], "globex", app[clock_key].now())
+    return Api(service, token)

@@ -1,0 +1,60 @@
+"""kill -9 in the middle of a large send, restart, and nothing is lost or sent twice."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from tests.procs import Server, create_token
+
+N = 60_000
+
+
+def test_kill_during_sending_then_resume(tmp_path):
+    db = str(tmp_path / "crash.db")
+    token = create_token(db)
+    env = {"SMSLAB_DISPATCH_BATCH": "500"}
+    server = Server(db, "--profile", "perfect", env=env, log_path=tmp_path / "serve1.log")
+    try:
+        csv_body = ("phone\n" + "".join(f"+86138{i:08d}\n" for i in range(N))).encode()
+        status, aud = server.request("POST", "/api/v1/audiences?name=big", token, csv_body, content_type="text/csv")
+        assert status == 201 and aud["size"] == N
+        status, task = server.request("POST", "/api/v1/tasks", token, {
+            "name": "big send", "platform": "sim", "signature": "Shop", "content": {"text": "Hello"},
+            "audience_id": aud["id"], "send_type": "immediate", "sub_activities": []})
+        assert status == 201
+        deadline = time.monotonic() + 60
+        sent_at_kill = 0
+        while time.monotonic() < deadline:
+            _, detail = server.request("GET", f"/api/v1/tasks/{task['id']}", token)
+            assert detail["sent"] == detail["succeeded"] + detail["failed"] + detail["pending"]
+            if detail["sent"] >= 5000:
+                sent_at_kill = detail["sent"]
+                break
+            time.sleep(0.01)
+        server.kill()
+    finally:
+        server.stop()
+    assert 0 < sent_at_kill < N, "the kill did not land in the middle of the send"
+
+    server = Server(db, "--profile", "perfect", env=env, log_path=tmp_path / "serve2.log")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            _, detail = server.request("GET", f"/api/v1/tasks/{task['id']}", token)
+            assert detail["sent"] == detail["succeeded"] + detail["failed"] + detail["pending"]
+            if detail["status"] == "completed":
+                break
+            time.sleep(0.1)
+        assert detail["status"] == "completed", detail
+        assert detail["sent"] == N and detail["succeeded"] == N and sum(detail["skipped"].values()) == 0
+    finally:
+        server.stop()
+
+    with sqlite3.connect(db) as conn:
+        carrier_saw, distinct = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT number) FROM sim_messages WHERE task_ref=?", (str(task["id"]),)
+        ).fetchone()
+        assert carrier_saw == distinct == N  # the carrier never saw a number of the task twice
+        rows = dict(conn.execute("SELECT result, COUNT(*) FROM messages WHERE task_id=? GROUP BY result", (task["id"],)).fetchall())
+        assert rows == {1: N}
