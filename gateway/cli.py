@@ -27,7 +27,17 @@ async def _new_token(db_path: str, workspace: str, label: str) -> str:
 def _serve(args: argparse.Namespace) -> int:
     from .web.app import create_app
 
+    clock_start = None
+    if args.clock_start:
+        from .clock import parse_rfc3339
+
+        try:
+            clock_start = parse_rfc3339(args.clock_start)
+        except ValueError:
+            print(f"smslab: --clock-start {args.clock_start!r} is not an RFC 3339 time", file=sys.stderr)
+            return 2
     config = Config.from_env(
+        clock_start=clock_start,
         host=args.host, port=args.port, db_path=args.db, clock=args.clock, profile=args.profile,
         clock_rate=args.clock_rate, default_region=args.region,
     )
@@ -72,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--db", default="smslab.db", help="SQLite file (default: ./smslab.db)")
     serve.add_argument("--clock", default="wall", choices=["wall", "virtual"], help="wall time, or a virtual clock that /api/v1/clock/advance moves")
+    serve.add_argument("--clock-start", default=None, help="virtual clock: the RFC 3339 instant it starts at (default: now, or where the last run left it)")
     serve.add_argument("--clock-rate", type=float, default=None, help="virtual clock: also flow at this multiple of real time (default 0: only advances move it)")
     serve.add_argument("--profile", default=None, help="simulated carrier profile: a TOML/JSON file or a preset name")
     serve.add_argument("--region", default=None, help="default region for numbers without a country code (default CN)")

@@ -31,5 +31,5 @@ class Metrics:
         self.duplicates.inc(sum(tally.duplicate.values()))
         self.late.inc(sum(tally.late.values()))
         self.unmatched.inc(len(tally.unmatched))
-        for lag in tally.lags[:1000]:
+        for lag in tally.lags:
             self.receipt_lag.observe(lag)

@@ -214,3 +214,56 @@ async def test_template_content(api):
     assert task["content_summary"] == "Login code"
     detail = await api.get(f"/api/v1/tasks/{task['id']}")
     assert detail["preview"]["text"] == "【Bank】Your code is 4321"
+
+
+async def test_late_receipt_after_timeout_is_counted_not_applied(api):
+    await api.profile(outcomes={"delivered": 0, "failed": 0, "missing": 1}, moderation={"review_seconds": 0})
+    aud = await api.audience(["+8613800138000", "+8613800138001"])
+    task = await api.task(aud["id"])
+    await api.advance(1)
+    ids = [m["platform_id"] for m in (await api.get(f"/api/v1/simulator/ground-truth?task_id={task['id']}"))["items"]]
+    await api.advance(72 * 3600)
+    detail = await api.get(f"/api/v1/tasks/{task['id']}")
+    assert (detail["failed"], detail["pending"], detail["status"]) == (2, 0, "completed")
+    await api.post("/api/v1/platforms/sim/receipts", {"receipts": [{"platform_id": ids[0], "status": "delivered"}]}, expect=200)
+    after = await api.get(f"/api/v1/tasks/{task['id']}")
+    assert (after["succeeded"], after["failed"], after["late_receipts"]) == (0, 2, 1)
+    rows = (await api.get(f"/api/v1/tasks/{task['id']}/messages"))["items"]
+    assert all(r["failure_reasons"] == [{"code": "RECEIPT_TIMEOUT", "message": "no delivery receipt within the receipt timeout"}] for r in rows)
+
+
+async def test_receipt_with_a_time_past_the_deadline_is_late(api):
+    """A receipt stamped after the 72-hour deadline fails the number with RECEIPT_TIMEOUT even if the
+    sweeper has not run yet: the outcome does not depend on when the sweeper happened to look."""
+    await api.profile(outcomes={"delivered": 0, "failed": 0, "missing": 1}, moderation={"review_seconds": 0})
+    aud = await api.audience(["+8613800138000"])
+    task = await api.task(aud["id"])
+    await api.advance(1)
+    truth = (await api.get(f"/api/v1/simulator/ground-truth?task_id={task['id']}"))["items"][0]
+    from gateway.clock import parse_rfc3339
+    late_at = parse_rfc3339(truth["submitted_at"]) + 72 * 3600 + 5
+    await api.post("/api/v1/platforms/sim/receipts", {"receipts": [{"platform_id": truth["platform_id"], "status": "delivered", "at": late_at}]}, expect=200)
+    detail = await api.get(f"/api/v1/tasks/{task['id']}")
+    assert (detail["succeeded"], detail["failed"], detail["late_receipts"]) == (0, 1, 1)
+
+
+async def test_multipart_failures_keep_every_reason(api):
+    await api.profile(outcomes={"delivered": 0, "failed": 1, "missing": 0}, failure_codes={"UNDELIV": 1, "EXPIRED": 1},
+                      receipt_delay={"kind": "fixed", "seconds": 1})
+    aud = await api.audience([f"+86138001{i:05d}" for i in range(30)])
+    task = await api.task(aud["id"], text="y" * 150)  # 【Shop】 + 150 → UCS-2, 3 parts
+    await api.advance(40)
+    detail = await api.get(f"/api/v1/tasks/{task['id']}")
+    assert detail["status"] == "completed" and detail["failed"] == 30 and detail["segments"] == 90
+    rows = (await api.get(f"/api/v1/tasks/{task['id']}/messages?limit=100"))["items"]
+    assert all(r["segments"] == 3 and r["failure_reasons"] for r in rows)
+    assert any(len(r["failure_reasons"]) > 1 for r in rows)
+    truth = (await api.get(f"/api/v1/simulator/ground-truth?task_id={task['id']}&limit=100"))["items"]
+    failed_parts = sum(1 for m in truth for r in m["receipts"] if r["status"] == "failed" and not r["duplicate"])
+    assert failed_parts == sum(len(r["failure_reasons"]) for r in rows)
+
+
+async def test_unmatched_receipts_are_kept_and_listed(api):
+    await api.post("/api/v1/platforms/sim/receipts", {"receipts": [{"platform_id": "sim-nobody", "status": "failed", "code": "UNDELIV"}]}, expect=200)
+    listing = await api.get("/api/v1/receipts/unmatched")
+    assert listing["total"] == 1 and listing["items"][0]["platform_id"] == "sim-nobody"

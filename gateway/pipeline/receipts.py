@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from gateway.domain import results as R
 from gateway.platform import Receipt
@@ -134,7 +134,7 @@ def _fold(msg: _Message, receipt: Receipt, timeout: float, tally: Tally) -> None
 
 
 class ReceiptSink:
-    def __init__(self, database, clock, config, on_committed: Callable[[dict[str, list[Receipt]], Tally], Any]):
+    def __init__(self, database, clock, config, on_committed: Callable[[dict[str, list[Receipt]], Tally], Awaitable[Any]]):
         self.db = database
         self.clock = clock
         self.config = config
@@ -185,16 +185,19 @@ class ReceiptSink:
             if not batch:
                 continue
             try:
-                await self._flush(batch)
+                by_platform, tally = await self._flush(batch)
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:  # the transaction rolled back: nothing half-applied
                 log.exception("receipt flush failed")
                 for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
-            else:
-                for _, _, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
+                continue
+            for _, _, fut in batch:  # committed: acknowledge before observers run
+                if not fut.done():
+                    fut.set_result(None)
+            await self.on_committed(by_platform, tally)
 
     async def _flush(self, batch) -> None:
         items = [(platform, r) for platform, receipts, _ in batch for r in receipts]
@@ -211,4 +214,4 @@ class ReceiptSink:
         for platform, receipt in items:
             by_platform[platform].append(receipt)
         tally.lags = [max(0.0, now - r.at) for _, r in items]
-        self.on_committed(by_platform, tally)
+        return by_platform, tally

@@ -136,4 +136,12 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 4: the simulated carrier's ground truth: submission latency and the number rule behind each
+    # decision; receipts swallowed by an outage, and when each receipt was actually emitted
+    """
+    ALTER TABLE sim_messages ADD COLUMN latency REAL NOT NULL DEFAULT 0;
+    ALTER TABLE sim_messages ADD COLUMN rule TEXT;
+    ALTER TABLE sim_receipts ADD COLUMN swallowed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sim_receipts ADD COLUMN emitted_at REAL;
+    """,
 ]

@@ -15,7 +15,7 @@ from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.engine import Engine
 from gateway.pipeline.receipts import ReceiptSink
 from gateway.platform import PlatformContext
-from gateway.plugins import build_plugin_manager, resolve
+from gateway.plugins import build_plugin_manager, call_async
 from gateway.storage.db import Database
 from gateway.tasks import TaskService
 
@@ -59,12 +59,15 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     metrics = app[metrics_key]
     pm = app[pm_key]
 
-    def committed(by_platform, tally):
+    async def committed(by_platform, tally):
         metrics.record_receipts(by_platform, tally)
-        for platform, receipts in by_platform.items():
-            pm.hook.smslab_receipts_committed(platform=platform, receipts=receipts)
         if tally.tasks:
             engine.wake()
+        for platform, receipts in by_platform.items():
+            try:
+                await call_async(pm.hook.smslab_receipts_committed, platform=platform, receipts=receipts)
+            except Exception:  # an observer's failure must not fail receipts that are already committed
+                log.exception("a smslab_receipts_committed hook failed")
 
     sink = ReceiptSink(db, clock, config, committed)
     app[sink_key] = sink

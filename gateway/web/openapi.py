@@ -63,6 +63,7 @@ def openapi_document() -> dict:
         "/api/v1/tasks/{id}/audiences": {"post": _op("Generate an audience from results", body="GenerateAudience", ok=201, errors=(400, 401, 404, 410), tag="tasks")},
         "/api/v1/platforms": {"get": _op("Registered platforms", tag="platforms")},
         "/api/v1/platforms/{name}/receipts": {"post": _op("Receipts pushed by a platform (verified by its plugin)", errors=(400, 401, 404), tag="platforms")},
+        "/api/v1/receipts/unmatched": {"get": _op("Receipts for unknown message ids, kept aside", params=(*page, "platform"), tag="platforms")},
         "/api/v1/clock": {"get": _op("The service clock", tag="clock")},
         "/api/v1/clock/advance": {"post": _op("Advance the virtual clock", body="ClockAdvance", errors=(400, 401, 409), tag="clock")},
         "/api/v1/simulator/profile": {

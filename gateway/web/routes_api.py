@@ -195,3 +195,32 @@ async def advance_clock(request: web.Request) -> web.Response:
         raise Invalid("seconds: must be above 0 and at most ten years", field="seconds")
     await request.app[engine_key].advance(data.seconds)
     return json_response(_clock_json(clock))
+
+
+# -- receipts kept aside -----------------------------------------------------------------------
+@routes.get("/api/v1/receipts/unmatched")
+async def unmatched_receipts(request: web.Request) -> web.Response:
+    """Receipts whose message id no task knows: kept, counted and shown, never dropped. (A receipt
+    that overtook its submission's acknowledgement is applied when the acknowledgement comes,
+    and leaves this list.)"""
+    q = request.query
+    limit, cursor = paging.limit_of(q.get("limit")), paging.decode(q.get("cursor"))
+    where, args = ["matched=0", "id > ?"], [cursor if cursor is not None else -1]
+    if q.get("platform"):
+        where.append("platform=?")
+        args.append(q["platform"])
+    db = request.app[db_key]
+    rows = await db.fetchall(
+        "SELECT id, platform, platform_id, part, status, code, message, at, received_at FROM unmatched_receipts"
+        f" WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+        (*args, limit + 1),
+    )
+    (total,) = await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts WHERE matched=0")
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        {"platform": r[1], "platform_id": r[2], "part": r[3], "status": r[4], "code": r[5], "message": r[6],
+         "at": to_rfc3339(r[7]), "received_at": to_rfc3339(r[8])}
+        for r in rows
+    ]
+    return json_response({"items": items, "total": total, "next_cursor": paging.encode(rows[-1][0]) if more else None})

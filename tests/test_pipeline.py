@@ -1,0 +1,89 @@
+"""The dispatcher and receipt sink against a real SQLite file, without HTTP."""
+
+from __future__ import annotations
+
+from gateway.config import Config
+from gateway.domain import results as R
+from gateway.metrics import Metrics
+from gateway.pipeline.dispatcher import Dispatcher
+from gateway.pipeline.receipts import apply_receipts
+from gateway.platform import Receipt, SubmitResult
+from gateway.plugins import build_plugin_manager
+from gateway.storage.db import Database
+
+
+async def _db(tmp_path):
+    db = Database(tmp_path / "p.db")
+    await db.open()
+    await db.execute(
+        "INSERT INTO tasks(id, workspace_id, name, platform, sms_type, signature, content, content_summary, audience_id,"
+        " audience_name, send_type, sub_activities, status, created_at, updated_at, parts, encoding)"
+        " VALUES (1, 1, 't', 'sim', 'marketing', '', '{\"text\": \"x\"}', 'x', 1, 'a', 'immediate', '[]', 'sending', 0, 0, 2, 'GSM-7')"
+    )
+    return db
+
+
+async def test_receipt_before_acknowledgement_is_applied_at_ack(tmp_path):
+    db = await _db(tmp_path)
+    try:
+        config = Config(db_path=str(tmp_path / "p.db"))
+        await db.execute("INSERT INTO messages(id, task_id, number, parts, result) VALUES (10, 1, '+8613800138000', 2, 3)")
+        # both parts' receipts overtake the acknowledgement
+        early = [("sim", Receipt(platform_id="P10", status="delivered", at=5.0, part=p)) for p in (0, 1)]
+        async with db.transaction() as conn:
+            tally = await apply_receipts(conn, early, config.receipt_timeout)
+            await conn.executemany(
+                "INSERT INTO unmatched_receipts(platform, platform_id, part, status, at, received_at) VALUES (?,?,?,?,?,?)",
+                [(p, r.platform_id, r.part, r.status, r.at, 5.0) for p, r in tally.unmatched],
+            )
+        assert len(tally.unmatched) == 2
+
+        class Clock:
+            def now(self):
+                return 4.0
+
+        dispatcher = Dispatcher(db, Clock(), {}, build_plugin_manager(load_entrypoints=False), config, Metrics())
+        refused = await dispatcher._record_acks(1, "sim", [(10, "+8613800138000", 2)], [SubmitResult("1-10", "P10")])
+        assert refused == 0
+        row = await db.fetchone("SELECT result, delivered_mask FROM messages WHERE id=10")
+        assert row == (R.SUCCEEDED, 0b11)
+        task = await db.fetchone("SELECT sent, succeeded, failed, segments FROM tasks WHERE id=1")
+        assert task == (1, 1, 0, 2)
+        assert await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts WHERE matched=0") == (0,)
+    finally:
+        await db.close()
+
+
+async def test_out_of_order_duplicate_and_late_receipts_fold_idempotently(tmp_path):
+    db = await _db(tmp_path)
+    try:
+        await db.execute(
+            "INSERT INTO messages(id, task_id, number, parts, result, platform_id, submitted_at) VALUES (1, 1, 'a', 2, 0, 'A', 0)"
+        )
+        await db.execute(
+            "INSERT INTO messages(id, task_id, number, parts, result, platform_id, submitted_at) VALUES (2, 1, 'b', 2, 0, 'B', 0)"
+        )
+        await db.execute("UPDATE tasks SET sent=2 WHERE id=1")
+        batch = [
+            ("sim", Receipt("A", "delivered", 3.0, part=1)),
+            ("sim", Receipt("A", "failed", 2.0, part=0, code="UNDELIV", message="no")),
+            ("sim", Receipt("A", "failed", 2.0, part=0, code="UNDELIV", message="no")),  # duplicate
+            ("sim", Receipt("B", "delivered", 10.0 + 72 * 3600, part=None)),  # after the deadline
+            ("other", Receipt("B", "delivered", 1.0)),  # right id, wrong platform
+        ]
+        async with db.transaction() as conn:
+            tally = await apply_receipts(conn, batch, 72 * 3600)
+        assert len(tally.unmatched) == 1
+        a = await db.fetchone("SELECT result, reasons FROM messages WHERE id=1")
+        b = await db.fetchone("SELECT result, reasons, late FROM messages WHERE id=2")
+        assert a[0] == R.FAILED and "UNDELIV" in a[1]
+        assert b[0] == R.FAILED and "RECEIPT_TIMEOUT" in b[1] and b[2] == 1
+        task = await db.fetchone("SELECT sent, succeeded, failed, duplicate_receipts, late_receipts FROM tasks WHERE id=1")
+        assert task == (2, 0, 2, 1, 1)
+        # the same batch again changes no result and no count but the duplicate/late tallies
+        async with db.transaction() as conn:
+            await apply_receipts(conn, batch[:4], 72 * 3600)
+        task = await db.fetchone("SELECT sent, succeeded, failed FROM tasks WHERE id=1")
+        assert task == (2, 0, 2)
+    finally:
+        await db.close()
