@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--db", default="smslab.db")
     create.add_argument("--label", default=None)
     create.set_defaults(func=_token_create)
+
+    from .scaffold import add_plugin_commands
+
+    add_plugin_commands(sub)
     return parser
 
 

@@ -155,7 +155,10 @@ class Engine:
             (new, reason, now, *extra, task_id, old, *guard_args),
         )
         if changed:
-            await call_async(self.pm.hook.smslab_task_status_changed, task_id=task_id, old=old, new=new, reason=reason)
+            try:
+                await call_async(self.pm.hook.smslab_task_status_changed, task_id=task_id, old=old, new=new, reason=reason)
+            except Exception:  # the change is committed; an observer's failure must not stall the engine
+                log.exception("a smslab_task_status_changed hook failed")
         return bool(changed)
 
     async def _moderate_due(self, now: float) -> None:
