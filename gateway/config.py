@@ -18,6 +18,7 @@ class Config:
     receipt_timeout: float = 72 * 3600.0
     retention: float = 168 * 3600.0
     dispatch_batch: int = 1000
+    submit_give_up_seconds: float = 600.0  # service time a platform may stay unreachable before a task fails
     receipt_flush_max: int = 20000
     receipt_flush_interval: float = 0.002
     tick_interval: float = 0.05
@@ -37,6 +38,7 @@ class Config:
             "SMSLAB_RECEIPT_TIMEOUT_HOURS": ("receipt_timeout", lambda v: float(v) * 3600),
             "SMSLAB_RETENTION_HOURS": ("retention", lambda v: float(v) * 3600),
             "SMSLAB_DISPATCH_BATCH": ("dispatch_batch", int),
+            "SMSLAB_SUBMIT_GIVE_UP_SECONDS": ("submit_give_up_seconds", float),
             "SMSLAB_CLOCK": ("clock", str),
             "SMSLAB_CLOCK_RATE": ("clock_rate", float),
             "SMSLAB_PROFILE": ("profile", str),

@@ -6,19 +6,29 @@ are emitted by ``on_clock`` in due order and handed to the gateway's receipt sin
 records how far it has emitted only after the sink committed them, so a crash re-emits at most
 a few receipts, which the sink recognises as duplicates. Because its state is on disk, a
 restarted gateway finds the carrier exactly where it was: the "operator" keeps working.
+
+Faults on top of the decisions of ``model.decide`` (all documented in docs/simulator.md):
+- outage windows on the service clock: during a ``submit`` outage ``submit`` raises a retryable
+  PlatformError; receipts due inside a ``receipts`` outage are planned as swallowed (kept in
+  ground truth, never emitted);
+- a throughput limit over a sliding one-second window of *real* (monotonic) time: a batch that
+  does not fit is refused whole with ``Throttled``, so the gateway waits and sends it again;
+- number rules ("magic numbers"), including numbers refused at submission.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import time
+from collections import deque
+from typing import Any, Callable
 
 import msgspec
 
-from gateway.platform import Platform, PlatformContext, Receipt, SubmitItem, SubmitResult
+from gateway.platform import Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult, Throttled
 
 from . import profile as profiles
-from .model import decide
+from .model import RuleBook, decide, expected_result, plan, submit_outage_until
 
 ERROR_TEXT = {
     "DELIVERED": "delivered",
@@ -28,9 +38,60 @@ ERROR_TEXT = {
     "MK:0005": "the number is out of service or blacklisted by the operator",
     "MK:0001": "the handset is switched off",
     "IB:0008": "the number is in the operator's blacklist",
+    "REFUSED": "the carrier refused the number",
+    "21211": "invalid 'To' phone number",
+    "21612": "the carrier cannot route to this number",
+    "21408": "permission to send to this region is not enabled",
+    "21610": "the recipient has unsubscribed (STOP)",
+    "21614": "the number is not a mobile number and cannot receive SMS",
 }
 
 EMIT_BATCH = 5000
+
+
+class RateWindow:
+    """Admission over a sliding window of real time (``time.monotonic``).
+
+    Each admitted batch occupies the window for one second, or for ``n / limit`` seconds when it
+    alone is bigger than the limit (it is admitted only into an empty window, so progress is
+    always possible, and the average rate still stays at the limit)."""
+
+    def __init__(self, now: Callable[[], float] = time.monotonic):
+        self._now = now
+        self._held: deque[tuple[float, int]] = deque()  # (released at, messages), in order of release
+        self._total = 0
+
+    def reset(self) -> None:
+        self._held.clear()
+        self._total = 0
+
+    def in_window(self) -> int:
+        self._expire(self._now())
+        return self._total
+
+    def _expire(self, t: float) -> None:
+        while self._held and self._held[0][0] <= t:
+            self._total -= self._held.popleft()[1]
+
+    def take(self, n: int, limit: float) -> float | None:
+        """Admit ``n`` messages and return None, or refuse them and return the seconds to wait."""
+        t = self._now()
+        self._expire(t)
+        if self._total == 0 or self._total + n <= limit:
+            hold = max(1.0, n / limit)
+            self._held.append((t + hold, n))
+            # keep the deque ordered by release time (holds differ only for oversized batches)
+            if len(self._held) > 1 and self._held[-2][0] > self._held[-1][0]:
+                self._held = deque(sorted(self._held))
+            self._total += n
+            return None
+        need = self._total + n - limit if n <= limit else self._total
+        freed = 0
+        for released, k in self._held:
+            freed += k
+            if freed >= need:
+                return max(released - t, 0.005)
+        return max(self._held[-1][0] - t, 0.005)
 
 
 def error_text(code: str | None) -> str | None:
@@ -62,11 +123,17 @@ class SimulatedCarrier(Platform):
     webhook_requires_token = True
     description = "The simulated carrier: seeded, reproducible delays, failures, duplicates and missing receipts."
 
-    def __init__(self, profile: profiles.Profile | None = None):
+    def __init__(self, profile: profiles.Profile | None = None, *, monotonic: Callable[[], float] = time.monotonic):
         self.profile = profile or profiles.Profile()
         self.profile_version = 0
         self._emit_lock = asyncio.Lock()
         self._watermark: tuple[float, int] = (float("-inf"), 0)
+        # relative outage windows count from here: when the outages list last changed, or reset
+        self.outages_anchor: float | None = None
+        self.rate = RateWindow(monotonic)
+        self.throttled = 0  # batches refused as throttled
+        self.outage_refusals = 0  # batches refused by a submit outage
+        self._rules: tuple[int, RuleBook] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, ctx: PlatformContext) -> None:
@@ -74,23 +141,64 @@ class SimulatedCarrier(Platform):
         db = ctx.database
         initial = ctx.extras.get("sim_profile")
         stored = await db.fetchone("SELECT value FROM sim_state WHERE key='profile'")
+        if stored is not None:
+            self.profile = profiles.from_json(stored[0].encode())
+        anchor = await db.fetchone("SELECT value FROM sim_state WHERE key='outages_anchor'")
+        if anchor is not None:
+            self.outages_anchor = float(anchor[0])
         if initial is not None:
             await self.set_profile(initial)
-        elif stored is not None:
-            self.profile = profiles.from_json(stored[0].encode())
+        elif anchor is None:
+            await self._save_state(anchor=ctx.clock.now())
         mark = await db.fetchone("SELECT value FROM sim_state WHERE key='emitted_until'")
         if mark is not None:
             due, rid = msgspec.json.decode(mark[0])
             self._watermark = (float(due), int(rid))
 
     async def set_profile(self, profile: profiles.Profile) -> None:
-        """Applies to messages submitted from now on; planned receipts keep their plan."""
+        """Applies to messages submitted from now on; planned receipts keep their plan.
+
+        Outage windows given in seconds count from the moment the ``outages`` list last changed,
+        so changing another field (a PATCH of ``duplicate_rate``, say) does not restart them."""
+        old = self.profile
         self.profile = profile
         self.profile_version += 1
-        await self.ctx.database.execute(
-            "INSERT OR REPLACE INTO sim_state(key, value) VALUES ('profile', ?)",
-            (msgspec.json.encode(profile).decode(),),
-        )
+        moved = self.outages_anchor is None or msgspec.to_builtins(old.outages) != msgspec.to_builtins(profile.outages)
+        await self._save_state(profile=profile, anchor=self.ctx.clock.now() if moved else None)
+
+    async def _save_state(self, profile: profiles.Profile | None = None, anchor: float | None = None) -> None:
+        rows = []
+        if profile is not None:
+            rows.append(("profile", msgspec.json.encode(profile).decode()))
+        if anchor is not None:
+            self.outages_anchor = anchor
+            rows.append(("outages_anchor", repr(anchor)))
+        if rows:
+            async with self.ctx.database.transaction() as conn:
+                await conn.executemany("INSERT OR REPLACE INTO sim_state(key, value) VALUES (?, ?)", rows)
+
+    async def reset(self, profile: profiles.Profile | None = None) -> None:
+        """A fresh carrier: forget every message, planned receipt and the emission watermark, empty
+        the throughput window and restart relative outage windows from now. The active profile
+        stays (or ``profile`` replaces it). The gateway's own messages are untouched: numbers still
+        pending at the gateway get no receipt any more and end as RECEIPT_TIMEOUT."""
+        async with self._emit_lock:
+            async with self.ctx.database.transaction() as conn:
+                await conn.execute("DELETE FROM sim_receipts")
+                await conn.execute("DELETE FROM sim_messages")
+                await conn.execute("DELETE FROM sim_state WHERE key='emitted_until'")
+            self._watermark = (float("-inf"), 0)
+            self.rate.reset()
+            self.throttled = self.outage_refusals = 0
+            if profile is not None:
+                self.profile = profile
+                self.profile_version += 1
+            await self._save_state(profile=self.profile, anchor=self.ctx.clock.now())
+
+    def _rulebook(self, profile: profiles.Profile) -> RuleBook:
+        if self._rules is None or self._rules[0] != id(profile):
+            self._rules = (id(profile), RuleBook(profile.number_rules))
+        return self._rules[1]
 
     # -- the platform contract ---------------------------------------------------------------
     def max_recipients(self) -> int | None:
@@ -104,40 +212,86 @@ class SimulatedCarrier(Platform):
         return [f"the content contains the banned word \"{w}\"" for w in self.profile.moderation.banned_words if w.lower() in lowered]
 
     def describe(self) -> dict:
+        from gateway.clock import to_rfc3339
+
         info = super().describe()
-        info.update(receipts="in-process", part_policy=self.profile.part_policy, throughput_limit=self.profile.throughput_limit)
+        info.update(
+            receipts="in-process",
+            part_policy=self.profile.part_policy,
+            throughput_limit=self.profile.throughput_limit,
+            seed=self.profile.seed,
+            outages_anchor=to_rfc3339(self.outages_anchor),
+            throttled_batches=self.throttled,
+            outage_refusals=self.outage_refusals,
+        )
         return info
 
     async def submit(self, batch: list[SubmitItem]) -> list[SubmitResult]:
         profile = self.profile
         db = self.ctx.database
+        anchor = self.outages_anchor if self.outages_anchor is not None else self.ctx.clock.now()
+        if profile.outages:
+            until = submit_outage_until(profile, self.ctx.clock.now(), anchor)
+            if until is not None:
+                from gateway.clock import to_rfc3339
+
+                self.outage_refusals += 1
+                raise PlatformError(f"simulated outage: the carrier refuses submissions until {to_rfc3339(until)}", retryable=True)
+        if profile.throughput_limit is not None and batch:
+            wait = self.rate.take(len(batch), profile.throughput_limit)
+            if wait is not None:
+                self.throttled += 1
+                raise Throttled(f"throttled: above {profile.throughput_limit:g} messages per second", retry_after=wait)
+        rules = self._rulebook(profile)
+        refused: dict[str, str] = {}
         async with db.transaction() as conn:
             now = self.ctx.clock.now()
             ids = [f"sim-{item.key}" for item in batch]
             known: set[str] = set()
             for start in range(0, len(ids), 900):
                 chunk = ids[start : start + 900]
-                rows = await db.all(conn, f"SELECT msg_id FROM sim_messages WHERE msg_id IN ({','.join('?' * len(chunk))})", chunk)
-                known.update(r[0] for r in rows)
+                rows = await db.all(
+                    conn, f"SELECT msg_id, outcome, code FROM sim_messages WHERE msg_id IN ({','.join('?' * len(chunk))})", chunk
+                )
+                for msg_id, outcome, code in rows:
+                    known.add(msg_id)
+                    if outcome == "refused":
+                        refused[msg_id] = code
             message_rows = []
             receipt_rows = []
             for item, msg_id in zip(batch, ids):
                 if msg_id in known:  # an idempotent resubmission: the handset got it already
                     continue
                 task_ref = str(item.task_id)
-                decision = decide(profile, f"{item.task_id}:{item.number}", item.parts)
-                message_rows.append((msg_id, task_ref, item.number, item.parts, now, decision.outcome, decision.code))
+                decision = decide(profile, f"{item.task_id}:{item.number}", item.parts, item.number, rules)
+                if decision.outcome == "refused":
+                    refused[msg_id] = decision.code or "REFUSED"
+                else:
+                    decision = plan(decision, profile, now, anchor)
+                message_rows.append(
+                    (msg_id, task_ref, item.number, item.parts, now, decision.outcome, decision.code, decision.latency, decision.rule)
+                )
                 for r in decision.receipts:
-                    receipt_rows.append((msg_id, r.part, r.status, r.code, now + r.delay, int(r.duplicate), task_ref))
+                    receipt_rows.append(
+                        (msg_id, r.part, r.status, r.code, now + r.delay, int(r.duplicate), task_ref, int(r.swallowed))
+                    )
             await conn.executemany(
-                "INSERT INTO sim_messages(msg_id, task_ref, number, parts, submitted_at, outcome, code) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO sim_messages(msg_id, task_ref, number, parts, submitted_at, outcome, code, latency, rule)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
                 message_rows,
             )
             await conn.executemany(
-                "INSERT INTO sim_receipts(msg_id, part, status, code, due_at, duplicate, task_ref) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO sim_receipts(msg_id, part, status, code, due_at, duplicate, task_ref, swallowed) VALUES (?,?,?,?,?,?,?,?)",
                 receipt_rows,
             )
-        return [SubmitResult(item.key, msg_id) for item, msg_id in zip(batch, ids)]
+        results = []
+        for item, msg_id in zip(batch, ids):
+            if msg_id in refused:
+                code = refused[msg_id]
+                results.append(SubmitResult(item.key, None, error_code=code, error_message=error_text(code)))
+            else:
+                results.append(SubmitResult(item.key, msg_id))
+        return results
 
     async def on_clock(self, now: float) -> None:
         """Emit every receipt due by ``now``, oldest first, in batches, each committed by the
@@ -152,8 +306,10 @@ class SimulatedCarrier(Platform):
                     rows = await db.all(
                         conn,
                         "SELECT id, msg_id, part, status, code, due_at FROM sim_receipts"
-                        " WHERE (due_at > ? OR (due_at = ? AND id > ?)) AND due_at <= ? ORDER BY due_at, id LIMIT ?",
-                        (due, due, rid, now, EMIT_BATCH),
+                        # a row-value range walks the (due_at, id) index in order: no sort of the backlog
+                        " WHERE (due_at, id) > (?, ?) AND due_at <= ? AND swallowed = 0"
+                        " ORDER BY due_at, id LIMIT ?",
+                        (due, rid, now, EMIT_BATCH),
                     )
                 if not rows:
                     return
@@ -163,11 +319,18 @@ class SimulatedCarrier(Platform):
                 ]
                 await self.ctx.deliver_receipts(self.name, receipts)
                 last = rows[-1]
+                async with db.transaction() as conn:
+                    # ground truth: when each receipt was actually handed to the gateway
+                    await conn.execute(
+                        "UPDATE sim_receipts SET emitted_at = ? WHERE (due_at, id) > (?, ?)"
+                        " AND (due_at, id) <= (?, ?) AND swallowed = 0 AND emitted_at IS NULL",
+                        (now, due, rid, last[5], last[0]),
+                    )
+                    await conn.execute(
+                        "INSERT OR REPLACE INTO sim_state(key, value) VALUES ('emitted_until', ?)",
+                        (msgspec.json.encode([last[5], last[0]]).decode(),),
+                    )
                 self._watermark = (last[5], last[0])
-                await self.ctx.database.execute(
-                    "INSERT OR REPLACE INTO sim_state(key, value) VALUES ('emitted_until', ?)",
-                    (msgspec.json.encode([last[5], last[0]]).decode(),),
-                )
                 if len(rows) < EMIT_BATCH:
                     return
 
@@ -199,9 +362,21 @@ class SimulatedCarrier(Platform):
 
     # -- ground truth ----------------------------------------------------------------------------
     async def ground_truth(self, task_id: int, after: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of what the carrier decided for a task's messages, ordered by platform id.
+
+        Per message: ``platform_id`` (None for a number refused at submission), ``number``,
+        ``parts``, ``submitted_at`` (epoch seconds; the API shows RFC 3339), ``outcome``
+        (delivered/failed/missing/refused), ``code``, ``submit_latency``, ``rule`` (the number
+        rule that forced it, or None), ``expected_result`` (what the gateway must end up showing:
+        succeeded/failed/receipt_timeout/refused) and ``receipts``, each with ``part``,
+        ``status``, ``code``, ``due_at`` (the receipt's time; the API shows it as ``at``),
+        ``duplicate``, ``swallowed`` (due inside a receipts outage: never emitted) and
+        ``emitted_at`` (RFC 3339 service time it was handed to the gateway, None until then)."""
+        from gateway.clock import to_rfc3339
+
         db = self.ctx.database
         rows = await db.fetchall(
-            "SELECT msg_id, number, parts, submitted_at, outcome, code FROM sim_messages"
+            "SELECT msg_id, number, parts, submitted_at, outcome, code, latency, rule FROM sim_messages"
             " WHERE task_ref = ? AND msg_id > ? ORDER BY msg_id LIMIT ?",
             (str(task_id), after or "", limit + 1),
         )
@@ -210,25 +385,38 @@ class SimulatedCarrier(Platform):
         if not rows:
             return [], None
         receipts = await db.fetchall(
-            "SELECT msg_id, part, status, code, due_at, duplicate FROM sim_receipts"
+            "SELECT msg_id, part, status, code, due_at, duplicate, swallowed, emitted_at FROM sim_receipts"
             " WHERE task_ref = ? AND msg_id >= ? AND msg_id <= ? ORDER BY msg_id, due_at, id",
             (str(task_id), rows[0][0], rows[-1][0]),
         )
         by_msg: dict[str, list[dict]] = {}
-        for msg_id, part, status, code, due_at, dup in receipts:
+        for msg_id, part, status, code, due_at, dup, swallowed, emitted_at in receipts:
             by_msg.setdefault(msg_id, []).append(
-                {"part": part, "status": status, "code": code, "due_at": due_at, "duplicate": bool(dup)}
+                {"part": part, "status": status, "code": code, "due_at": due_at, "duplicate": bool(dup),
+                 "swallowed": bool(swallowed), "emitted_at": to_rfc3339(emitted_at)}
             )
-        items = [
-            {
-                "platform_id": msg_id,
-                "number": number,
-                "parts": parts,
-                "submitted_at": submitted_at,
-                "outcome": outcome,
-                "code": code,
-                "receipts": by_msg.get(msg_id, []),
-            }
-            for msg_id, number, parts, submitted_at, outcome, code in rows
-        ]
+        timeout = getattr(self.ctx.config, "receipt_timeout", 72 * 3600.0)
+        items = []
+        for msg_id, number, parts, submitted_at, outcome, code, latency, rule in rows:
+            planned = by_msg.get(msg_id, [])
+            if outcome == "refused":
+                expected = "refused"
+            else:
+                expected = expected_result(
+                    parts, submitted_at, [(r["due_at"], r["part"], r["status"], r["swallowed"]) for r in planned], timeout
+                )
+            items.append(
+                {
+                    "platform_id": None if outcome == "refused" else msg_id,
+                    "number": number,
+                    "parts": parts,
+                    "submitted_at": submitted_at,
+                    "outcome": outcome,
+                    "code": code,
+                    "submit_latency": latency,
+                    "rule": rule,
+                    "expected_result": expected,
+                    "receipts": planned,
+                }
+            )
         return items, (rows[-1][0] if more else None)

@@ -4,16 +4,21 @@ Determinism (SPEC §7) comes from deriving every random draw from a hash of
 (seed, message key, part, purpose) instead of from a shared random stream: the decision for a
 number does not depend on which batch it came in, in which order, or how many other numbers
 were decided before it. The same profile and key always give the same decision.
+
+Everything here is pure: ``decide`` knows nothing of time; ``plan`` places a decision on the
+service clock (submission latency, outage windows) given the submission instant and the instant
+the profile's outage windows count from; ``expected_result`` replays the planned receipts the way
+the gateway folds them, so ground truth can say what the gateway must show.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
-from .profile import FixedDelay, LognormalDelay, Profile, UniformDelay
+from .profile import FixedDelay, LognormalDelay, NumberRule, Profile, UniformDelay, outage_time
 
 _STD_NORMAL = NormalDist()
 
@@ -36,7 +41,13 @@ def _weighted(options: list[tuple[str, float]], u: float) -> str:
 
 
 def sample_delay(profile: Profile, u: float) -> float:
-    delay = profile.receipt_delay
+    return sample(profile.receipt_delay, u)
+
+
+def sample(delay, u: float) -> float:
+    """Seconds from a delay spec (fixed, uniform, lognormal, or a plain number of seconds)."""
+    if isinstance(delay, (int, float)):
+        return float(delay)
     if isinstance(delay, FixedDelay):
         return delay.seconds
     if isinstance(delay, UniformDelay):
@@ -51,23 +62,65 @@ class PartReceipt:
     part: int | None  # None: a receipt for the whole message
     status: str  # delivered | failed
     code: str
-    delay: float  # seconds after submission
+    delay: float  # seconds after submission (submission latency included)
     duplicate: bool = False
+    swallowed: bool = False  # due inside a receipts outage: never emitted
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    outcome: str  # delivered | failed | missing
+    outcome: str  # delivered | failed | missing | refused
     code: str | None
     receipts: tuple[PartReceipt, ...]
+    latency: float = 0.0  # submission latency, seconds of service time
+    rule: str | None = None  # the number rule that forced the outcome, e.g. "number:+15005550001"
 
 
-def decide(profile: Profile, key: str, parts: int) -> Decision:
+class RuleBook:
+    """Number rules, compiled: an exact ``number`` rule beats any prefix rule, a longer prefix
+    beats a shorter one, and between equals the first in the list wins."""
+
+    def __init__(self, rules: list[NumberRule]):
+        self.exact: dict[str, NumberRule] = {}
+        self.prefixes: list[NumberRule] = []
+        for rule in rules:
+            if rule.number is not None:
+                self.exact.setdefault(rule.number, rule)
+            elif rule.prefix is not None:
+                self.prefixes.append(rule)
+        # stable sort: the list order breaks ties between prefixes of the same length
+        self.prefixes.sort(key=lambda r: -len(r.prefix or ""))
+
+    def match(self, number: str | None) -> NumberRule | None:
+        if not number:
+            return None
+        hit = self.exact.get(number)
+        if hit is not None:
+            return hit
+        for rule in self.prefixes:
+            if number.startswith(rule.prefix):  # type: ignore[arg-type]
+                return rule
+        return None
+
+
+def rule_label(rule: NumberRule) -> str:
+    return f"number:{rule.number}" if rule.number is not None else f"prefix:{rule.prefix}"
+
+
+def decide(profile: Profile, key: str, parts: int, number: str | None = None, rules: RuleBook | None = None) -> Decision:
+    """The carrier's decision for one message: ``key`` identifies it (the simulated carrier uses
+    ``"{task_id}:{number}"``), ``number`` (E.164) selects a number rule, if any matches."""
     seed = profile.seed
+    latency = sample(profile.submit_latency, draw(seed, key, "latency"))
+    rule = None
+    if number is not None and profile.number_rules:
+        rule = (rules or RuleBook(profile.number_rules)).match(number)
+    if rule is not None:
+        return _decide_by_rule(profile, key, parts, rule, latency)
     o = profile.outcomes
     outcome = _weighted([("delivered", o.delivered), ("failed", o.failed), ("missing", o.missing)], draw(seed, key, "outcome"))
     if outcome == "missing":
-        return Decision("missing", None, ())
+        return Decision("missing", None, (), latency)
     if outcome == "failed":
         code = _weighted(sorted(profile.failure_codes.items()), draw(seed, key, "code"))
         failing_part = int(draw(seed, key, "failing-part") * parts)
@@ -83,8 +136,9 @@ def decide(profile: Profile, key: str, parts: int) -> Decision:
     base = sample_delay(profile, draw(seed, key, "delay"))
     receipts: list[PartReceipt] = []
     for part in reported:
-        # one message's parts arrive close together; with reorder they may overtake each other
-        jitter = draw(seed, key, f"jitter-{part}") * (base if profile.reorder else 0.001)
+        # one message's parts arrive close together and in part order; with reorder they may
+        # overtake each other (and other messages' receipts)
+        jitter = _jitter(profile, seed, key, part, base)
         delay = base + jitter
         # the chosen part fails; other parts of a failed message may fail too, each with a code
         # of its own, which is how one number ends up with several failure reasons
@@ -99,8 +153,108 @@ def decide(profile: Profile, key: str, parts: int) -> Decision:
         else:
             part_code = _weighted(sorted(profile.failure_codes.items()), draw(seed, key, f"code-{part}"))
         part_ref = part if parts > 1 and profile.part_policy == "all" else None
-        receipts.append(PartReceipt(part_ref, status, part_code, delay))
+        receipts.append(PartReceipt(part_ref, status, part_code, latency + delay))
         if draw(seed, key, f"dup-{part}") < profile.duplicate_rate:
             extra = sample_delay(profile, draw(seed, key, f"dup-delay-{part}"))
-            receipts.append(PartReceipt(part_ref, status, part_code, delay + extra, duplicate=True))
-    return Decision(outcome, code, tuple(receipts))
+            receipts.append(PartReceipt(part_ref, status, part_code, latency + delay + extra, duplicate=True))
+    return Decision(outcome, code, tuple(receipts), latency)
+
+
+def _jitter(profile: Profile, seed: int, key: str, part: int, base: float) -> float:
+    u = draw(seed, key, f"jitter-{part}")
+    if profile.reorder:
+        return u * base
+    return 0.001 * (part + 0.5 * u)
+
+
+def _reported_parts(profile: Profile, parts: int) -> list[int]:
+    if profile.part_policy == "first":
+        return [0]
+    if profile.part_policy == "last":
+        return [parts - 1]
+    return list(range(parts))
+
+
+def _decide_by_rule(profile: Profile, key: str, parts: int, rule: NumberRule, latency: float) -> Decision:
+    """A magic number: outcome, code and delay are the rule's; every reported part shares the
+    outcome. The profile's duplicates still apply, and its reordering unless the rule fixes the delay."""
+    seed = profile.seed
+    label = rule_label(rule)
+    if rule.outcome == "refused":
+        return Decision("refused", rule.code or "REFUSED", (), 0.0, label)
+    if rule.outcome == "missing":
+        return Decision("missing", None, (), latency, label)
+    if rule.outcome == "failed":
+        code = rule.code or _weighted(sorted(profile.failure_codes.items()), draw(seed, key, "code"))
+        status = "failed"
+    else:
+        code = rule.code or "DELIVERED"
+        status = "delivered"
+    base = rule.delay if rule.delay is not None else sample_delay(profile, draw(seed, key, "delay"))
+    receipts: list[PartReceipt] = []
+    for part in _reported_parts(profile, parts):
+        # a rule's delay is kept (parts 1 ms apart, in order); without one the profile's reordering applies
+        jitter = 0.001 * part if rule.delay is not None else _jitter(profile, seed, key, part, base)
+        delay = latency + base + jitter
+        part_ref = part if parts > 1 and profile.part_policy == "all" else None
+        receipts.append(PartReceipt(part_ref, status, code, delay))
+        if draw(seed, key, f"dup-{part}") < profile.duplicate_rate:
+            extra = sample_delay(profile, draw(seed, key, f"dup-delay-{part}"))
+            receipts.append(PartReceipt(part_ref, status, code, delay + extra, duplicate=True))
+    return Decision(rule.outcome, code, tuple(receipts), latency, label)
+
+
+# -- the decision on the service clock ------------------------------------------------------------
+def outage_windows(profile: Profile, kind: str, anchor: float) -> list[tuple[float, float]]:
+    """The profile's outage windows of one kind as [start, end) epoch seconds; relative bounds
+    count from ``anchor`` (when the outages list became active)."""
+    return [
+        (outage_time(o.start, anchor), outage_time(o.end, anchor)) for o in profile.outages if o.kind == kind
+    ]
+
+
+def submit_outage_until(profile: Profile, now: float, anchor: float) -> float | None:
+    """The end of the submission outage ``now`` falls in, or None when submissions are accepted."""
+    ends = [end for start, end in outage_windows(profile, "submit", anchor) if start <= now < end]
+    return max(ends) if ends else None
+
+
+def plan(decision: Decision, profile: Profile, submitted_at: float, anchor: float) -> Decision:
+    """Mark the receipts that fall due inside a receipts outage as swallowed."""
+    windows = outage_windows(profile, "receipts", anchor)
+    if not windows or not decision.receipts:
+        return decision
+    marked = []
+    for r in decision.receipts:
+        due = submitted_at + r.delay
+        if any(start <= due < end for start, end in windows):
+            r = replace(r, swallowed=True)
+        marked.append(r)
+    return replace(decision, receipts=tuple(marked))
+
+
+def expected_result(parts: int, submitted_at: float, receipts: list[tuple[float, int | None, str, bool]], timeout: float) -> str:
+    """What the gateway must show for a message once every planned receipt fell due, from the
+    receipts as ``(due_at, part, status, swallowed)``: ``succeeded``, ``failed``, or
+    ``receipt_timeout`` (no final receipt before the receipt timeout: the gateway shows
+    ``pending`` until then and ``failed`` with RECEIPT_TIMEOUT after), mirroring the gateway's
+    rules (SPEC §4)."""
+    full = (1 << parts) - 1
+    delivered = failed = 0
+    deadline = submitted_at + timeout
+    for due, part, status, swallowed in sorted((r for r in receipts if not r[3]), key=lambda r: r[0]):
+        if due > deadline:
+            break
+        bits = full if part is None else (1 << part if 0 <= part < parts else 0)
+        new = bits & ~(delivered | failed)
+        if not new:
+            continue
+        if status == "delivered":
+            delivered |= new
+        else:
+            failed |= new
+        if failed:
+            return "failed"
+        if delivered == full:
+            return "succeeded"
+    return "receipt_timeout"

@@ -6,7 +6,9 @@ partial update (PATCH) merges into the active profile before it is validated aga
 
 from __future__ import annotations
 
+import re
 import tomllib
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -48,6 +50,58 @@ def _default_failure_codes() -> dict[str, NonNegative]:
     return {"UNDELIV": 3, "EXPIRED": 1, "MK:0005": 1}
 
 
+class Outage(msgspec.Struct, forbid_unknown_fields=True):
+    """A span of service-clock time when the carrier is down.
+
+    ``start``/``end`` are either seconds (counted from the moment the ``outages`` list became
+    active) or absolute RFC 3339 times. ``kind``: ``submit`` refuses submissions (a retryable
+    platform error), ``receipts`` swallows every receipt due inside the window."""
+
+    start: float | str
+    end: float | str
+    kind: Literal["submit", "receipts"] = "submit"
+
+
+class NumberRule(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A "magic number": an exact ``number`` or a number ``prefix`` (E.164, with the +) whose fate
+    is fixed. ``outcome`` is delivered, failed, missing, or refused (refused at submission, so
+    the number is not sent). ``code`` is the failure/refusal code (default: drawn from
+    ``failure_codes`` for failed, ``REFUSED`` for refused). ``delay`` fixes the receipt delay in
+    seconds."""
+
+    outcome: Literal["delivered", "failed", "missing", "refused"]
+    number: str | None = None
+    prefix: str | None = None
+    code: str | None = None
+    delay: NonNegative | None = None
+    note: str | None = None
+
+
+# Twilio's test numbers (+1 500 555 0001 ... 0009) keep the meaning they have at Twilio; the
+# rest of the +1 500 555 00xx block is smslab's own. These numbers are valid E.164 numbers that
+# no real subscriber has, so the list is safe to keep in every profile.
+MAGIC_NUMBERS: tuple[tuple[str, str, str | None, float | None, str], ...] = (
+    ("+15005550000", "delivered", None, 0.0, "delivered at once"),
+    ("+15005550001", "refused", "21211", None, "refused at submission: invalid 'To' number (Twilio 21211)"),
+    ("+15005550002", "refused", "21612", None, "refused at submission: cannot route to this number (Twilio 21612)"),
+    ("+15005550003", "refused", "21408", None, "refused at submission: no permission for the region (Twilio 21408)"),
+    ("+15005550004", "refused", "21610", None, "refused at submission: the recipient unsubscribed (Twilio 21610)"),
+    ("+15005550006", "delivered", None, None, "a valid number: delivered after the profile's receipt delay (Twilio)"),
+    ("+15005550009", "refused", "21614", None, "refused at submission: not a mobile number (Twilio 21614)"),
+    ("+15005550010", "failed", "UNDELIV", None, "fails with UNDELIV"),
+    ("+15005550011", "failed", "EXPIRED", None, "fails with EXPIRED"),
+    ("+15005550012", "failed", "MK:0005", None, "fails with MK:0005 (out of service)"),
+    ("+15005550013", "failed", "REJECTD", None, "fails with REJECTD"),
+    ("+15005550020", "missing", None, None, "no receipt ever: RECEIPT_TIMEOUT after 72 h"),
+    ("+15005550030", "delivered", None, 3600.0, "delivered one hour after submission"),
+    ("+15005550031", "delivered", None, 73 * 3600.0, "delivered after 73 hours: a late receipt, after RECEIPT_TIMEOUT"),
+)
+
+
+def default_number_rules() -> list[NumberRule]:
+    return [NumberRule(outcome=o, number=n, code=c, delay=d, note=note) for n, o, c, d, note in MAGIC_NUMBERS]
+
+
 class Profile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     seed: int = 42
     outcomes: Outcomes = msgspec.field(default_factory=Outcomes)
@@ -59,21 +113,81 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     reorder: bool = False
     part_policy: Literal["all", "first", "last"] = "all"
     throughput_limit: Positive | None = None
+    submit_latency: Union[FixedDelay, UniformDelay, LognormalDelay, NonNegative] = 0.0
+    outages: list[Outage] = msgspec.field(default_factory=list)
+    number_rules: list[NumberRule] = msgspec.field(default_factory=default_number_rules)
 
 
 class ProfileError(ValueError):
     """A profile that does not validate; the message names the field."""
 
 
+_E164_PREFIX = re.compile(r"^\+[0-9]{1,15}$")
+
+
+def outage_time(value: float | str, anchor: float) -> float:
+    """An outage bound as epoch seconds: a number counts from ``anchor``; a string is RFC 3339."""
+    if isinstance(value, str):
+        return _parse_time(value)
+    return anchor + float(value)
+
+
+def _parse_time(text: str) -> float:
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
 def validate(profile: Profile) -> Profile:
     if sum((profile.outcomes.delivered, profile.outcomes.failed, profile.outcomes.missing)) <= 0:
         raise ProfileError("outcomes: at least one weight must be above 0")
-    if profile.outcomes.failed > 0 and sum(profile.failure_codes.values()) <= 0:
+    has_codes = sum(profile.failure_codes.values()) > 0
+    if profile.outcomes.failed > 0 and not has_codes:
         raise ProfileError("failure_codes: a profile that fails messages needs a code with a weight above 0")
-    delay = profile.receipt_delay
-    if isinstance(delay, UniformDelay) and delay.high < delay.low:
-        raise ProfileError("receipt_delay.high: must not be below receipt_delay.low")
+    for name in ("receipt_delay", "submit_latency"):
+        delay = getattr(profile, name)
+        if isinstance(delay, UniformDelay) and delay.high < delay.low:
+            raise ProfileError(f"{name}.high: must not be below {name}.low")
+    for i, outage in enumerate(profile.outages):
+        for bound in ("start", "end"):
+            value = getattr(outage, bound)
+            if isinstance(value, str):
+                try:
+                    _parse_time(value)
+                except ValueError:
+                    raise ProfileError(f"outages[{i}].{bound}: seconds or an RFC 3339 time, got {value!r}") from None
+            elif value != value or value in (float("inf"), float("-inf")):
+                raise ProfileError(f"outages[{i}].{bound}: must be a finite number of seconds")
+        if type(outage.start) is type(outage.end) and outage_time(outage.end, 0.0) <= outage_time(outage.start, 0.0):
+            raise ProfileError(f"outages[{i}].end: must be after outages[{i}].start")
+    for i, rule in enumerate(profile.number_rules):
+        if (rule.number is None) == (rule.prefix is None):
+            raise ProfileError(f"number_rules[{i}]: give exactly one of \"number\" or \"prefix\"")
+        field = "number" if rule.number is not None else "prefix"
+        if not _E164_PREFIX.match(getattr(rule, field)):
+            raise ProfileError(f"number_rules[{i}].{field}: an E.164 number or prefix: + and digits, like +15005550006")
+        if rule.outcome == "failed" and rule.code is None and not has_codes:
+            raise ProfileError(f"number_rules[{i}].code: required when failure_codes has no weight above 0")
     return profile
+
+
+def _toml_times(value: object) -> object:
+    """TOML has native datetimes; the profile keeps times as RFC 3339 strings."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat() + "T00:00:00Z"
+    if isinstance(value, dict):
+        return {k: _toml_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_toml_times(v) for v in value]
+    return value
 
 
 def from_builtins(data: object) -> Profile:
@@ -97,15 +211,21 @@ def to_builtins(profile: Profile) -> dict:
 
 
 def merge(profile: Profile, patch: dict) -> Profile:
-    """A partial update: nested objects merge key by key, except ``receipt_delay`` whose kind
-    may change (then the new object replaces the old)."""
+    """A partial update: nested objects merge key by key, except ``receipt_delay`` and
+    ``submit_latency`` whose kind may change (then the new object replaces the old); lists
+    (``outages``, ``number_rules``) are replaced as a whole."""
     if not isinstance(patch, dict):
         raise ProfileError("body: expected a JSON object")
     base = to_builtins(profile)
     for key, value in patch.items():
         if key in ("outcomes", "moderation") and isinstance(value, dict) and isinstance(base.get(key), dict):
             base[key] = {**base[key], **value}
-        elif key == "receipt_delay" and isinstance(value, dict) and value.get("kind", base[key]["kind"]) == base[key]["kind"]:
+        elif (
+            key in ("receipt_delay", "submit_latency")
+            and isinstance(value, dict)
+            and isinstance(base.get(key), dict)
+            and value.get("kind", base[key]["kind"]) == base[key]["kind"]
+        ):
             base[key] = {**base[key], **value}
         else:
             base[key] = value
@@ -119,7 +239,7 @@ def load_file(path: str | Path) -> Profile:
     if p.suffix.lower() == ".json":
         return from_json(data)
     try:
-        return from_builtins(tomllib.loads(data.decode()))
+        return from_builtins(_toml_times(tomllib.loads(data.decode())))
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{p.name}: not valid TOML ({exc})") from None
 

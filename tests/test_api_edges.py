@@ -204,3 +204,17 @@ async def test_pushed_receipts_duplicates_and_unknown_ids(api):
     assert status == 401
     status, body = await api.call("POST", "/api/v1/platforms/sim/receipts", json={"receipts": [{"platform_id": "x", "status": "maybe"}]})
     assert status == 400
+
+
+async def test_reset_endpoint_forgets_planned_receipts(api):
+    await api.profile(outcomes={"delivered": 1, "failed": 0, "missing": 0}, receipt_delay={"kind": "fixed", "seconds": 60},
+                      moderation={"review_seconds": 0})
+    aud = await api.audience(["+8613800138000"])
+    task = await api.task(aud["id"])
+    await api.advance(1)
+    assert len((await api.get(f"/api/v1/simulator/ground-truth?task_id={task['id']}"))["items"]) == 1
+    body = await api.post("/api/v1/simulator/reset", expect=200)
+    assert body["reset"] is True and body["profile"]["receipt_delay"]["seconds"] == 60
+    assert (await api.get(f"/api/v1/simulator/ground-truth?task_id={task['id']}"))["items"] == []
+    await api.advance(120)
+    assert (await api.get(f"/api/v1/tasks/{task['id']}"))["pending"] == 1

@@ -23,7 +23,7 @@ from gateway.domain import numbers as N
 from gateway.domain import results as R
 from gateway.domain.content import render
 from gateway.domain.segments import signed_text
-from gateway.platform import PlatformError, SubmitItem, SubmitResult
+from gateway.platform import PlatformError, SubmitItem, SubmitResult, Throttled
 from gateway.plugins import call_async
 
 from .receipts import apply_receipts
@@ -31,7 +31,6 @@ from .receipts import apply_receipts
 log = logging.getLogger(__name__)
 
 KIND_NAMES = {1: N.EMPTY, 2: N.INVALID, 3: N.DUPLICATE}
-MAX_RETRY_SECONDS = 30.0  # real seconds a platform may stay unreachable before the task fails
 
 
 class TaskFailure(Exception):
@@ -39,13 +38,15 @@ class TaskFailure(Exception):
 
 
 class Dispatcher:
-    def __init__(self, database, clock, platforms: dict, pm, config, metrics, on_batch_committed=None):
+    def __init__(self, database, clock, platforms: dict, pm, config, metrics):
         self.db = database
         self.clock = clock
         self.platforms = platforms
         self.pm = pm
         self.config = config
         self.metrics = metrics
+        self.backing_off: set[int] = set()  # tasks whose dispatcher waits to retry a submission
+        self._clock_moved = asyncio.Event()
 
     async def run(self, task_id: int) -> None:
         row = await self.db.fetchone(
@@ -125,10 +126,23 @@ class Dispatcher:
             batch = [SubmitItem(key=f"{task_id}-{mid}", task_id=task_id, number=num, text=text, parts=parts) for mid, num, parts in rows]
             results = await self._submit_with_retry(platform, batch)
             refused_total += await self._record_acks(task_id, platform.name, rows, results)
+            if len(rows) < self.config.dispatch_batch:
+                # a short page was the last: every queued row of the task is now pending or
+                # deleted (only this dispatcher queues rows for this task), no need to read again
+                return refused_total
 
     async def _submit_with_retry(self, platform, batch: list[SubmitItem]) -> list[SubmitResult]:
+        """Submit one batch until the platform takes it.
+
+        Throttling is retried for as long as it lasts (the carrier is up, only slower). Errors
+        are retried with backoff until the platform has been unreachable for
+        ``submit_give_up_seconds`` of service time; then the task fails. Service time, not real
+        time: a submit outage on a virtual clock ends when the clock is advanced past it, and
+        while this dispatcher waits it is marked ``backing_off`` so that ``advance`` does not
+        wait for it (it could not finish before the clock moves)."""
+        task_id = batch[0].task_id
         delay = 0.05
-        waited = 0.0
+        first_failure: float | None = None
         while True:
             try:
                 results = await platform.submit(batch)
@@ -137,20 +151,35 @@ class Dispatcher:
             except PlatformError as exc:
                 if not exc.retryable:
                     raise TaskFailure(f"the platform refused the submission: {exc}") from None
-                is_throttle = type(exc).__name__ == "Throttled"
-                self.metrics.submit_retries.labels(platform.name, "throttled" if is_throttle else "error").inc()
-                if not is_throttle and waited >= MAX_RETRY_SECONDS:
-                    raise TaskFailure(f"the platform was unreachable: {exc}") from None
+                throttled = isinstance(exc, Throttled)
+                self.metrics.submit_retries.labels(platform.name, "throttled" if throttled else "error").inc()
+                error: Exception = exc
                 pause = exc.retry_after if exc.retry_after is not None else delay
-                await asyncio.sleep(pause)
-                waited += pause
-                delay = min(delay * 2, 2.0)
             except (OSError, asyncio.TimeoutError) as exc:
-                if waited >= MAX_RETRY_SECONDS:
-                    raise TaskFailure(f"the platform was unreachable: {exc}") from None
-                await asyncio.sleep(delay)
-                waited += delay
+                self.metrics.submit_retries.labels(platform.name, "error").inc()
+                throttled, error, pause = False, exc, delay
+            if not throttled:
+                now = self.clock.now()
+                first_failure = now if first_failure is None else first_failure
+                if now - first_failure >= self.config.submit_give_up_seconds:
+                    raise TaskFailure(f"the platform was unreachable: {error}") from None
                 delay = min(delay * 2, 2.0)
+            if throttled:  # throttling clears in real time: advance waits for it
+                await asyncio.sleep(pause)
+                continue
+            self.backing_off.add(task_id)
+            try:
+                await asyncio.wait_for(self._clock_moved.wait(), pause)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self.backing_off.discard(task_id)
+
+    def clock_moved(self) -> None:
+        """The virtual clock jumped: retry now, the platform's outage may be over."""
+        self.backing_off.clear()
+        self._clock_moved.set()
+        self._clock_moved = asyncio.Event()
 
     async def _record_acks(self, task_id: int, platform_name: str, rows, results: list[SubmitResult]) -> int:
         by_key = {r.key: r for r in results}
@@ -178,7 +207,9 @@ class Dispatcher:
             # receipts that overtook this acknowledgement were kept aside as unmatched: apply them now
             ids = [a[0] for a in accepted]
             early: list[tuple[int, str, Any]] = []
-            for start in range(0, len(ids), 900):
+            # one probe of the partial index first: usually nothing is waiting at all
+            waiting = await self.db.one(conn, "SELECT EXISTS(SELECT 1 FROM unmatched_receipts WHERE matched=0)")
+            for start in range(0, len(ids) if waiting and waiting[0] else 0, 900):
                 chunk = ids[start : start + 900]
                 early += await self.db.all(
                     conn,

@@ -89,6 +89,7 @@ class Engine:
                 upcoming = await self._next_event_after(self.clock.now())
                 t = target if upcoming is None else min(upcoming, target)
                 self.clock.set(t)
+                self.dispatcher.clock_moved()
                 await self._settle(t)
                 if self.clock.now() >= target:
                     break
@@ -104,13 +105,15 @@ class Engine:
 
     async def _settle(self, now: float) -> None:
         """Step, let the sends it started finish, and step again until nothing is left to do."""
-        for _ in range(1000):
+        for _ in range(100_000):
             await self._step(now)
-            running = [t for t in self._dispatches.values() if not t.done()]
+            backing_off = self.dispatcher.backing_off
+            running = [t for tid, t in self._dispatches.items() if not t.done() and tid not in backing_off]
             if not running:
                 await self._step(now)
                 return
-            await asyncio.gather(*running, return_exceptions=True)
+            # a send that starts backing off (its platform is down until later) stops being waited for
+            await asyncio.wait(running, timeout=0.01)
 
     async def _next_event_after(self, now: float) -> float | None:
         timeout = self.config.receipt_timeout

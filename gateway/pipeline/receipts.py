@@ -21,8 +21,6 @@ from gateway.platform import Receipt
 
 log = logging.getLogger(__name__)
 
-_SELECT_CHUNK = 900
-
 
 class _Message:
     __slots__ = ("id", "task_id", "parts", "result", "submitted_at", "receipt_at", "delivered", "failed", "reasons", "late", "dirty")
@@ -56,12 +54,13 @@ async def apply_receipts(conn, items: list[tuple[str, Receipt]], timeout: float,
     tally = Tally()
     ids = list({r.platform_id for _, r in items})
     messages: dict[str, _Message] = {}
-    for start in range(0, len(ids), _SELECT_CHUNK):
-        chunk = ids[start : start + _SELECT_CHUNK]
+    if ids:
+        # one statement for the whole batch (the ids travel as one JSON array), not one per
+        # 900-id chunk: each statement is several round trips to aiosqlite's thread
         async with conn.execute(
             "SELECT id, task_id, parts, result, submitted_at, receipt_at, delivered_mask, failed_mask, reasons, late, platform_id"
-            f" FROM messages WHERE platform_id IN ({','.join('?' * len(chunk))})",
-            chunk,
+            " FROM messages WHERE platform_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
         ) as cur:
             for row in await cur.fetchall():
                 messages[row[10]] = _Message(row[:10])

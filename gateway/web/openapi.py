@@ -71,6 +71,7 @@ def openapi_document() -> dict:
             "put": _op("Replace the profile", body="Profile", tag="simulator"),
             "patch": _op("Change some fields of the profile", tag="simulator"),
         },
+        "/api/v1/simulator/reset": {"post": _op("Reset the carrier's state (keeps the profile)", tag="simulator")},
         "/api/v1/simulator/presets": {"get": _op("Shipped profiles", tag="simulator")},
         "/api/v1/simulator/presets/{name}": {"post": _op("Activate a preset", errors=(401, 404), tag="simulator")},
         "/api/v1/simulator/ground-truth": {"get": _op("What the carrier decided, per message and part", params=("task_id", *page), errors=(400, 401, 404), tag="simulator")},

@@ -70,6 +70,15 @@ async def patch_profile(request: web.Request) -> web.Response:
     return json_response(profiles.to_builtins(new))
 
 
+@routes.post("/api/v1/simulator/reset")
+async def reset_carrier(request: web.Request) -> web.Response:
+    """Forget what the carrier accepted and planned (its receipts will not come); keep the profile.
+    The gateway's own records stay: numbers still pending end as RECEIPT_TIMEOUT."""
+    carrier = _carrier(request)
+    await carrier.reset()
+    return json_response({"reset": True, "profile": profiles.to_builtins(carrier.profile)})
+
+
 @routes.get("/api/v1/simulator/presets")
 async def list_presets(request: web.Request) -> web.Response:
     items = [
