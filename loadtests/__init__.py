@@ -1,0 +1,1 @@
+"""Load tests (locust) and benchmarks (``python -m loadtests.bench``) for smslab. See README.md."""

@@ -1,0 +1,520 @@
+"""Benchmarks with a same-run baseline. One command each:
+
+    python -m loadtests.bench pipeline [--numbers 1000000]
+    python -m loadtests.bench ingest   [--receipts 500000 --batch 1000 --concurrency 8]
+    python -m loadtests.bench webhooks [--seconds 10 --connections 64 --tool wrk|aiohttp]
+    python -m loadtests.bench api      [--tasks 100000 --messages 5000000 --requests 500]
+
+Each starts its own server process(es) on 127.0.0.1 with a fresh SQLite file in a temporary
+folder (``--workdir`` to keep it), prints the figure, the baseline measured in the same run and
+the ratio. ``--spy FILE`` records the smslab server with py-spy (raw collapsed stacks) for
+profiling. Every load loop is bounded by a count and a time limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import msgspec
+
+from . import harness as H
+
+HERE = Path(__file__).resolve().parent
+
+
+def numbers(n: int) -> list[str]:
+    return [f"+8613{i:09d}" for i in range(n)]
+
+
+@contextlib.contextmanager
+def workdir(arg: str | None):
+    if arg:
+        Path(arg).mkdir(parents=True, exist_ok=True)
+        yield Path(arg)
+    else:
+        d = tempfile.mkdtemp(prefix="smslab-bench-")
+        try:
+            yield Path(d)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def fmt(x: float, unit: str = "") -> str:
+    if x >= 100:
+        s = f"{x:,.0f}"
+    elif x >= 1:
+        s = f"{x:.2f}"
+    else:
+        s = f"{x:.3f}"
+    return f"{s}{unit}"
+
+
+# -- pipeline ---------------------------------------------------------------------------------
+def sqlite_floor(path: Path, n: int) -> tuple[float, float]:
+    """Raw sqlite3 executemany into the service's own messages table (same schema, indexes and
+    pragmas): INSERT n rows in one transaction, then UPDATE the same n rows in one transaction."""
+    H.init_db(str(path))
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA cache_size=-65536")
+    nums = numbers(n)
+    t0 = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT INTO messages(id, task_id, number, parts, result) VALUES (?,1,?,1,3)", zip(range(1, n + 1), nums))
+    conn.execute("COMMIT")
+    t1 = time.perf_counter()
+    now = time.time()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("UPDATE messages SET result=1, platform_id=?, receipt_at=? WHERE id=?",
+                     ((f"sim-1-{i}", now, i) for i in range(1, n + 1)))
+    conn.execute("COMMIT")
+    t2 = time.perf_counter()
+    conn.close()
+    return t1 - t0, t2 - t1
+
+
+async def _upload_csv(session: aiohttp.ClientSession, base: str, n: int) -> int:
+    async def body():
+        yield b"phone\n"
+        chunk = 50_000
+        for start in range(0, n, chunk):
+            yield "".join(f"+8613{i:09d}\n" for i in range(start, min(n, start + chunk))).encode()
+
+    async with session.post(f"{base}/api/v1/audiences?name=bench-{n}", data=body(), headers={"Content-Type": "text/csv"}) as r:
+        data = await r.json()
+        if r.status != 201:
+            raise RuntimeError(f"audience upload: {r.status} {data}")
+        return data["id"]
+
+
+async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float) -> dict:
+    headers = {"Authorization": f"Bearer {proc.token}"}
+    async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=None)) as s:
+        async with s.post(f"{proc.base}/api/v1/simulator/presets/perfect") as r:
+            assert r.status == 200, await r.text()
+        t = time.perf_counter()
+        audience = await _upload_csv(s, proc.base, n)
+        upload = time.perf_counter() - t
+        task = {"name": f"bench pipeline {n}", "platform": "sim", "sms_type": "marketing", "signature": "Shop",
+                "content": {"text": "Spring sale: 20% off everything this weekend"}, "audience_id": audience,
+                "send_type": "immediate", "sub_activities": []}
+        proc.spy_start()
+        t0 = time.perf_counter()
+        async with s.post(f"{proc.base}/api/v1/tasks", json=task) as r:
+            created = await r.json()
+            assert r.status == 201, created
+        timeline = []
+        while True:
+            async with s.get(f"{proc.base}/api/v1/tasks/{created['id']}") as r:
+                row = await r.json()
+            elapsed = time.perf_counter() - t0
+            timeline.append((round(elapsed, 3), row["sent"], row["succeeded"] + row["failed"]))
+            if row["status"] in ("completed", "failed", "rejected"):
+                break
+            if elapsed > timeout:
+                raise RuntimeError(f"the task did not complete within {timeout:.0f} s: {row['status']}, {row['sent']} sent")
+            await asyncio.sleep(poll)
+        proc.spy_stop()
+        return {"upload": upload, "elapsed": elapsed, "row": row, "timeline": timeline}
+
+
+def bench_pipeline(args) -> dict:
+    with workdir(args.workdir) as wd:
+        ins, upd = sqlite_floor(wd / "floor.db", args.numbers)
+        floor = ins + upd
+        db = str(wd / "pipeline.db")
+        with H.smslab_server(db, profile="perfect", spy=args.spy) as proc:
+            pid = proc.pid
+            run = asyncio.run(_pipeline_run(proc, args.numbers, args.timeout, args.poll))
+            rss = H.peak_rss_mb(pid)
+    row = run["row"]
+    if row["status"] != "completed" or row["succeeded"] != args.numbers:
+        raise SystemExit(f"pipeline: unexpected end state {row['status']} sent={row['sent']} succeeded={row['succeeded']}")
+    rate = args.numbers / run["elapsed"]
+    floor_rate = args.numbers / floor
+    if args.timeline:
+        Path(args.timeline).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.timeline, "w") as f:
+            f.write("seconds,sent,receipts_committed\n")
+            f.writelines(f"{t},{a},{b}\n" for t, a, b in run["timeline"])
+    rows = [
+        ("numbers", f"{args.numbers:,}", f"{args.numbers:,}", ""),
+        ("send → completed (s)", fmt(run["elapsed"]), fmt(floor) + " (insert " + fmt(ins) + " + update " + fmt(upd) + ")",
+         f"{run['elapsed'] / floor:.2f}× the floor"),
+        ("numbers/s", fmt(rate), fmt(floor_rate), f"{rate / floor_rate:.2f}"),
+        ("peak RSS of the server (MB)", fmt(rss or float("nan")), "", ""),
+        ("audience upload (s, not timed above)", fmt(run["upload"]), "", ""),
+    ]
+    print(H.table("pipeline: one task through the in-process carrier, perfect profile", rows))
+    return {"rate": rate, "floor_rate": floor_rate, "elapsed": run["elapsed"], "floor": floor, "rss_mb": rss}
+
+
+# -- ingest -----------------------------------------------------------------------------------
+def receipt_bodies(task_id: int, first: int, count: int, batch: int, at: float) -> list[bytes]:
+    enc = msgspec.json.Encoder()
+    out = []
+    for start in range(0, count, batch):
+        out.append(enc.encode({"receipts": [
+            {"platform_id": f"sim-{task_id}-{first + i}", "status": "delivered" if i % 10 else "failed", "at": at,
+             **({} if i % 10 else {"code": "UNDELIV", "message": "the message could not be delivered"})}
+            for i in range(start, min(count, start + batch))
+        ]}))
+    return out
+
+
+async def post_all(base: str, token: str | None, bodies: list[bytes], concurrency: int, timeout: float) -> tuple[float, int, int, list]:
+    """POST every body with ``concurrency`` requests in flight; returns (seconds, ok, failed, timeline)."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    url = f"{base}/api/v1/platforms/sim/receipts"
+    queue = list(reversed(bodies))
+    ok = bad = 0
+    done_receipts = 0
+    timeline: list[tuple[float, int]] = []
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as s:
+        t0 = time.perf_counter()
+        deadline = t0 + timeout
+
+        async def worker():
+            nonlocal ok, bad, done_receipts
+            while queue and time.perf_counter() < deadline:
+                body = queue.pop()
+                async with s.post(url, data=body, headers=headers) as r:
+                    data = await r.read()
+                    if r.status == 200:
+                        ok += 1
+                        done_receipts += msgspec.json.decode(data)["accepted"]
+                    else:
+                        bad += 1
+                        if bad <= 3:
+                            print(f"  {r.status}: {data[:200]!r}", file=sys.stderr)
+
+        async def sampler():
+            while True:
+                timeline.append((round(time.perf_counter() - t0, 3), done_receipts))
+                await asyncio.sleep(0.1)
+
+        sam = asyncio.create_task(sampler())
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+        sam.cancel()
+        timeline.append((round(elapsed, 3), done_receipts))
+    return elapsed, ok, bad, timeline
+
+
+def bench_ingest(args) -> dict:
+    n = args.receipts
+    with workdir(args.workdir) as wd:
+        db = str(wd / "ingest.db")
+        H.init_db(db)
+        task_id, first = H.seed_pending_task(db, n)
+        bodies = receipt_bodies(task_id, first, n, args.batch, time.time())
+        with H.bare_server() as bare:
+            b_elapsed, b_ok, b_bad, _ = asyncio.run(post_all(bare.base, None, bodies, args.concurrency, args.timeout))
+        with H.smslab_server(db, spy=args.spy) as proc:
+            proc.spy_start()
+            s_elapsed, s_ok, s_bad, timeline = asyncio.run(post_all(proc.base, proc.token, bodies, args.concurrency, args.timeout))
+            rss = H.peak_rss_mb(proc.pid)
+        status, sent, succeeded, failed = H.task_counts(db, task_id)
+    if s_bad or b_bad or s_ok != len(bodies):
+        raise SystemExit(f"ingest: {s_bad} smslab / {b_bad} bare requests failed, {s_ok}/{len(bodies)} answered")
+    if succeeded + failed != n:
+        raise SystemExit(f"ingest: only {succeeded + failed} of {n} receipts are committed")
+    rate, b_rate = n / s_elapsed, n / b_elapsed
+    if args.timeline:
+        Path(args.timeline).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.timeline, "w") as f:
+            f.write("seconds,receipts_committed\n")
+            f.writelines(f"{t},{c}\n" for t, c in timeline)
+    rows = [
+        ("receipts", f"{n:,} in {len(bodies)} POSTs of {args.batch}", "same bodies", ""),
+        ("seconds", fmt(s_elapsed), fmt(b_elapsed), ""),
+        ("receipts/s committed (baseline: decoded)", fmt(rate), fmt(b_rate), f"{rate / b_rate:.2f}"),
+        ("end state", f"{status}: {succeeded:,} succeeded + {failed:,} failed", "", ""),
+        ("peak RSS of the server (MB)", fmt(rss or float("nan")), "", ""),
+    ]
+    print(H.table(f"ingest: batched receipts over HTTP, {args.concurrency} requests in flight (aiohttp client)", rows))
+    return {"rate": rate, "bare_rate": b_rate}
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+WRK_SCRIPT = HERE / "webhook.lua"
+_WRK_RPS = __import__("re").compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_NON2XX = __import__("re").compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_WRK_ERR = __import__("re").compile(r"Socket errors:.*")
+
+
+def run_wrk(base: str, token: str, task_id: int, first: int, count: int, seconds: int, connections: int) -> tuple[float, int, str]:
+    env = {**os.environ, "SMSLAB_TOKEN": token, "SMSLAB_TASK": str(task_id), "SMSLAB_FIRST": str(first),
+           "SMSLAB_COUNT": str(count), "SMSLAB_AT": f"{time.time():.3f}"}
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency", "-s", str(WRK_SCRIPT),
+            f"{base}/api/v1/platforms/sim/receipts"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(_WRK_RPS.search(out).group(1))
+    m = _WRK_NON2XX.search(out)
+    errs = int(m.group(1)) if m else 0
+    return rps, errs, out
+
+
+async def _aiohttp_singles(base: str, token: str, task_id: int, first: int, count: int, seconds: float, connections: int) -> tuple[float, int]:
+    at = time.time()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    url = f"{base}/api/v1/platforms/sim/receipts"
+    sent = bad = 0
+    conn = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=conn) as s:
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+
+        async def worker():
+            nonlocal sent, bad
+            while time.perf_counter() < deadline and sent < count:
+                i = sent
+                sent += 1
+                body = b'{"receipts":[{"platform_id":"sim-%d-%d","status":"delivered","at":%.3f}]}' % (task_id, first + i, at)
+                async with s.post(url, data=body, headers=headers) as r:
+                    await r.read()
+                    bad += r.status != 200
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        return sent / (time.perf_counter() - t0), bad
+
+
+def bench_webhooks(args) -> dict:
+    tool = args.tool or ("wrk" if shutil.which("wrk") else "aiohttp")
+    count = args.messages
+    with workdir(args.workdir) as wd:
+        db = str(wd / "webhooks.db")
+        H.init_db(db)
+        task_id, first = H.seed_pending_task(db, count)
+
+        def load(base: str, token: str) -> tuple[float, int]:
+            if tool == "wrk":
+                rps, errs, out = run_wrk(base, token, task_id, first, count, args.seconds, args.connections)
+                if args.verbose:
+                    print(out)
+                return rps, errs
+            return asyncio.run(_aiohttp_singles(base, token, task_id, first, count, args.seconds, args.connections))
+
+        with H.bare_server() as bare:
+            b_rps, b_err = load(bare.base, "none")
+        with H.smslab_server(db, spy=args.spy) as proc:
+            proc.spy_start()
+            s_rps, s_err = load(proc.base, proc.token)
+        status, sent, succeeded, failed = H.task_counts(db, task_id)
+    if s_err or b_err:
+        raise SystemExit(f"webhooks: {s_err} smslab / {b_err} bare requests answered non-2xx")
+    rows = [
+        ("load generator", f"{tool}, 1 thread, {args.connections} connections, {args.seconds} s", "same", ""),
+        ("single-receipt POSTs/s (baseline: decoded)", fmt(s_rps), fmt(b_rps), f"{s_rps / b_rps:.2f}"),
+        ("receipts committed", f"{succeeded + failed:,} of {count:,} seeded", "", ""),
+    ]
+    print(H.table("webhooks: one receipt per POST, acknowledged after commit", rows))
+    return {"rate": s_rps, "bare_rate": b_rps}
+
+
+# -- api --------------------------------------------------------------------------------------
+def seed_api(path: str, tasks: int, messages: int) -> int:
+    """``tasks`` completed tasks and ``messages`` message rows; task 1 holds a fifth of the rows
+    (the big task whose numbers are paged), the rest are spread over the others."""
+    from gateway.storage import schema
+
+    H.init_db(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-262144")
+    now = time.time()
+    big = messages // 5 if tasks > 1 else messages
+    rest = messages - big
+    per = rest // max(1, tasks - 1)
+    extra = rest - per * max(1, tasks - 1)
+    sizes = [big] + [per + (1 if i < extra else 0) for i in range(tasks - 1)]
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO audiences(workspace_id, name, source, size, ready, created_at) VALUES (1, 'bench', 'upload', 1, 1, ?)", (now,))
+    rows = []
+    for i, size in enumerate(sizes):
+        s = int(size * 0.9)
+        f = int(size * 0.07)
+        rows.append(H.task_row(f"bench task {i + 1}", "completed", size, s, f, now))
+    conn.executemany(f"INSERT INTO tasks({H.TASK_COLUMNS}) VALUES ({','.join('?' * 25)})", rows)
+    conn.execute("COMMIT")
+    indexes = [line.strip().rstrip(";") for line in schema.MIGRATIONS[0].splitlines() if line.strip().startswith("CREATE INDEX messages_")]
+    for name in ("messages_task_result", "messages_platform_id"):
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+    reason = json.dumps([["UNDELIV", "the message could not be delivered"]])
+
+    def gen():
+        mid = 0
+        for t, size in enumerate(sizes, start=1):
+            for j in range(size):
+                mid += 1
+                r = j % 100
+                res = 1 if r < 90 else 2 if r < 97 else 0
+                yield (mid, t, f"+8613{mid:09d}", 1, res, f"sim-{t}-{mid}", now, now if res else None, reason if res == 2 else None)
+
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO messages(id, task_id, number, parts, result, platform_id, submitted_at, receipt_at, reasons)"
+                     " VALUES (?,?,?,?,?,?,?,?,?)", gen())
+    conn.execute("COMMIT")
+    for stmt in indexes:
+        conn.execute(stmt)
+    conn.execute("ANALYZE")
+    conn.close()
+    return big
+
+
+def _pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+async def _latencies(base: str, token: str | None, paths: list[str]) -> list[float]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    out = []
+    async with aiohttp.ClientSession(headers=headers) as s:
+        for path in paths[:20]:  # warm-up
+            async with s.get(base + path) as r:
+                await r.read()
+        for path in paths:
+            t = time.perf_counter()
+            async with s.get(base + path) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"GET {path}: {r.status}")
+            out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def _sqlite_latencies(path: str, queries: list[tuple[str, tuple]]) -> list[float]:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA cache_size=-65536")
+    out = []
+    for sql, params in queries[:20]:
+        conn.execute(sql, params).fetchall()
+    for sql, params in queries:
+        t = time.perf_counter()
+        conn.execute(sql, params).fetchall()
+        out.append((time.perf_counter() - t) * 1000)
+    conn.close()
+    return out
+
+
+def bench_api(args) -> dict:
+    from gateway import paging
+    from gateway.tasks import _ROW_COLUMNS
+
+    rnd = random.Random(7)
+    n = args.requests
+    with workdir(args.workdir) as wd:
+        db = str(wd / "api.db")
+        if not (args.workdir and Path(db).exists()):
+            t = time.perf_counter()
+            big = seed_api(db, args.tasks, args.messages)
+            print(f"seeded {args.tasks:,} tasks and {args.messages:,} message rows in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        else:
+            big = sqlite3.connect(db).execute("SELECT sent FROM tasks WHERE id=1").fetchone()[0]
+        T = args.tasks
+        cursors = [rnd.randint(2, T + 1) for _ in range(n)]
+        details = [rnd.randint(1, T) for _ in range(n)]
+        msg_cursors = [rnd.randint(0, max(0, big - 60)) for _ in range(n)]
+        small = [rnd.randint(2, T) if T > 1 else 1 for _ in range(n)]
+        endpoints = {
+            "task list (50 rows, random page)": (
+                [f"/api/v1/tasks?limit=50&cursor={paging.encode(c)}" for c in cursors],
+                [(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE workspace_id=? AND id < ? ORDER BY id DESC LIMIT ?", (1, c, 51)) for c in cursors]),
+            "task list, first page": (
+                ["/api/v1/tasks?limit=50"] * n,
+                [(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE workspace_id=? ORDER BY id DESC LIMIT ?", (1, 51))] * n),
+            "task detail": (
+                [f"/api/v1/tasks/{d}" for d in details],
+                [(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE id=? AND workspace_id=?", (d, 1)) for d in details]),
+            f"numbers page (50 rows, task of {big:,})": (
+                [f"/api/v1/tasks/1/messages?limit=50&cursor={paging.encode(c)}" for c in msg_cursors],
+                [("SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=? AND result IN (?,?,?)"
+                  " AND id > ? ORDER BY id LIMIT ?", (1, 0, 1, 2, c, 51)) for c in msg_cursors]),
+            f"numbers page ?result=failed (task of {big:,})": (
+                [f"/api/v1/tasks/1/messages?limit=50&result=failed&cursor={paging.encode(c)}" for c in msg_cursors],
+                [("SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=? AND result IN (?)"
+                  " AND id > ? ORDER BY id LIMIT ?", (1, 2, c, 51)) for c in msg_cursors]),
+            "numbers page (small task)": (
+                [f"/api/v1/tasks/{t}/messages?limit=50" for t in small],
+                [("SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=? AND result IN (?,?,?)"
+                  " AND id > ? ORDER BY id LIMIT ?", (t, 0, 1, 2, -1, 51)) for t in small]),
+        }
+        results = {}
+        with H.bare_server() as bare:
+            bare_lat = asyncio.run(_latencies(bare.base, None, ["/ping"] * n))
+        with H.smslab_server(db, spy=args.spy) as proc:
+            proc.spy_start()
+            for name, (paths, _) in endpoints.items():
+                results[name] = asyncio.run(_latencies(proc.base, proc.token, paths))
+        sql_lat = {name: _sqlite_latencies(db, queries) for name, (_, queries) in endpoints.items()}
+    rows = [("bare aiohttp GET /ping p50 / p99 (ms)", "", f"{_pct(bare_lat, 50):.2f} / {_pct(bare_lat, 99):.2f}", "")]
+    out = {}
+    for name, lat in results.items():
+        p50, p99 = _pct(lat, 50), _pct(lat, 99)
+        q50, q99 = _pct(sql_lat[name], 50), _pct(sql_lat[name], 99)
+        floor99 = q99 + _pct(bare_lat, 99)
+        rows.append((f"{name} p50 / p99 (ms)", f"{p50:.2f} / {p99:.2f}", f"sqlite3 {q50:.2f} / {q99:.2f}",
+                     f"p99 {p99 / floor99:.1f}× (sqlite3 + bare)"))
+        out[name] = (p50, p99)
+    print(H.table(f"api: {args.tasks:,} tasks, {args.messages:,} message rows, {n} sequential requests per endpoint", rows))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="bench", required=True)
+
+    def common(sp):
+        sp.add_argument("--workdir", default=None, help="keep the databases here (default: a temporary folder)")
+        sp.add_argument("--spy", default=None, help="record the smslab server with py-spy into this file (raw format)")
+        sp.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds of load")
+
+    sp = sub.add_parser("pipeline")
+    common(sp)
+    sp.add_argument("--numbers", type=int, default=1_000_000)
+    sp.add_argument("--poll", type=float, default=0.25)
+    sp.add_argument("--timeline", default=None, help="write seconds,sent,receipts_committed CSV here")
+    sp = sub.add_parser("ingest")
+    common(sp)
+    sp.add_argument("--receipts", type=int, default=500_000)
+    sp.add_argument("--batch", type=int, default=1000)
+    sp.add_argument("--concurrency", type=int, default=8)
+    sp.add_argument("--timeline", default=None)
+    sp = sub.add_parser("webhooks")
+    common(sp)
+    sp.add_argument("--seconds", type=int, default=10)
+    sp.add_argument("--connections", type=int, default=64)
+    sp.add_argument("--messages", type=int, default=300_000, help="pending messages seeded (receipts beyond are duplicates)")
+    sp.add_argument("--tool", choices=["wrk", "aiohttp"], default=None)
+    sp.add_argument("--verbose", action="store_true")
+    sp = sub.add_parser("api")
+    common(sp)
+    sp.add_argument("--tasks", type=int, default=100_000)
+    sp.add_argument("--messages", type=int, default=5_000_000)
+    sp.add_argument("--requests", type=int, default=500)
+    args = p.parse_args(argv)
+    fn = {"pipeline": bench_pipeline, "ingest": bench_ingest, "webhooks": bench_webhooks, "api": bench_api}[args.bench]
+    fn(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
