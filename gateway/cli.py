@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .scaffold import add_plugin_commands
 
     add_plugin_commands(sub)
+
+    from simulator.server import add_carrier_command
+
+    add_carrier_command(sub)
     return parser
 
 

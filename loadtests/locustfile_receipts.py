@@ -25,9 +25,10 @@ import logging
 import time
 import uuid
 
+from locust import FastHttpUser, constant, events, task  # first: locust monkey-patches ssl and sockets with gevent
+
 import gevent
 import requests
-from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 from locust_common import auth_headers

@@ -160,7 +160,7 @@ async def test_system_endpoints(api, service):
     doc = await (await service.get("/api/openapi.json")).json()
     assert doc["openapi"].startswith("3.") and "/api/v1/tasks" in doc["paths"] and "TaskCreate" in doc["components"]["schemas"]
     platforms = await api.get("/api/v1/platforms")
-    assert [p["name"] for p in platforms["items"]] == ["sim"]
+    assert "sim" in [p["name"] for p in platforms["items"]]
     aud = await api.audience(["+8613800138000"])
     await api.task(aud["id"])
     await api.advance(60)

@@ -342,6 +342,7 @@ def test_full_journey(service, browser):
     assert lock_tip.inner_text().strip()
     assert locked.get_attribute("title") == lock_tip.inner_text()
     _shot(page, "03-list-edit-locked-1280", full_page=False)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280, "the task list must fit 1280 px"
 
     # -- filters and search
     page.get_by_test_id("filter-status").select_option("rejected")
@@ -354,6 +355,17 @@ def test_full_journey(service, browser):
     page.get_by_test_id("filter-q").fill("")
     page.get_by_test_id("filter-search").click()
     expect(page.get_by_test_id("task-row")).to_have_count(3)
+
+    # -- edit the rejected task (PATCH): it goes back to moderation with the new text
+    _row(page, "Lucky draw").get_by_test_id("action-edit").click()
+    expect(page.get_by_test_id("task-form-name")).to_have_value("Lucky draw")
+    expect(page.get_by_test_id("task-form-text")).to_have_value("You won the lottery, reply YES")
+    page.get_by_test_id("task-form-text").fill("You won a prize, reply YES")
+    page.get_by_test_id("task-form-submit").click()
+    expect(page.get_by_test_id("detail-text")).to_have_text("You won a prize, reply YES", timeout=WAIT_MS)
+    expect(page.get_by_test_id("task-status")).to_have_attribute("data-status", "moderating")
+    _goto_list(page)
+    promo = _row(page, "Spring promo")
 
     # -- details of the completed task
     promo.get_by_test_id("action-view").click()
@@ -415,6 +427,16 @@ def test_full_journey(service, browser):
 
 def test_narrow_screen(service, browser):
     """At 390 px the list becomes cards and nothing overflows horizontally."""
+    status, body = service.api("GET", "/tasks?limit=1")
+    if status == 200 and not body["items"]:  # run on its own: make something to show
+        status, aud = service.api("POST", "/audiences", {"name": "Narrow crowd", "numbers": VALID_NUMBERS[:3]})
+        assert status == 201, aud
+        status, task = service.api("POST", "/tasks", {
+            "name": "Narrow task", "platform": "sim", "sms_type": "marketing", "signature": "smslab",
+            "content": {"text": "Hello"}, "audience_id": aud["id"], "send_type": "immediate",
+            "sub_activities": [{"id": "A1", "name": "One"}, {"id": "A2", "name": "Two"}],
+        })
+        assert status == 201, task
     page = _new_page(browser, 390, 844)
     _sign_in(page, service)
     expect(page.get_by_test_id("task-row").first).to_be_visible()
@@ -426,6 +448,7 @@ def test_narrow_screen(service, browser):
     expect(page.get_by_test_id("detail-name")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     _shot(page, "08-details-390")
+    _shot(page, "08b-details-390-top", full_page=False)
     page.get_by_test_id("nav-new-task").click()
     expect(page.get_by_test_id("task-form")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -434,5 +457,100 @@ def test_narrow_screen(service, browser):
     expect(page.get_by_test_id("profile-json")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     _shot(page, "10-testbed-390")
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+def test_csv_template_live_progress_and_delete(service, browser):
+    """CSV upload, a template task, the details page refreshing itself while sending, delete."""
+    status, body = service.api("PUT", "/simulator/profile", {
+        "seed": 3,
+        "outcomes": {"delivered": 1, "failed": 0, "missing": 0},
+        "receipt_delay": {"kind": "fixed", "seconds": 600},
+        "moderation": {"banned_words": [], "review_seconds": 30},
+    })
+    assert status == 200, body
+
+    page = _new_page(browser, 1280)
+    _sign_in(page, service)
+    page.get_by_test_id("nav-audiences").click()
+    page.get_by_test_id("audience-name").fill("CSV crowd")
+    page.get_by_test_id("audience-source-csv").check()
+    csv = "phone,first_name\n" + "\n".join(f"+86139000000{i:02d},n{i}" for i in range(1, 6)) + "\n"
+    page.get_by_test_id("audience-file").set_input_files(
+        files=[{"name": "crowd.csv", "mimeType": "text/csv", "buffer": csv.encode()}]
+    )
+    page.get_by_test_id("audience-submit").click()
+    expect(page.get_by_test_id("audience-created")).to_contain_text("created with 5 number")
+
+    # a digital SMS from a template with parameters
+    page.get_by_test_id("nav-new-task").click()
+    page.get_by_test_id("task-form-name").fill("Login code")
+    page.get_by_test_id("task-form-sms-type").select_option("digital")
+    page.get_by_test_id("task-form-signature").fill("smslab")
+    page.get_by_test_id("task-form-mode-template").check()
+    page.get_by_test_id("task-form-topic").fill("Verification code")
+    page.get_by_test_id("task-form-template-body").fill("Your code is ${code}")
+    page.get_by_test_id("task-form-template-params").fill('{"code": "4711"}')
+    option = page.get_by_test_id("task-form-audience").locator("option").filter(has_text=re.compile(r"^CSV crowd \("))
+    audience_id = option.first.get_attribute("value")
+    page.get_by_test_id("task-form-audience").select_option(audience_id)
+    page.get_by_test_id("task-form-sub-activities").fill("S1:Sign-in")
+    page.get_by_test_id("task-form-submit").click()
+    expect(page.get_by_test_id("detail-topic")).to_have_text("Verification code", timeout=WAIT_MS)
+    page.get_by_test_id("preview-toggle").click()
+    expect(page.get_by_test_id("preview-text")).to_contain_text("Your code is 4711")
+
+    # moderation passes; receipts take 10 minutes: the page refreshes itself every 2 s while sending
+    status, body = service.api("POST", "/clock/advance", {"seconds": 60})
+    assert status == 200, body
+    expect(page.get_by_test_id("task-status")).to_have_attribute("data-status", "sending", timeout=WAIT_MS)
+    expect(page.get_by_test_id("auto-refresh")).to_be_visible()
+    expect(page.get_by_test_id("count-pending")).to_contain_text("5")
+    expect(page.get_by_test_id("progress-bar")).to_have_attribute("aria-valuenow", "0")
+    expect(page.get_by_test_id("preview-panel")).to_be_visible()  # stays open across auto-refreshes
+    _shot(page, "11-details-sending-1280")
+    status, body = service.api("POST", "/clock/advance", {"seconds": 700})
+    assert status == 200, body
+    expect(page.get_by_test_id("task-status")).to_have_attribute("data-status", "completed", timeout=WAIT_MS)
+    expect(page.get_by_test_id("progress-bar")).to_have_attribute("aria-valuenow", "100")
+    expect(page.get_by_test_id("count-succeeded")).to_contain_text("5")
+
+    # a task scheduled an hour ahead can be edited and deleted
+    page.get_by_test_id("nav-new-task").click()
+    page.get_by_test_id("task-form-name").fill("Far ahead")
+    page.get_by_test_id("task-form-text").fill("Later")
+    page.get_by_test_id("task-form-audience").select_option(audience_id)
+    page.get_by_test_id("task-form-send-scheduled").check()
+    page.get_by_test_id("task-form-send-in-60").click()
+    page.get_by_test_id("task-form-submit").click()
+    expect(page.get_by_test_id("detail-send-time")).to_contain_text("scheduled", timeout=WAIT_MS)
+    _goto_list(page)
+    far = _row(page, "Far ahead")
+    expect(far.get_by_test_id("action-edit")).to_be_enabled()
+    expect(far.get_by_test_id("action-delete")).to_be_enabled()
+    page.once("dialog", lambda d: d.accept())
+    far.get_by_test_id("action-delete").click()
+    expect(_row(page, "Far ahead")).to_have_count(0, timeout=WAIT_MS)
+
+    # paging: 20 rows a page, Next and Prev
+    for i in range(20):
+        status, body = service.api("POST", "/tasks", {
+            "name": f"Bulk {i:02d}", "platform": "sim", "sms_type": "notification", "signature": "",
+            "content": {"text": f"bulk {i}"}, "audience_id": int(audience_id), "send_type": "immediate",
+            "sub_activities": [],
+        })
+        assert status == 201, body
+    page.get_by_test_id("tasks-refresh").click()
+    expect(page.get_by_test_id("task-row")).to_have_count(20)
+    first_page = page.get_by_test_id("task-name").all_inner_texts()
+    page.get_by_test_id("tasks-next").click()
+    expect(page.get_by_test_id("tasks-page")).to_have_text("Page 2")
+    second_page = page.get_by_test_id("task-name").all_inner_texts()
+    assert second_page and not set(first_page) & set(second_page)
+    assert len(first_page) + len(second_page) == 24
+    page.get_by_test_id("tasks-prev").click()
+    expect(page.get_by_test_id("tasks-page")).to_have_text("Page 1")
+    expect(page.get_by_test_id("task-row")).to_have_count(20)
     assert page.errors == [], page.errors
     page.context.close()

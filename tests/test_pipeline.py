@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from gateway.config import Config
 from gateway.domain import results as R
-from gateway.metrics import Metrics
-from gateway.pipeline.dispatcher import Dispatcher
+from gateway.pipeline.dispatcher import _record_acks
 from gateway.pipeline.receipts import apply_receipts
 from gateway.platform import Receipt, SubmitResult
-from gateway.plugins import build_plugin_manager
 from gateway.storage.db import Database
 
 
@@ -30,21 +30,21 @@ async def test_receipt_before_acknowledgement_is_applied_at_ack(tmp_path):
         await db.execute("INSERT INTO messages(id, task_id, number, parts, result) VALUES (10, 1, '+8613800138000', 2, 3)")
         # both parts' receipts overtake the acknowledgement
         early = [("sim", Receipt(platform_id="P10", status="delivered", at=5.0, part=p)) for p in (0, 1)]
-        async with db.transaction() as conn:
-            tally = await apply_receipts(conn, early, config.receipt_timeout)
-            await conn.executemany(
+        def record(conn):
+            tally = apply_receipts(conn, early, config.receipt_timeout)
+            conn.executemany(
                 "INSERT INTO unmatched_receipts(platform, platform_id, part, status, at, received_at) VALUES (?,?,?,?,?,?)",
                 [(p, r.platform_id, r.part, r.status, r.at, 5.0) for p, r in tally.unmatched],
             )
+            return tally
+
+        tally = await db.write(record)
         assert len(tally.unmatched) == 2
 
-        class Clock:
-            def now(self):
-                return 4.0
-
-        dispatcher = Dispatcher(db, Clock(), {}, build_plugin_manager(load_entrypoints=False), config, Metrics())
-        refused = await dispatcher._record_acks(1, "sim", [(10, "+8613800138000", 2)], [SubmitResult("1-10", "P10")])
-        assert refused == 0
+        skipped = Counter()
+        await db.write(_record_acks, 1, "sim", [(10, "+8613800138000", 2)], [SubmitResult("1-10", "P10")], 4.0,
+                       config.receipt_timeout, skipped)
+        assert skipped == Counter()
         row = await db.fetchone("SELECT result, delivered_mask FROM messages WHERE id=10")
         assert row == (R.SUCCEEDED, 0b11)
         task = await db.fetchone("SELECT sent, succeeded, failed, segments FROM tasks WHERE id=1")
@@ -71,8 +71,7 @@ async def test_out_of_order_duplicate_and_late_receipts_fold_idempotently(tmp_pa
             ("sim", Receipt("B", "delivered", 10.0 + 72 * 3600, part=None)),  # after the deadline
             ("other", Receipt("B", "delivered", 1.0)),  # right id, wrong platform
         ]
-        async with db.transaction() as conn:
-            tally = await apply_receipts(conn, batch, 72 * 3600)
+        tally = await db.write(apply_receipts, batch, 72 * 3600)
         assert len(tally.unmatched) == 1
         a = await db.fetchone("SELECT result, reasons FROM messages WHERE id=1")
         b = await db.fetchone("SELECT result, reasons, late FROM messages WHERE id=2")
@@ -81,8 +80,7 @@ async def test_out_of_order_duplicate_and_late_receipts_fold_idempotently(tmp_pa
         task = await db.fetchone("SELECT sent, succeeded, failed, duplicate_receipts, late_receipts FROM tasks WHERE id=1")
         assert task == (2, 0, 2, 1, 1)
         # the same batch again changes no result and no count but the duplicate/late tallies
-        async with db.transaction() as conn:
-            await apply_receipts(conn, batch[:4], 72 * 3600)
+        await db.write(apply_receipts, batch[:4], 72 * 3600)
         task = await db.fetchone("SELECT sent, succeeded, failed FROM tasks WHERE id=1")
         assert task == (2, 0, 2)
     finally:

@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections import Counter
-from typing import Any
 
 from gateway.domain import numbers as N
 from gateway.domain import results as R
 from gateway.domain.content import render
 from gateway.domain.segments import signed_text
-from gateway.platform import PlatformError, SubmitItem, SubmitResult, Throttled
+from gateway.platform import PlatformError, Receipt, SubmitItem, SubmitResult, Throttled
 from gateway.plugins import call_async
 
 from .receipts import apply_receipts
@@ -75,12 +75,11 @@ class Dispatcher:
         limit = platform.max_recipients()
         batch_size = self.config.dispatch_batch
 
-        await self._resubmit_queued(task_id, platform, text)
+        queued = await self.db.fetchall("SELECT id, number, parts FROM messages WHERE task_id=? AND result=3 ORDER BY id", (task_id,))
+        for start in range(0, len(queued), batch_size):  # what a crash left between record and acknowledgement
+            await self._submit_rows(task_id, platform, text, queued[start : start + batch_size], skipped)
         while True:
-            members = await self.db.fetchall(
-                "SELECT seq, e164, kind FROM audience_members WHERE audience_id=? AND seq>? ORDER BY seq LIMIT ?",
-                (audience_id, cursor, batch_size),
-            )
+            members = await self.db.read(_read_members, audience_id, cursor, batch_size)
             if not members:
                 break
             candidates: list[str] = []
@@ -99,37 +98,18 @@ class Dispatcher:
                             skipped[str(reason)] += 1
             cursor = members[-1][0]
             accepted += len(candidates)
-            async with self.db.transaction() as conn:
-                await conn.executemany(
-                    "INSERT INTO messages(task_id, number, parts, result) VALUES (?,?,?,3)",
-                    [(task_id, n, parts) for n in candidates],
-                )
-                await conn.execute(
-                    "UPDATE tasks SET cursor=?, accepted=?, skipped=? WHERE id=?",
-                    (cursor, accepted, json.dumps(dict(skipped)), task_id),
-                )
-            skipped_refused = await self._resubmit_queued(task_id, platform, text)
-            if skipped_refused:
-                skipped["refused"] += skipped_refused
+            rows = await self.db.write(_queue_batch, task_id, parts, candidates, cursor, accepted, json.dumps(dict(skipped)))
+            if rows:
+                await self._submit_rows(task_id, platform, text, rows, skipped)
         await self._finish(task_id)
 
-    async def _resubmit_queued(self, task_id: int, platform, text: str) -> int:
-        """Submit every ``queued`` row of the task; returns how many numbers were refused."""
-        refused_total = 0
-        while True:
-            rows = await self.db.fetchall(
-                "SELECT id, number, parts FROM messages WHERE task_id=? AND result=3 ORDER BY id LIMIT ?",
-                (task_id, self.config.dispatch_batch),
-            )
-            if not rows:
-                return refused_total
-            batch = [SubmitItem(key=f"{task_id}-{mid}", task_id=task_id, number=num, text=text, parts=parts) for mid, num, parts in rows]
-            results = await self._submit_with_retry(platform, batch)
-            refused_total += await self._record_acks(task_id, platform.name, rows, results)
-            if len(rows) < self.config.dispatch_batch:
-                # a short page was the last: every queued row of the task is now pending or
-                # deleted (only this dispatcher queues rows for this task), no need to read again
-                return refused_total
+    async def _submit_rows(self, task_id: int, platform, text: str, rows: list[tuple], skipped: Counter) -> None:
+        """Submit recorded (queued) rows and record the acknowledgement in one transaction."""
+        batch = [SubmitItem(key=f"{task_id}-{mid}", task_id=task_id, number=num, text=text, parts=n) for mid, num, n in rows]
+        results = await self._submit_with_retry(platform, batch)
+        await self.db.write(
+            _record_acks, task_id, platform.name, rows, results, self.clock.now(), self.config.receipt_timeout, skipped
+        )
 
     async def _submit_with_retry(self, platform, batch: list[SubmitItem]) -> list[SubmitResult]:
         """Submit one batch until the platform takes it.
@@ -181,50 +161,6 @@ class Dispatcher:
         self._clock_moved.set()
         self._clock_moved = asyncio.Event()
 
-    async def _record_acks(self, task_id: int, platform_name: str, rows, results: list[SubmitResult]) -> int:
-        by_key = {r.key: r for r in results}
-        now = self.clock.now()
-        accepted, refused = [], []
-        parts_sent = 0
-        for mid, _num, parts in rows:
-            result = by_key.get(f"{task_id}-{mid}")
-            if result is None or result.platform_id is None:
-                refused.append(mid)
-            else:
-                accepted.append((result.platform_id, now, mid))
-                parts_sent += parts
-        async with self.db.transaction() as conn:
-            await conn.executemany("UPDATE messages SET result=0, platform_id=?, submitted_at=? WHERE id=?", accepted)
-            if refused:
-                await conn.executemany("DELETE FROM messages WHERE id=?", [(m,) for m in refused])
-                row = await self.db.one(conn, "SELECT skipped FROM tasks WHERE id=?", (task_id,))
-                skipped = Counter(json.loads(row[0]))
-                skipped["refused"] += len(refused)
-                await conn.execute("UPDATE tasks SET skipped=? WHERE id=?", (json.dumps(dict(skipped)), task_id))
-            await conn.execute(
-                "UPDATE tasks SET sent=sent+?, segments=segments+? WHERE id=?", (len(accepted), parts_sent, task_id)
-            )
-            # receipts that overtook this acknowledgement were kept aside as unmatched: apply them now
-            ids = [a[0] for a in accepted]
-            early: list[tuple[int, str, Any]] = []
-            # one probe of the partial index first: usually nothing is waiting at all
-            waiting = await self.db.one(conn, "SELECT EXISTS(SELECT 1 FROM unmatched_receipts WHERE matched=0)")
-            for start in range(0, len(ids) if waiting and waiting[0] else 0, 900):
-                chunk = ids[start : start + 900]
-                early += await self.db.all(
-                    conn,
-                    "SELECT id, platform_id, part, status, code, message, at FROM unmatched_receipts"
-                    f" WHERE matched=0 AND platform=? AND platform_id IN ({','.join('?' * len(chunk))}) ORDER BY id",
-                    [platform_name, *chunk],
-                )
-            if early:
-                from gateway.platform import Receipt
-
-                items = [(platform_name, Receipt(platform_id=e[1], part=e[2], status=e[3], code=e[4], message=e[5], at=e[6])) for e in early]
-                await apply_receipts(conn, items, self.config.receipt_timeout)
-                await conn.executemany("UPDATE unmatched_receipts SET matched=1 WHERE id=?", [(e[0],) for e in early])
-        return len(refused)
-
     async def _finish(self, task_id: int) -> None:
         now = self.clock.now()
         row = await self.db.fetchone("SELECT sent, skipped FROM tasks WHERE id=?", (task_id,))
@@ -238,3 +174,58 @@ class Dispatcher:
             "UPDATE tasks SET dispatch_done_at=?, details_expire_at=? WHERE id=?",
             (now, now + self.config.retention, task_id),
         )
+
+
+# -- transactions, each run whole on the database thread ----------------------------------------
+def _read_members(conn: sqlite3.Connection, audience_id: int, cursor: int, limit: int) -> list[tuple]:
+    return conn.execute(
+        "SELECT seq, e164, kind FROM audience_members WHERE audience_id=? AND seq>? ORDER BY seq LIMIT ?",
+        (audience_id, cursor, limit),
+    ).fetchall()
+
+
+def _queue_batch(conn: sqlite3.Connection, task_id: int, parts: int, numbers: list[str], cursor: int, accepted: int,
+                 skipped_json: str) -> list[tuple]:
+    """Record a batch as queued rows and move the task's cursor past it, atomically. Ids are
+    given here (under the write lock) so the rows need not be read back."""
+    first = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM messages").fetchone()[0]
+    rows = [(first + i, n, parts) for i, n in enumerate(numbers)]
+    conn.executemany("INSERT INTO messages(id, task_id, number, parts, result) VALUES (?,?,?,?,3)",
+                     [(mid, task_id, n, p) for mid, n, p in rows])
+    conn.execute("UPDATE tasks SET cursor=?, accepted=?, skipped=? WHERE id=?", (cursor, accepted, skipped_json, task_id))
+    return rows
+
+
+def _record_acks(conn: sqlite3.Connection, task_id: int, platform_name: str, rows: list[tuple], results: list[SubmitResult],
+                 now: float, timeout: float, skipped: Counter) -> None:
+    """Acknowledged rows become pending and count as sent; refused ones are dropped and counted as
+    skipped ``refused``; receipts that overtook the acknowledgement are applied now."""
+    by_key = {r.key: r for r in results}
+    accepted, refused = [], []
+    parts_sent = 0
+    for mid, _num, parts in rows:
+        result = by_key.get(f"{task_id}-{mid}")
+        if result is None or result.platform_id is None:
+            refused.append((mid,))
+        else:
+            accepted.append((result.platform_id, now, mid))
+            parts_sent += parts
+    conn.executemany("UPDATE messages SET result=0, platform_id=?, submitted_at=? WHERE id=?", accepted)
+    if refused:
+        conn.executemany("DELETE FROM messages WHERE id=?", refused)
+        skipped["refused"] += len(refused)
+        conn.execute("UPDATE tasks SET skipped=? WHERE id=?", (json.dumps(dict(skipped)), task_id))
+    conn.execute("UPDATE tasks SET sent=sent+?, segments=segments+? WHERE id=?", (len(accepted), parts_sent, task_id))
+    # receipts that overtook this acknowledgement were kept aside as unmatched; one probe of the
+    # partial index first, since usually nothing is waiting at all
+    if not accepted or not conn.execute("SELECT EXISTS(SELECT 1 FROM unmatched_receipts WHERE matched=0)").fetchone()[0]:
+        return
+    early = conn.execute(
+        "SELECT id, platform_id, part, status, code, message, at FROM unmatched_receipts"
+        " WHERE matched=0 AND platform=? AND platform_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        (platform_name, json.dumps([a[0] for a in accepted])),
+    ).fetchall()
+    if early:
+        items = [(platform_name, Receipt(platform_id=e[1], part=e[2], status=e[3], code=e[4], message=e[5], at=e[6])) for e in early]
+        apply_receipts(conn, items, timeout)
+        conn.executemany("UPDATE unmatched_receipts SET matched=1 WHERE id=?", [(e[0],) for e in early])

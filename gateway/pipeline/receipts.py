@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import defaultdict
+import sqlite3
+from collections import defaultdict, deque
 from typing import Any, Awaitable, Callable
 
 from gateway.domain import results as R
@@ -49,45 +50,59 @@ class Tally:
         return set(self.succeeded) | set(self.failed) | set(self.late) | set(self.duplicate)
 
 
-async def apply_receipts(conn, items: list[tuple[str, Receipt]], timeout: float, task_platforms: dict[int, str] | None = None) -> Tally:
-    """Fold receipts into message rows and task counters inside the caller's transaction."""
+def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float) -> Tally:
+    """Fold receipts into message rows and task counters inside the caller's transaction.
+
+    Runs on the database thread (see ``Database.write``): one SELECT for the whole batch, the
+    folding in Python, one executemany UPDATE, one counter UPDATE per task."""
     tally = Tally()
     ids = list({r.platform_id for _, r in items})
     messages: dict[str, _Message] = {}
     if ids:
-        # one statement for the whole batch (the ids travel as one JSON array), not one per
-        # 900-id chunk: each statement is several round trips to aiosqlite's thread
-        async with conn.execute(
+        rows = conn.execute(
             "SELECT id, task_id, parts, result, submitted_at, receipt_at, delivered_mask, failed_mask, reasons, late, platform_id"
             " FROM messages WHERE platform_id IN (SELECT value FROM json_each(?))",
             (json.dumps(ids),),
-        ) as cur:
-            for row in await cur.fetchall():
-                messages[row[10]] = _Message(row[:10])
-    if messages and task_platforms is None:
+        ).fetchall()
+        for row in rows:
+            messages[row[10]] = _Message(row[:10])
+    task_platforms: dict[int, str] = {}
+    if messages:
         task_ids = list({m.task_id for m in messages.values()})
-        async with conn.execute(f"SELECT id, platform FROM tasks WHERE id IN ({','.join('?' * len(task_ids))})", task_ids) as cur:
-            task_platforms = dict(await cur.fetchall())
+        task_platforms = dict(
+            conn.execute("SELECT id, platform FROM tasks WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(task_ids),)).fetchall()
+        )
 
     for platform, receipt in items:
         msg = messages.get(receipt.platform_id)
-        if msg is None or msg.result == R.QUEUED or (task_platforms or {}).get(msg.task_id) != platform:
+        if msg is None or msg.result == R.QUEUED or task_platforms.get(msg.task_id) != platform:
             tally.unmatched.append((platform, receipt))
             continue
         _fold(msg, receipt, timeout, tally)
 
     dirty = [m for m in messages.values() if m.dirty]
     if dirty:
-        await conn.executemany(
+        conn.executemany(
             "UPDATE messages SET result=?, receipt_at=?, delivered_mask=?, failed_mask=?, reasons=?, late=? WHERE id=?",
             [(m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late, m.id) for m in dirty],
         )
     for task_id in tally.tasks:
-        await conn.execute(
+        conn.execute(
             "UPDATE tasks SET succeeded=succeeded+?, failed=failed+?, late_receipts=late_receipts+?,"
             " duplicate_receipts=duplicate_receipts+? WHERE id=?",
             (tally.succeeded.get(task_id, 0), tally.failed.get(task_id, 0), tally.late.get(task_id, 0),
              tally.duplicate.get(task_id, 0), task_id),
+        )
+    return tally
+
+
+def _commit_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float, now: float) -> Tally:
+    tally = apply_receipts(conn, items, timeout)
+    if tally.unmatched:
+        conn.executemany(
+            "INSERT INTO unmatched_receipts(platform, platform_id, part, status, code, message, at, received_at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            [(p, r.platform_id, r.part, r.status, r.code, r.message, r.at, now) for p, r in tally.unmatched],
         )
     return tally
 
@@ -138,7 +153,7 @@ class ReceiptSink:
         self.clock = clock
         self.config = config
         self.on_committed = on_committed
-        self._queue: list[tuple[str, list[Receipt], asyncio.Future]] = []
+        self._queue: deque[tuple[str, list[Receipt], asyncio.Future]] = deque()
         self._queued = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -175,7 +190,7 @@ class ReceiptSink:
             self._wake.clear()
             batch, count = [], 0
             while self._queue and count < self.config.receipt_flush_max:
-                entry = self._queue.pop(0)
+                entry = self._queue.popleft()
                 batch.append(entry)
                 count += len(entry[1])
             self._queued -= count
@@ -198,19 +213,12 @@ class ReceiptSink:
                     fut.set_result(None)
             await self.on_committed(by_platform, tally)
 
-    async def _flush(self, batch) -> None:
+    async def _flush(self, batch):
         items = [(platform, r) for platform, receipts, _ in batch for r in receipts]
         now = self.clock.now()
-        async with self.db.transaction() as conn:
-            tally = await apply_receipts(conn, items, self.config.receipt_timeout)
-            if tally.unmatched:
-                await conn.executemany(
-                    "INSERT INTO unmatched_receipts(platform, platform_id, part, status, code, message, at, received_at)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
-                    [(p, r.platform_id, r.part, r.status, r.code, r.message, r.at, now) for p, r in tally.unmatched],
-                )
+        tally = await self.db.write(_commit_receipts, items, self.config.receipt_timeout, now)
         by_platform: dict[str, list[Receipt]] = defaultdict(list)
         for platform, receipt in items:
             by_platform[platform].append(receipt)
-        tally.lags = [max(0.0, now - r.at) for _, r in items]
+        tally.lags = [now - r.at for _, r in items]
         return by_platform, tally

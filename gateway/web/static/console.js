@@ -40,6 +40,7 @@ const state = {
   timers: new Set(),
   list: { status: '', platform: '', q: '', cursors: [null], page: 0 },
   messages: { taskId: null, result: '', cursors: [null], page: 0 },
+  previewOpen: false,
 };
 
 // ---------------------------------------------------------------- small helpers
@@ -234,7 +235,7 @@ function onUnauthorized(err) {
   renderSignIn(`The token was refused: ${err.message}`);
 }
 
-function renderSignIn(message) {
+function renderSignIn(message, kind = 'error') {
   clearTimers();
   state.renderSeq += 1;
   $('#nav').hidden = true;
@@ -269,7 +270,9 @@ function renderSignIn(message) {
   h('p', {}, 'Open the URL that ', h('code', {}, 'smslab serve'), ' prints (it ends in ',
     h('code', {}, '#token=…'), '), or paste a token created with ',
     h('code', {}, 'smslab token create --workspace NAME'), '.'),
-  message ? h('div', { class: 'alert alert-error', role: 'alert', testid: 'signin-error' }, message) : null,
+  message ? h('div', {
+    class: `alert alert-${kind}`, role: kind === 'error' ? 'alert' : 'status', testid: kind === 'error' ? 'signin-error' : 'signin-note',
+  }, message) : null,
   h('label', { for: 'token-input' }, 'Token'),
   input,
   h('div', { class: 'form-actions' }, h('button', { class: 'btn btn-primary', type: 'submit', testid: 'signin-submit' }, 'Sign in')));
@@ -428,7 +431,15 @@ async function viewTaskList(view, seq) {
 
   const body = h('div', { testid: 'task-list-body' }, h('p', { class: 'muted' }, 'Loading tasks…'));
   view.replaceChildren(header, filters, body);
+  await loadTaskPage(body, seq);
+}
 
+const ACTIVE = new Set(['moderating', 'scheduled', 'sending']);
+const LIST_POLL_MS = 5000;
+
+/** Fetch and draw one page of tasks; while some task is still moving, redraw it every few seconds. */
+async function loadTaskPage(body, seq) {
+  const L = state.list;
   let page;
   try {
     page = await api('GET', `/tasks${qs({
@@ -460,6 +471,16 @@ async function viewTaskList(view, seq) {
       onNext: () => { L.cursors[L.page + 1] = page.next_cursor; L.page += 1; route(); },
     }),
     note);
+
+  if (items.some((t) => ACTIVE.has(t.status))) {
+    const poll = () => {
+      if (seq !== state.renderSeq) return;
+      // Do not pull rows from under the pointer (a tooltip may be open) or while a dialog is up.
+      if (body.matches(':hover') || document.hidden) { later(poll, LIST_POLL_MS); return; }
+      loadTaskPage(body, seq);
+    };
+    later(poll, LIST_POLL_MS);
+  }
 }
 
 function taskRow(t) {
@@ -495,6 +516,7 @@ function taskRow(t) {
 async function viewTaskDetails(view, seq, id) {
   if (state.messages.taskId !== id) {
     state.messages = { taskId: id, result: '', cursors: [null], page: 0 };
+    state.previewOpen = false;
   }
   let task;
   try {
@@ -527,7 +549,13 @@ async function viewTaskDetails(view, seq, id) {
       h('strong', {}, `${STATUS_LABELS[task.status]}: `), task.status_reason)
     : null;
 
-  view.replaceChildren(...[head, reason, contentCard(task), countsCard(task), messagesCard(task), generateCard(task)].filter(Boolean));
+  // Build the page off-screen and swap it in once the numbers are loaded, so the 2-second
+  // auto-refresh does not flicker.
+  const gen = generateCard(task);
+  const msgs = messagesCard(task, gen);
+  await msgs.ready;
+  if (seq !== state.renderSeq) return;
+  view.replaceChildren(...[head, reason, contentCard(task), countsCard(task), msgs.card, gen].filter(Boolean));
 
   if (task.status === 'sending' || task.status === 'moderating') {
     later(() => { if (seq === state.renderSeq) refreshDetailsInPlace(view, seq, id); }, POLL_MS);
@@ -544,6 +572,7 @@ async function refreshDetailsInPlace(view, seq, id) {
     return;
   }
   const y = window.scrollY;
+  refreshClock();
   await viewTaskDetails(view, seq, id);
   window.scrollTo(0, y);
 }
@@ -567,9 +596,11 @@ function contentCard(task) {
   rows.push(['Sub-activities', h('span', { testid: 'detail-sub-activities' },
     (task.sub_activities || []).length ? task.sub_activities.map((s) => `${s.id}: ${s.name}`).join(', ') : '—')]);
   rows.push(['Created', fmtTime(task.created_at)]);
+  if (task.started_at) rows.push(['Sending started', h('span', { testid: 'detail-started' }, fmtTime(task.started_at))]);
+  if (task.completed_at) rows.push(['Finished', h('span', { testid: 'detail-completed' }, fmtTime(task.completed_at))]);
 
   const preview = task.preview || null;
-  const previewPanel = h('div', { class: 'preview', id: 'preview-panel', testid: 'preview-panel', hidden: true },
+  const previewPanel = h('div', { class: 'preview', id: 'preview-panel', testid: 'preview-panel', hidden: !state.previewOpen },
     preview ? [
       h('div', { class: 'phone' }, h('div', { class: 'bubble', testid: 'preview-text' }, preview.text)),
       h('dl', { class: 'kv compact' },
@@ -578,13 +609,14 @@ function contentCard(task) {
         h('dt', {}, 'Parts per number'), h('dd', { testid: 'preview-parts' }, fmtNum(preview.parts))),
     ] : h('p', { class: 'muted' }, 'No preview available.'));
   const previewBtn = h('button', {
-    type: 'button', class: 'btn', testid: 'preview-toggle', 'aria-expanded': 'false', 'aria-controls': 'preview-panel',
+    type: 'button', class: 'btn', testid: 'preview-toggle', 'aria-expanded': String(state.previewOpen), 'aria-controls': 'preview-panel',
     onclick: () => {
       previewPanel.hidden = !previewPanel.hidden;
+      state.previewOpen = !previewPanel.hidden;
       previewBtn.setAttribute('aria-expanded', String(!previewPanel.hidden));
       previewBtn.textContent = previewPanel.hidden ? 'Preview' : 'Hide preview';
     },
-  }, 'Preview');
+  }, state.previewOpen ? 'Hide preview' : 'Preview');
 
   return h('section', { class: 'card', testid: 'detail-content' },
     h('div', { class: 'card-head' }, h('h2', {}, 'Content'), previewBtn),
@@ -622,7 +654,9 @@ function countsCard(task) {
 
   return h('section', { class: 'card', testid: 'detail-counts' },
     h('div', { class: 'card-head' }, h('h2', {}, 'Sending status'),
-      h('span', { class: 'muted' }, `Details kept until ${fmtTime(task.details_expire_at)}`)),
+      h('span', { class: 'muted', testid: 'detail-expire-at' }, task.details_expire_at
+        ? `Per-number details ${task.details_expired ? 'expired' : 'kept until'} ${fmtTime(task.details_expire_at)}`
+        : 'Not sent yet')),
     h('div', { class: 'stats' },
       stat('Audience size', task.audience_size, 'count-audience-size'),
       stat('Sent', task.sent, 'count-sent'),
@@ -639,7 +673,7 @@ function countsCard(task) {
         extra.length ? h('p', { class: 'muted', testid: 'detail-receipt-notes' }, extra.join(' · ')) : null)));
 }
 
-function messagesCard(task) {
+function messagesCard(task, gen) {
   const M = state.messages;
   const sel = h('select', { id: 'messages-result', testid: 'messages-result', class: 'input' },
     h('option', { value: '' }, 'All results'),
@@ -647,17 +681,17 @@ function messagesCard(task) {
   const body = h('div', { testid: 'messages-body' }, h('p', { class: 'muted' }, 'Loading numbers…'));
   sel.addEventListener('change', () => {
     M.result = sel.value; M.cursors = [null]; M.page = 0;
-    loadMessages(task, body);
+    loadMessages(task, body, gen);
   });
   const card = h('section', { class: 'card', testid: 'detail-messages' },
     h('div', { class: 'card-head' }, h('h2', {}, 'Numbers'),
       h('label', { class: 'field-inline' }, h('span', {}, 'Result'), sel)),
     body);
-  loadMessages(task, body);
-  return card;
+  const ready = loadMessages(task, body, gen);
+  return { card, ready };
 }
 
-async function loadMessages(task, body) {
+async function loadMessages(task, body, gen) {
   const M = state.messages;
   const seq = state.renderSeq;
   let page;
@@ -667,8 +701,7 @@ async function loadMessages(task, body) {
     if (seq !== state.renderSeq) return;
     if (e.status === 410 || e.code === 'details_expired') {
       body.replaceChildren(expiredBox(e));
-      const gen = document.querySelector('[data-testid="generate-form"]');
-      if (gen) gen.replaceChildren(h('h2', {}, 'Generate audience'), expiredBox(e, 'generate-expired'));
+      gen.replaceChildren(h('h2', {}, 'Generate audience'), expiredBox(e, 'generate-expired'));
     } else {
       body.replaceChildren(errorBox(e, 'messages-error'));
     }
@@ -682,18 +715,18 @@ async function loadMessages(task, body) {
       td('Number', h('span', { class: 'mono', testid: 'message-number' }, m.number_masked)),
       td('Receipt time', h('span', { testid: 'message-receipt-at' }, fmtTime(m.receipt_at))),
       td('Result', h('span', { class: `result result-${m.result}`, testid: 'message-result' }, RESULT_LABELS[m.result] || m.result)),
-      td('Failure reasons', (m.failure_reasons || []).length
-        ? h('ul', { class: 'reasons', testid: 'message-reasons' },
-          m.failure_reasons.map((r) => h('li', { testid: 'failure-reason' }, h('code', {}, r.code), `: ${r.message}`)))
-        : h('span', { class: 'muted' }, '—')),
+      (m.failure_reasons || []).length
+        ? td('Failure reasons', h('ul', { class: 'reasons', testid: 'message-reasons' },
+          m.failure_reasons.map((r) => h('li', { testid: 'failure-reason' }, h('code', {}, r.code), `: ${r.message}`))))
+        : h('td', { 'data-label': 'Failure reasons', class: 'empty-cell' }, h('span', { class: 'muted' }, '—')),
       td('Parts', h('span', { class: 'num' }, fmtNum(m.segments)))))));
   body.replaceChildren(
     items.length ? table : h('div', { class: 'empty', testid: 'messages-empty' },
       M.result ? `No number with result “${RESULT_LABELS[M.result]}”.` : 'No number has been sent yet.'),
     pager({
       prefix: 'messages', page: M.page, hasPrev: M.page > 0, hasNext: Boolean(page.next_cursor),
-      onPrev: () => { M.page -= 1; loadMessages(task, body); },
-      onNext: () => { M.cursors[M.page + 1] = page.next_cursor; M.page += 1; loadMessages(task, body); },
+      onPrev: () => { M.page -= 1; loadMessages(task, body, gen); },
+      onNext: () => { M.cursors[M.page + 1] = page.next_cursor; M.page += 1; loadMessages(task, body, gen); },
     }));
 }
 
@@ -803,8 +836,14 @@ async function viewTaskForm(view, seq, id, params) {
 
   const name = h('input', { id: 'task-name', name: 'name', testid: 'task-form-name', class: 'input', required: true, maxlength: '200', value: task ? task.name : '' });
   const platform = h('select', { id: 'task-platform', name: 'platform', testid: 'task-form-platform', class: 'input', required: true },
-    platforms.map((p) => h('option', { value: p.name, selected: task ? task.platform === p.name : p.name === 'sim' },
-      p.description ? `${p.name} — ${p.description}` : p.name)));
+    platforms.map((p) => h('option', { value: p.name, selected: task ? task.platform === p.name : p.name === 'sim' }, p.name)));
+  const platformHelp = h('small', { class: 'help', testid: 'task-form-platform-help' });
+  const syncPlatform = () => {
+    const p = platforms.find((x) => x.name === platform.value);
+    platformHelp.textContent = p ? [p.description, p.max_recipients ? `up to ${fmtNum(p.max_recipients)} recipients per task` : null].filter(Boolean).join(' · ') : '';
+  };
+  platform.addEventListener('change', syncPlatform);
+  syncPlatform();
   const smsType = h('select', { id: 'task-sms-type', name: 'sms_type', testid: 'task-form-sms-type', class: 'input' },
     Object.entries(SMS_TYPES).map(([v, l]) => h('option', { value: v, selected: task ? task.sms_type === v : v === 'marketing' }, l)));
   const signature = h('input', { id: 'task-signature', name: 'signature', testid: 'task-form-signature', class: 'input', value: task ? task.signature || '' : '', placeholder: 'e.g. smslab' });
@@ -928,7 +967,8 @@ async function viewTaskForm(view, seq, id, params) {
   errors,
   h('div', { class: 'grid2' },
     field('Name', name, 'Unique within the workspace.'),
-    field('Platform', platform),
+    h('div', { class: 'field', dataset: { field: 'platform' } }, h('label', { for: 'task-platform' }, 'Platform'), platform, platformHelp,
+      h('small', { class: 'field-error', hidden: true })),
     field('SMS type', smsType),
     field('Signature', signature, 'Sent as 【signature】 and counted in the length.')),
   h('fieldset', {},
@@ -954,8 +994,10 @@ async function viewTaskForm(view, seq, id, params) {
 function showFormError(form, errors, e) {
   errors.replaceChildren(errorBox(e, 'task-form-error'));
   if (e instanceof ApiError && e.field) {
-    const top = String(e.field).split(/[.[]/)[0];
-    const f = form.querySelector(`.field[data-field="${top}"] .field-error`);
+    const parts = String(e.field).split(/[.[\]]+/).filter(Boolean);
+    const f = [parts[parts.length - 1], parts[0]]
+      .map((name) => form.querySelector(`.field[data-field="${name}"]:not([hidden]) .field-error`))
+      .find((el) => el && el.offsetParent !== null);
     if (f) { f.textContent = e.message; f.hidden = false; }
   }
   errors.scrollIntoView({ block: 'nearest' });
@@ -1185,7 +1227,7 @@ function init() {
     sessionStorage.removeItem(TOKEN_KEY);
     state.token = null;
     state.platforms = null;
-    renderSignIn('Signed out.');
+    renderSignIn('Signed out. The token is no longer kept in this tab.', 'ok');
   });
   // Keep the header clock current (the virtual clock may run faster than real time).
   setInterval(() => { if (state.token && !document.hidden) refreshClock(); }, 10000);
