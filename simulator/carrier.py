@@ -19,7 +19,9 @@ Faults on top of the decisions of ``model.decide`` (all documented in docs/simul
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from bisect import bisect_left
 from collections import deque
 from typing import Any, Callable
 
@@ -185,6 +187,7 @@ class SimulatedCarrier(Platform):
         async with self._emit_lock:
             async with self.ctx.database.transaction() as conn:
                 await conn.execute("DELETE FROM sim_receipts")
+                await conn.execute("DELETE FROM sim_emissions")
                 await conn.execute("DELETE FROM sim_messages")
                 await conn.execute("DELETE FROM sim_state WHERE key='emitted_until'")
             self._watermark = (float("-inf"), 0)
@@ -243,47 +246,8 @@ class SimulatedCarrier(Platform):
                 self.throttled += 1
                 raise Throttled(f"throttled: above {profile.throughput_limit:g} messages per second", retry_after=wait)
         rules = self._rulebook(profile)
-        refused: dict[str, str] = {}
-        async with db.transaction() as conn:
-            now = self.ctx.clock.now()
-            ids = [f"sim-{item.key}" for item in batch]
-            known: set[str] = set()
-            for start in range(0, len(ids), 900):
-                chunk = ids[start : start + 900]
-                rows = await db.all(
-                    conn, f"SELECT msg_id, outcome, code FROM sim_messages WHERE msg_id IN ({','.join('?' * len(chunk))})", chunk
-                )
-                for msg_id, outcome, code in rows:
-                    known.add(msg_id)
-                    if outcome == "refused":
-                        refused[msg_id] = code
-            message_rows = []
-            receipt_rows = []
-            for item, msg_id in zip(batch, ids):
-                if msg_id in known:  # an idempotent resubmission: the handset got it already
-                    continue
-                task_ref = str(item.task_id)
-                decision = decide(profile, f"{item.task_id}:{item.number}", item.parts, item.number, rules)
-                if decision.outcome == "refused":
-                    refused[msg_id] = decision.code or "REFUSED"
-                else:
-                    decision = plan(decision, profile, now, anchor)
-                message_rows.append(
-                    (msg_id, task_ref, item.number, item.parts, now, decision.outcome, decision.code, decision.latency, decision.rule)
-                )
-                for r in decision.receipts:
-                    receipt_rows.append(
-                        (msg_id, r.part, r.status, r.code, now + r.delay, int(r.duplicate), task_ref, int(r.swallowed))
-                    )
-            await conn.executemany(
-                "INSERT INTO sim_messages(msg_id, task_ref, number, parts, submitted_at, outcome, code, latency, rule)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
-                message_rows,
-            )
-            await conn.executemany(
-                "INSERT INTO sim_receipts(msg_id, part, status, code, due_at, duplicate, task_ref, swallowed) VALUES (?,?,?,?,?,?,?,?)",
-                receipt_rows,
-            )
+        ids = [f"sim-{item.key}" for item in batch]
+        refused = await db.write(self._record_submission, batch, ids, profile, rules, anchor)
         results = []
         for item, msg_id in zip(batch, ids):
             if msg_id in refused:
@@ -293,24 +257,55 @@ class SimulatedCarrier(Platform):
                 results.append(SubmitResult(item.key, msg_id))
         return results
 
+    def _record_submission(self, conn, batch: list[SubmitItem], ids: list[str], profile, rules, anchor: float) -> dict[str, str]:
+        """Decide and record a batch in one transaction on the database thread; a key seen
+        before (a resubmission after a crash) is answered from the record, not sent again."""
+        now = self.ctx.clock.now()
+        refused: dict[str, str] = {}
+        known: set[str] = set()
+        for msg_id, outcome, code in conn.execute(
+            "SELECT msg_id, outcome, code FROM sim_messages WHERE msg_id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
+        ):
+            known.add(msg_id)
+            if outcome == "refused":
+                refused[msg_id] = code
+        message_rows = []
+        receipt_rows = []
+        for item, msg_id in zip(batch, ids):
+            if msg_id in known:  # an idempotent resubmission: the handset got it already
+                continue
+            task_ref = str(item.task_id)
+            decision = decide(profile, f"{item.task_id}:{item.number}", item.parts, item.number, rules)
+            if decision.outcome == "refused":
+                refused[msg_id] = decision.code or "REFUSED"
+            else:
+                decision = plan(decision, profile, now, anchor)
+            message_rows.append(
+                (msg_id, task_ref, item.number, item.parts, now, decision.outcome, decision.code, decision.latency, decision.rule)
+            )
+            for r in decision.receipts:
+                receipt_rows.append((msg_id, r.part, r.status, r.code, now + r.delay, int(r.duplicate), task_ref, int(r.swallowed)))
+        conn.executemany(
+            "INSERT INTO sim_messages(msg_id, task_ref, number, parts, submitted_at, outcome, code, latency, rule)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            message_rows,
+        )
+        conn.executemany(
+            "INSERT INTO sim_receipts(msg_id, part, status, code, due_at, duplicate, task_ref, swallowed) VALUES (?,?,?,?,?,?,?,?)",
+            receipt_rows,
+        )
+        return refused
+
     async def on_clock(self, now: float) -> None:
         """Emit every receipt due by ``now``, oldest first, in batches, each committed by the
         gateway before the next is read."""
+        db = self.ctx.database
         async with self._emit_lock:
             while True:
                 due, rid = self._watermark
                 # Read under the write lock: a submission still in its transaction could otherwise
                 # commit receipts due before the watermark this read moves past.
-                db = self.ctx.database
-                async with db.transaction() as conn:
-                    rows = await db.all(
-                        conn,
-                        "SELECT id, msg_id, part, status, code, due_at FROM sim_receipts"
-                        # a row-value range walks the (due_at, id) index in order: no sort of the backlog
-                        " WHERE (due_at, id) > (?, ?) AND due_at <= ? AND swallowed = 0"
-                        " ORDER BY due_at, id LIMIT ?",
-                        (due, rid, now, EMIT_BATCH),
-                    )
+                rows = await db.write(_due_receipts, due, rid, now, EMIT_BATCH)
                 if not rows:
                     return
                 receipts = [
@@ -319,17 +314,7 @@ class SimulatedCarrier(Platform):
                 ]
                 await self.ctx.deliver_receipts(self.name, receipts)
                 last = rows[-1]
-                async with db.transaction() as conn:
-                    # ground truth: when each receipt was actually handed to the gateway
-                    await conn.execute(
-                        "UPDATE sim_receipts SET emitted_at = ? WHERE (due_at, id) > (?, ?)"
-                        " AND (due_at, id) <= (?, ?) AND swallowed = 0 AND emitted_at IS NULL",
-                        (now, due, rid, last[5], last[0]),
-                    )
-                    await conn.execute(
-                        "INSERT OR REPLACE INTO sim_state(key, value) VALUES ('emitted_until', ?)",
-                        (msgspec.json.encode([last[5], last[0]]).decode(),),
-                    )
+                await db.write(_log_emission, last[5], last[0], now)
                 self._watermark = (last[5], last[0])
                 if len(rows) < EMIT_BATCH:
                     return
@@ -385,12 +370,18 @@ class SimulatedCarrier(Platform):
         if not rows:
             return [], None
         receipts = await db.fetchall(
-            "SELECT msg_id, part, status, code, due_at, duplicate, swallowed, emitted_at FROM sim_receipts"
+            "SELECT msg_id, part, status, code, due_at, duplicate, swallowed, id FROM sim_receipts"
             " WHERE task_ref = ? AND msg_id >= ? AND msg_id <= ? ORDER BY msg_id, due_at, id",
             (str(task_id), rows[0][0], rows[-1][0]),
         )
+        log = await db.fetchall("SELECT up_to_due, up_to_id, emitted_at FROM sim_emissions ORDER BY id")
+        marks = [(d, i) for d, i, _ in log]
         by_msg: dict[str, list[dict]] = {}
-        for msg_id, part, status, code, due_at, dup, swallowed, emitted_at in receipts:
+        for msg_id, part, status, code, due_at, dup, swallowed, rid in receipts:
+            emitted_at = None
+            if not swallowed:
+                k = bisect_left(marks, (due_at, rid))  # the first emission batch that reached it
+                emitted_at = log[k][2] if k < len(log) else None
             by_msg.setdefault(msg_id, []).append(
                 {"part": part, "status": status, "code": code, "due_at": due_at, "duplicate": bool(dup),
                  "swallowed": bool(swallowed), "emitted_at": to_rfc3339(emitted_at)}
@@ -420,3 +411,19 @@ class SimulatedCarrier(Platform):
                 }
             )
         return items, (rows[-1][0] if more else None)
+
+
+def _due_receipts(conn, due: float, rid: int, now: float, limit: int) -> list[tuple]:
+    # a row-value range walks the (due_at, id) index in order: no sort of the backlog
+    return conn.execute(
+        "SELECT id, msg_id, part, status, code, due_at FROM sim_receipts"
+        " WHERE (due_at, id) > (?, ?) AND due_at <= ? AND swallowed = 0 ORDER BY due_at, id LIMIT ?",
+        (due, rid, now, limit),
+    ).fetchall()
+
+
+def _log_emission(conn, due: float, rid: int, now: float) -> None:
+    conn.execute("INSERT INTO sim_emissions(up_to_due, up_to_id, emitted_at) VALUES (?,?,?)", (due, rid, now))
+    conn.execute(
+        "INSERT OR REPLACE INTO sim_state(key, value) VALUES ('emitted_until', ?)", (msgspec.json.encode([due, rid]).decode(),)
+    )

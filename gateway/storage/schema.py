@@ -144,4 +144,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sim_receipts ADD COLUMN swallowed INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sim_receipts ADD COLUMN emitted_at REAL;
     """,
+    # 5: the carrier logs each emission batch (how far, at what service time) instead of stamping
+    # every receipt: ground truth derives each receipt's emitted_at from this log
+    """
+    CREATE TABLE sim_emissions (
+        id INTEGER PRIMARY KEY,
+        up_to_due REAL NOT NULL,
+        up_to_id INTEGER NOT NULL,
+        emitted_at REAL NOT NULL
+    );
+    """,
 ]
