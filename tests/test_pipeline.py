@@ -6,7 +6,7 @@ from collections import Counter
 
 from gateway.config import Config
 from gateway.domain import results as R
-from gateway.pipeline.dispatcher import _record_acks
+from gateway.pipeline.dispatcher import _record_batch
 from gateway.pipeline.receipts import apply_receipts
 from gateway.platform import Receipt, SubmitResult
 from gateway.storage.db import Database
@@ -27,7 +27,6 @@ async def test_receipt_before_acknowledgement_is_applied_at_ack(tmp_path):
     db = await _db(tmp_path)
     try:
         config = Config(db_path=str(tmp_path / "p.db"))
-        await db.execute("INSERT INTO messages(id, task_id, number, parts, result) VALUES (10, 1, '+8613800138000', 2, 3)")
         # both parts' receipts overtake the acknowledgement
         early = [("sim", Receipt(platform_id="P10", status="delivered", at=5.0, part=p)) for p in (0, 1)]
         def record(conn):
@@ -42,10 +41,10 @@ async def test_receipt_before_acknowledgement_is_applied_at_ack(tmp_path):
         assert len(tally.unmatched) == 2
 
         skipped = Counter()
-        await db.write(_record_acks, 1, "sim", [(10, "+8613800138000", 2)], [SubmitResult("1-10", "P10")], 4.0,
-                       config.receipt_timeout, skipped)
+        await db.write(_record_batch, 1, "sim", 2, [(0, "+8613800138000")], [SubmitResult("1-0000000000", "P10")], 4.0, 0, 1,
+                       skipped, config.receipt_timeout)
         assert skipped == Counter()
-        row = await db.fetchone("SELECT result, delivered_mask FROM messages WHERE id=10")
+        row = await db.fetchone("SELECT result, delivered_mask FROM messages WHERE platform_id='P10'")
         assert row == (R.SUCCEEDED, 0b11)
         task = await db.fetchone("SELECT sent, succeeded, failed, segments FROM tasks WHERE id=1")
         assert task == (1, 1, 0, 2)

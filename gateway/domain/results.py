@@ -11,7 +11,6 @@ from __future__ import annotations
 PENDING = 0
 SUCCEEDED = 1
 FAILED = 2
-QUEUED = 3  # recorded before submission, not yet acknowledged by the platform: not "sent"
 
 RESULT_NAMES = {PENDING: "pending", SUCCEEDED: "succeeded", FAILED: "failed"}
 RESULT_CODES = {v: k for k, v in RESULT_NAMES.items()}

@@ -1,14 +1,16 @@
 """Sends one task: streams its audience in batches and submits them through its platform.
 
-Crash safety, step by step for each batch:
-1. one transaction records the batch's numbers as ``queued`` message rows, moves the task's
-   audience cursor past them and adds the batch's skipped numbers to the task's counts;
-2. the batch is submitted, each number with an idempotency key (task id and message id);
-3. one transaction marks the acknowledged rows ``pending`` and adds them to ``sent``, and
-   applies any receipt that arrived before this acknowledgement.
-After a crash, ``queued`` rows are submitted again with the same keys (the platform answers with
-the ids it gave the first time, and sends nothing twice), then the cursor carries on. Only a
-batch's worth of numbers is ever in memory.
+Crash safety comes from the idempotency key, not from a second write per number. An audience
+never changes once stored, so the key of a number in a task, ``{task id}-{audience seq}``, is the
+same before and after a crash. For each batch:
+1. the numbers after the task's audience cursor are read and sorted into sendable and skipped;
+2. the sendable ones are submitted, each with its key;
+3. one transaction inserts their message rows (``pending``, with the platform's ids), moves the
+   cursor past the batch, adds to ``sent`` and to the skip counts, and applies any receipt that
+   overtook this acknowledgement.
+A crash between 2 and 3 leaves the cursor before the batch: the restarted dispatcher submits the
+same keys again, and the platform answers with the ids it gave the first time without sending
+anything twice. Only a batch's worth of numbers is ever in memory.
 """
 
 from __future__ import annotations
@@ -75,9 +77,6 @@ class Dispatcher:
         limit = platform.max_recipients()
         batch_size = self.config.dispatch_batch
 
-        queued = await self.db.fetchall("SELECT id, number, parts FROM messages WHERE task_id=? AND result=3 ORDER BY id", (task_id,))
-        for start in range(0, len(queued), batch_size):  # what a crash left between record and acknowledgement
-            await self._submit_rows(task_id, platform, text, queued[start : start + batch_size], skipped)
         while True:
             members = await self.db.read(_read_members, audience_id, cursor, batch_size)
             if not members:
@@ -89,27 +88,26 @@ class Dispatcher:
                 elif limit is not None and accepted + len(candidates) >= limit:
                     skipped["over_limit"] += 1
                 else:
-                    candidates.append(e164)
+                    candidates.append((seq, e164))
             if candidates:
-                for verdict in await call_async(self.pm.hook.smslab_filter_numbers, task=task_info, numbers=candidates):
+                numbers = [n for _, n in candidates]
+                for verdict in await call_async(self.pm.hook.smslab_filter_numbers, task=task_info, numbers=numbers):
                     if verdict:
-                        candidates = [n for n in candidates if n not in verdict]
+                        candidates = [c for c in candidates if c[1] not in verdict]
                         for reason in verdict.values():
                             skipped[str(reason)] += 1
             cursor = members[-1][0]
             accepted += len(candidates)
-            rows = await self.db.write(_queue_batch, task_id, parts, candidates, cursor, accepted, json.dumps(dict(skipped)))
-            if rows:
-                await self._submit_rows(task_id, platform, text, rows, skipped)
+            results: list[SubmitResult] = []
+            if candidates:
+                batch = [SubmitItem(key=f"{task_id}-{seq:010d}", task_id=task_id, number=number, text=text, parts=parts)
+                         for seq, number in candidates]
+                results = await self._submit_with_retry(platform, batch)
+            await self.db.write(
+                _record_batch, task_id, platform.name, parts, candidates, results, self.clock.now(), cursor, accepted,
+                skipped, self.config.receipt_timeout,
+            )
         await self._finish(task_id)
-
-    async def _submit_rows(self, task_id: int, platform, text: str, rows: list[tuple], skipped: Counter) -> None:
-        """Submit recorded (queued) rows and record the acknowledgement in one transaction."""
-        batch = [SubmitItem(key=f"{task_id}-{mid}", task_id=task_id, number=num, text=text, parts=n) for mid, num, n in rows]
-        results = await self._submit_with_retry(platform, batch)
-        await self.db.write(
-            _record_acks, task_id, platform.name, rows, results, self.clock.now(), self.config.receipt_timeout, skipped
-        )
 
     async def _submit_with_retry(self, platform, batch: list[SubmitItem]) -> list[SubmitResult]:
         """Submit one batch until the platform takes it.
@@ -184,46 +182,34 @@ def _read_members(conn: sqlite3.Connection, audience_id: int, cursor: int, limit
     ).fetchall()
 
 
-def _queue_batch(conn: sqlite3.Connection, task_id: int, parts: int, numbers: list[str], cursor: int, accepted: int,
-                 skipped_json: str) -> list[tuple]:
-    """Record a batch as queued rows and move the task's cursor past it, atomically. Ids are
-    given here (under the write lock) so the rows need not be read back."""
-    first = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM messages").fetchone()[0]
-    rows = [(first + i, n, parts) for i, n in enumerate(numbers)]
-    conn.executemany("INSERT INTO messages(id, task_id, number, parts, result) VALUES (?,?,?,?,3)",
-                     [(mid, task_id, n, p) for mid, n, p in rows])
-    conn.execute("UPDATE tasks SET cursor=?, accepted=?, skipped=? WHERE id=?", (cursor, accepted, skipped_json, task_id))
-    return rows
-
-
-def _record_acks(conn: sqlite3.Connection, task_id: int, platform_name: str, rows: list[tuple], results: list[SubmitResult],
-                 now: float, timeout: float, skipped: Counter) -> None:
-    """Acknowledged rows become pending and count as sent; refused ones are dropped and counted as
-    skipped ``refused``; receipts that overtook the acknowledgement are applied now."""
+def _record_batch(conn: sqlite3.Connection, task_id: int, platform_name: str, parts: int, candidates: list[tuple[int, str]],
+                  results: list[SubmitResult], now: float, cursor: int, accepted: int, skipped: Counter, timeout: float) -> None:
+    """One transaction per batch: the acknowledged numbers become pending message rows and count
+    as sent, refused ones count as skipped ``refused``, the cursor moves past the batch, and
+    receipts that overtook the acknowledgement are applied."""
     by_key = {r.key: r for r in results}
-    accepted, refused = [], []
-    parts_sent = 0
-    for mid, _num, parts in rows:
-        result = by_key.get(f"{task_id}-{mid}")
+    rows, refused = [], 0
+    for seq, number in candidates:
+        result = by_key.get(f"{task_id}-{seq:010d}")
         if result is None or result.platform_id is None:
-            refused.append((mid,))
+            refused += 1
         else:
-            accepted.append((result.platform_id, now, mid))
-            parts_sent += parts
-    conn.executemany("UPDATE messages SET result=0, platform_id=?, submitted_at=? WHERE id=?", accepted)
+            rows.append((task_id, number, parts, result.platform_id, now))
     if refused:
-        conn.executemany("DELETE FROM messages WHERE id=?", refused)
-        skipped["refused"] += len(refused)
-        conn.execute("UPDATE tasks SET skipped=? WHERE id=?", (json.dumps(dict(skipped)), task_id))
-    conn.execute("UPDATE tasks SET sent=sent+?, segments=segments+? WHERE id=?", (len(accepted), parts_sent, task_id))
+        skipped["refused"] += refused
+    conn.executemany("INSERT INTO messages(task_id, number, parts, result, platform_id, submitted_at) VALUES (?,?,?,0,?,?)", rows)
+    conn.execute(
+        "UPDATE tasks SET cursor=?, accepted=?, skipped=?, sent=sent+?, segments=segments+? WHERE id=?",
+        (cursor, accepted, json.dumps(dict(skipped)), len(rows), len(rows) * parts, task_id),
+    )
     # receipts that overtook this acknowledgement were kept aside as unmatched; one probe of the
     # partial index first, since usually nothing is waiting at all
-    if not accepted or not conn.execute("SELECT EXISTS(SELECT 1 FROM unmatched_receipts WHERE matched=0)").fetchone()[0]:
+    if not rows or not conn.execute("SELECT EXISTS(SELECT 1 FROM unmatched_receipts WHERE matched=0)").fetchone()[0]:
         return
     early = conn.execute(
         "SELECT id, platform_id, part, status, code, message, at FROM unmatched_receipts"
         " WHERE matched=0 AND platform=? AND platform_id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        (platform_name, json.dumps([a[0] for a in accepted])),
+        (platform_name, json.dumps([r[3] for r in rows])),
     ).fetchall()
     if early:
         items = [(platform_name, Receipt(platform_id=e[1], part=e[2], status=e[3], code=e[4], message=e[5], at=e[6])) for e in early]

@@ -75,7 +75,7 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
 
     for platform, receipt in items:
         msg = messages.get(receipt.platform_id)
-        if msg is None or msg.result == R.QUEUED or task_platforms.get(msg.task_id) != platform:
+        if msg is None or task_platforms.get(msg.task_id) != platform:
             tally.unmatched.append((platform, receipt))
             continue
         _fold(msg, receipt, timeout, tally)

@@ -75,7 +75,7 @@ MIGRATIONS: list[str] = [
         UNIQUE (workspace_id, name)
     );
     CREATE INDEX tasks_status ON tasks(status);
-    -- result: 0 pending, 1 succeeded, 2 failed, 3 queued (recorded, not yet acknowledged)
+    -- result: 0 pending, 1 succeeded, 2 failed
     CREATE TABLE messages (
         id INTEGER PRIMARY KEY,
         task_id INTEGER NOT NULL,

@@ -213,7 +213,7 @@ class PlatformConformance:
     - ``max_receipts_per_part``: receipts per message part a platform may send (above 1 for a
       platform that deliberately duplicates receipts).
     - ``state_survives_restart``: the idempotency key is honoured by a new instance started
-      on the same database (the gateway's crash recovery resubmits queued numbers).
+      on the same database (after a crash the gateway resubmits the batch it had not recorded, with the same keys).
     - ``redelivers_after_failed_handoff``: receipts whose ``deliver_receipts`` call raised are
       offered again later, so none is lost.
     """
