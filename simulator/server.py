@@ -336,7 +336,8 @@ class CarrierServer:
             if not more:
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.tick)
+                    async with asyncio.timeout(self.tick):  # wait_for can swallow a cancellation on 3.11
+                        await self._wake.wait()
                 except asyncio.TimeoutError:
                     pass
 

@@ -78,3 +78,26 @@ async def other_api(service):
     app = service.server.app
     token = await create_token(app[db_key], "globex", app[clock_key].now())
     return Api(service, token)
+
+
+def _dump_asyncio_tasks(signum, frame):  # pragma: no cover - a debugging aid: kill -USR1 <pytest pid>
+    import asyncio
+    import sys
+
+    try:
+        tasks = asyncio.all_tasks(asyncio.get_running_loop())
+    except RuntimeError:
+        print("no running event loop", file=sys.stderr)
+        return
+    for task in tasks:
+        print(f"--- {task!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
+try:
+    import signal as _signal
+
+    _signal.signal(_signal.SIGUSR1, _dump_asyncio_tasks)
+except (ValueError, AttributeError):  # not the main thread, or no SIGUSR1 on this platform
+    pass

@@ -267,3 +267,15 @@ async def test_unmatched_receipts_are_kept_and_listed(api):
     await api.post("/api/v1/platforms/sim/receipts", {"receipts": [{"platform_id": "sim-nobody", "status": "failed", "code": "UNDELIV"}]}, expect=200)
     listing = await api.get("/api/v1/receipts/unmatched")
     assert listing["total"] == 1 and listing["items"][0]["platform_id"] == "sim-nobody"
+
+
+async def test_completed_at_is_when_the_last_result_came_not_when_the_jump_ended(api):
+    await api.profile(outcomes={"delivered": 1, "failed": 0, "missing": 0}, receipt_delay={"kind": "fixed", "seconds": 1},
+                      moderation={"review_seconds": 30})
+    aud = await api.audience(["+8613800138000"])
+    task = await api.task(aud["id"])
+    await api.advance(300)
+    detail = await api.get(f"/api/v1/tasks/{task['id']}")
+    rows = (await api.get(f"/api/v1/tasks/{task['id']}/messages"))["items"]
+    assert detail["status"] == "completed"
+    assert detail["completed_at"] == rows[0]["receipt_at"]

@@ -147,7 +147,8 @@ class Dispatcher:
                 continue
             self.backing_off.add(task_id)
             try:
-                await asyncio.wait_for(self._clock_moved.wait(), pause)
+                async with asyncio.timeout(pause):  # not wait_for: on 3.11 it can swallow a cancellation
+                    await self._clock_moved.wait()
             except asyncio.TimeoutError:
                 pass
             finally:

@@ -43,6 +43,7 @@ class Engine:
         self._dispatches: dict[int, asyncio.Task] = {}
         self._loop_task: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     # -- running -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -51,6 +52,7 @@ class Engine:
         self._loop_task = asyncio.create_task(self._loop(), name="engine")
 
     async def stop(self) -> None:
+        self._stopping = True
         tasks = [t for t in [self._loop_task, *self._dispatches.values()] if t]
         for t in tasks:
             t.cancel()
@@ -63,9 +65,12 @@ class Engine:
     async def _loop(self) -> None:
         await self.save_clock()
         saved_at = self.clock.now()
-        while True:
+        while not self._stopping:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.config.tick_interval)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # cancellation that stop() sends when the event fires at the same moment
+                async with asyncio.timeout(self.config.tick_interval):
+                    await self._wake.wait()
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
@@ -235,7 +240,10 @@ class Engine:
                     (reason, task_id, now - timeout),
                 )
                 if cur.rowcount:
-                    await conn.execute("UPDATE tasks SET failed=failed+? WHERE id=?", (cur.rowcount, task_id))
+                    await conn.execute(
+                        "UPDATE tasks SET failed=failed+?, last_result_at=MAX(COALESCE(last_result_at, ?), ?) WHERE id=?",
+                        (cur.rowcount, now, now, task_id),
+                    )
                     self.metrics.receipt_timeouts.inc(cur.rowcount)
 
     async def _complete_finished(self, now: float) -> None:
@@ -243,7 +251,11 @@ class Engine:
             "SELECT id FROM tasks WHERE status='sending' AND dispatch_done_at IS NOT NULL AND sent = succeeded + failed"
         )
         for (task_id,) in rows:
-            await self._set_status(task_id, Status.SENDING, Status.COMPLETED, None, ", completed_at=?", (now,))
+            # on a jumped clock the step runs later than the last result came in: complete at that
+            await self._set_status(
+                task_id, Status.SENDING, Status.COMPLETED, None,
+                ", completed_at=MIN(?, MAX(dispatch_done_at, COALESCE(last_result_at, dispatch_done_at)))", (now,),
+            )
 
     async def _purge_expired(self, now: float) -> None:
         rows = await self.db.fetchall(

@@ -42,8 +42,13 @@ class Tally:
         self.late: dict[int, int] = defaultdict(int)
         self.duplicate: dict[int, int] = defaultdict(int)
         self.unmatched: list[tuple[str, Receipt]] = []
+        self.last_final: dict[int, float] = {}  # per task: the latest time a number became final
         self.applied = 0
         self.lags: list[float] = []
+
+    def final_at(self, task_id: int, at: float) -> None:
+        if at > self.last_final.get(task_id, float("-inf")):
+            self.last_final[task_id] = at
 
     @property
     def tasks(self) -> set[int]:
@@ -89,9 +94,9 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     for task_id in tally.tasks:
         conn.execute(
             "UPDATE tasks SET succeeded=succeeded+?, failed=failed+?, late_receipts=late_receipts+?,"
-            " duplicate_receipts=duplicate_receipts+? WHERE id=?",
+            " duplicate_receipts=duplicate_receipts+?, last_result_at=MAX(COALESCE(last_result_at, ?), ?) WHERE id=?",
             (tally.succeeded.get(task_id, 0), tally.failed.get(task_id, 0), tally.late.get(task_id, 0),
-             tally.duplicate.get(task_id, 0), task_id),
+             tally.duplicate.get(task_id, 0), tally.last_final.get(task_id), tally.last_final.get(task_id), task_id),
         )
     return tally
 
@@ -125,6 +130,7 @@ def _fold(msg: _Message, receipt: Receipt, timeout: float, tally: Tally) -> None
         msg.dirty = True
         tally.failed[task] += 1
         tally.late[task] += 1
+        tally.final_at(task, deadline)
         return
     if msg.late:
         tally.late[task] += 1
@@ -144,6 +150,7 @@ def _fold(msg: _Message, receipt: Receipt, timeout: float, tally: Tally) -> None
         if after != R.PENDING:
             msg.result = after
             msg.receipt_at = receipt.at
+            tally.final_at(task, receipt.at)
             (tally.succeeded if after == R.SUCCEEDED else tally.failed)[task] += 1
 
 

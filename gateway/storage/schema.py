@@ -154,4 +154,8 @@ MIGRATIONS: list[str] = [
         emitted_at REAL NOT NULL
     );
     """,
+    # 6: when a task's last number got its final result (its completion time on a jumped clock)
+    """
+    ALTER TABLE tasks ADD COLUMN last_result_at REAL;
+    """,
 ]
