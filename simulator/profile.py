@@ -133,13 +133,9 @@ def outage_time(value: float | str, anchor: float) -> float:
 
 
 def _parse_time(text: str) -> float:
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    from gateway.clock import parse_rfc3339
+
+    return parse_rfc3339(text)
 
 
 def validate(profile: Profile) -> Profile:
