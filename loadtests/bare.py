@@ -14,9 +14,9 @@ import argparse
 import msgspec
 from aiohttp import web
 
-from simulator.carrier import PushedReceipts
+from simulator.webhooks import WireReceipts
 
-_decoder = msgspec.json.Decoder(PushedReceipts)
+_decoder = msgspec.json.Decoder(WireReceipts)
 _encode = msgspec.json.encode
 
 

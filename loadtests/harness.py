@@ -53,7 +53,7 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
+def wait_http(url: str, timeout: float = 60.0, proc: "Proc | None" = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -61,6 +61,9 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
                 if r.status < 500:
                     return
         except Exception:
+            if proc is not None and proc.popen.poll() is not None:
+                output = proc.popen.stdout.read() if proc.popen.stdout else ""
+                raise RuntimeError(f"the server exited with {proc.popen.returncode} before answering {url}:\n{output}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
             time.sleep(0.1)
@@ -148,7 +151,7 @@ def smslab_server(db: str, profile: str | None = None, clock: str = "wall", spy:
     proc = Proc(argv, port, spy=spy, env=env)
     try:
         proc.read_token()
-        wait_http(proc.base + "/healthz")
+        wait_http(proc.base + "/healthz", proc=proc)
         yield proc
     finally:
         proc.stop()
@@ -159,7 +162,7 @@ def bare_server() -> Iterator[Proc]:
     port = free_port()
     proc = Proc([sys.executable, "-m", "loadtests.bare", "--port", str(port)], port)
     try:
-        wait_http(proc.base + "/ping")
+        wait_http(proc.base + "/ping", proc=proc)
         yield proc
     finally:
         proc.stop()
