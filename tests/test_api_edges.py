@@ -177,6 +177,10 @@ async def test_profile_and_presets(api):
     status, body = await api.call("PUT", "/api/v1/simulator/profile", json={"outcomes": {"delivered": -1}})
     assert status == 400 and "outcomes.delivered" in body["error"]["message"]
     assert (await api.get("/api/v1/simulator/profile"))["seed"] == 7
+    for method, body in (("PUT", []), ("PATCH", []), ("PUT", {"receipt_delay": {"kind": "gamma"}})):
+        status, err = await api.call(method, "/api/v1/simulator/profile", json=body)
+        assert status == 400 and err["error"]["field"] in ("body", "receipt_delay.kind", "receipt_delay"), err
+    assert (await api.get("/api/v1/simulator/profile"))["seed"] == 7
     presets = await api.get("/api/v1/simulator/presets")
     assert {"perfect", "realistic", "flaky", "outage", "black-hole"} <= {p["name"] for p in presets["items"]}
     active = await api.post("/api/v1/simulator/presets/black-hole", expect=200)

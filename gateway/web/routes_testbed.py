@@ -30,8 +30,11 @@ def _profile_error(exc: profiles.ProfileError) -> Invalid:
         message, _, path = text.partition(" - at `$")
         field = path.rstrip("`").lstrip(".") or "body"
         text = f"{field}: {message}"
-    elif ":" in text:
+    elif ":" in text and " " not in text.split(":", 1)[0]:
         field = text.split(":", 1)[0]
+    else:
+        field = "body"
+        text = f"body: {text}"
     return Invalid(text, field=field)
 
 
