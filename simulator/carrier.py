@@ -172,7 +172,7 @@ class SimulatedCarrier(Platform):
         pending at the gateway get no receipt any more and end as RECEIPT_TIMEOUT."""
         async with self._emit_lock:
             async with self.ctx.database.transaction() as conn:
-                await conn.execute("DELETE FROM sim_receipts")
+                await conn.execute("DELETE FROM sim_queue")
                 await conn.execute("DELETE FROM sim_emissions")
                 await conn.execute("DELETE FROM sim_messages")
                 await conn.execute("DELETE FROM sim_state WHERE key='emitted_until'")
@@ -249,37 +249,43 @@ class SimulatedCarrier(Platform):
         now = self.ctx.clock.now()
         refused: dict[str, str] = {}
         known: set[str] = set()
-        for msg_id, outcome, code in conn.execute(
-            "SELECT msg_id, outcome, code FROM sim_messages WHERE msg_id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
-        ):
-            known.add(msg_id)
-            if outcome == "refused":
-                refused[msg_id] = code
+        for task_ref in {item.task_id for item in batch}:
+            for msg_id, outcome, code in conn.execute(
+                "SELECT msg_id, outcome, code FROM sim_messages WHERE task_ref=? AND msg_id IN (SELECT value FROM json_each(?))",
+                (task_ref, json.dumps([i for item, i in zip(batch, ids) if item.task_id == task_ref])),
+            ):
+                known.add(msg_id)
+                if outcome == "refused":
+                    refused[msg_id] = code
+        next_id = int(conn.execute("SELECT value FROM sim_state WHERE key='next_receipt_id'").fetchone()[0])
         message_rows = []
-        receipt_rows = []
+        queue_rows = []
         for item, msg_id in zip(batch, ids):
             if msg_id in known:  # an idempotent resubmission: the handset got it already
                 continue
-            task_ref = str(item.task_id)
             decision = decide(profile, f"{item.task_id}:{item.number}", item.parts, item.number, rules)
             if decision.outcome == "refused":
                 refused[msg_id] = decision.code or "REFUSED"
             else:
                 decision = plan(decision, profile, now, anchor)
+            planned = []
+            for r in sorted(decision.receipts, key=lambda r: r.delay):
+                due = now + r.delay
+                planned.append((next_id, r.part, r.status, r.code, due, int(r.duplicate), int(r.swallowed)))
+                if not r.swallowed:
+                    queue_rows.append((due, next_id, msg_id, r.part, r.status, r.code))
+                next_id += 1
             message_rows.append(
-                (msg_id, task_ref, item.number, item.parts, now, decision.outcome, decision.code, decision.latency, decision.rule)
+                (item.task_id, msg_id, item.number, item.parts, now, decision.outcome, decision.code, decision.latency,
+                 decision.rule, json.dumps(planned))
             )
-            for r in decision.receipts:
-                receipt_rows.append((msg_id, r.part, r.status, r.code, now + r.delay, int(r.duplicate), task_ref, int(r.swallowed)))
         conn.executemany(
-            "INSERT INTO sim_messages(msg_id, task_ref, number, parts, submitted_at, outcome, code, latency, rule)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO sim_messages(task_ref, msg_id, number, parts, submitted_at, outcome, code, latency, rule, plan)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
             message_rows,
         )
-        conn.executemany(
-            "INSERT INTO sim_receipts(msg_id, part, status, code, due_at, duplicate, task_ref, swallowed) VALUES (?,?,?,?,?,?,?,?)",
-            receipt_rows,
-        )
+        conn.executemany("INSERT INTO sim_queue(due_at, id, msg_id, part, status, code) VALUES (?,?,?,?,?,?)", queue_rows)
+        conn.execute("UPDATE sim_state SET value=? WHERE key='next_receipt_id'", (str(next_id),))
         return refused
 
     async def on_clock(self, now: float) -> None:
@@ -328,31 +334,29 @@ class SimulatedCarrier(Platform):
 
         db = self.ctx.database
         rows = await db.fetchall(
-            "SELECT msg_id, number, parts, submitted_at, outcome, code, latency, rule FROM sim_messages"
+            "SELECT msg_id, number, parts, submitted_at, outcome, code, latency, rule, plan FROM sim_messages"
             " WHERE task_ref = ? AND msg_id > ? ORDER BY msg_id LIMIT ?",
-            (str(task_id), after or "", limit + 1),
+            (task_id, after or "", limit + 1),
         )
         more = len(rows) > limit
         rows = rows[:limit]
         if not rows:
             return [], None
-        receipts = await db.fetchall(
-            "SELECT msg_id, part, status, code, due_at, duplicate, swallowed, id FROM sim_receipts"
-            " WHERE task_ref = ? AND msg_id >= ? AND msg_id <= ? ORDER BY msg_id, due_at, id",
-            (str(task_id), rows[0][0], rows[-1][0]),
-        )
         log = await db.fetchall("SELECT up_to_due, up_to_id, emitted_at FROM sim_emissions ORDER BY id")
         marks = [(d, i) for d, i, _ in log]
         by_msg: dict[str, list[dict]] = {}
-        for msg_id, part, status, code, due_at, dup, swallowed, rid in receipts:
-            emitted_at = None
-            if not swallowed:
-                k = bisect_left(marks, (due_at, rid))  # the first emission batch that reached it
-                emitted_at = log[k][2] if k < len(log) else None
-            by_msg.setdefault(msg_id, []).append(
-                {"part": part, "status": status, "code": code, "due_at": due_at, "duplicate": bool(dup),
-                 "swallowed": bool(swallowed), "emitted_at": to_rfc3339(emitted_at)}
-            )
+        for row in rows:
+            planned = by_msg.setdefault(row[0], [])
+            for rid, part, status, code, due_at, dup, swallowed in json.loads(row[8]):
+                emitted_at = None
+                if not swallowed:
+                    k = bisect_left(marks, (due_at, rid))  # the first emission batch that reached it
+                    emitted_at = log[k][2] if k < len(log) else None
+                planned.append(
+                    {"part": part, "status": status, "code": code, "due_at": due_at, "duplicate": bool(dup),
+                     "swallowed": bool(swallowed), "emitted_at": to_rfc3339(emitted_at)}
+                )
+        rows = [r[:8] for r in rows]
         timeout = getattr(self.ctx.config, "receipt_timeout", 72 * 3600.0)
         items = []
         for msg_id, number, parts, submitted_at, outcome, code, latency, rule in rows:
@@ -383,8 +387,8 @@ class SimulatedCarrier(Platform):
 def _due_receipts(conn, due: float, rid: int, now: float, limit: int) -> list[tuple]:
     # a row-value range walks the (due_at, id) index in order: no sort of the backlog
     return conn.execute(
-        "SELECT id, msg_id, part, status, code, due_at FROM sim_receipts"
-        " WHERE (due_at, id) > (?, ?) AND due_at <= ? AND swallowed = 0 ORDER BY due_at, id LIMIT ?",
+        "SELECT id, msg_id, part, status, code, due_at FROM sim_queue"
+        " WHERE (due_at, id) > (?, ?) AND due_at <= ? ORDER BY due_at, id LIMIT ?",
         (due, rid, now, limit),
     ).fetchall()
 

@@ -3,6 +3,8 @@ batching do not change decisions, idempotent resubmission, throttling, outages, 
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import random
 
@@ -39,10 +41,11 @@ class Harness:
 
     async def decisions(self) -> dict:
         msgs = await self.db.fetchall("SELECT number, parts, submitted_at, outcome, code, latency, rule FROM sim_messages")
-        recs = await self.db.fetchall(
-            "SELECT m.number, r.part, r.status, r.code, r.due_at, r.duplicate, r.swallowed FROM sim_receipts r"
-            " JOIN sim_messages m ON m.msg_id = r.msg_id"
-        )
+        recs = [
+            (number, part, status, code, due_at, dup, swallowed)
+            for number, plan in await self.db.fetchall("SELECT number, plan FROM sim_messages")
+            for _id, part, status, code, due_at, dup, swallowed in json.loads(plan)
+        ]
         return {"messages": sorted(msgs), "receipts": sorted(recs, key=repr)}
 
 
