@@ -36,7 +36,6 @@ import asyncio
 import logging
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 

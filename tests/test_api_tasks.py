@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
 
 NUMBERS = ["+8613800138000", "13800138001", "", "abc", "+8613800138000", "+14155552671", "  ", "+8613800138002"]
 ALL_DELIVERED = {"outcomes": {"delivered": 1, "failed": 0, "missing": 0}, "receipt_delay": {"kind": "fixed", "seconds": 2}}

@@ -6,7 +6,6 @@ import random
 import statistics
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from simulator import profile as P

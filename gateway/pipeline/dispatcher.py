@@ -22,7 +22,6 @@ import sqlite3
 from collections import Counter
 
 from gateway.domain import numbers as N
-from gateway.domain import results as R
 from gateway.domain.content import render
 from gateway.domain.segments import signed_text
 from gateway.platform import PlatformError, Receipt, SubmitItem, SubmitResult, Throttled

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+import pluggy
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from gateway.auth import TokenCache
-    from gateway.clock import Clock
-    from gateway.config import Config
-    from gateway.metrics import Metrics
-    from gateway.pipeline.engine import Engine
-    from gateway.pipeline.receipts import ReceiptSink
-    from gateway.storage.db import Database
-    from gateway.tasks import TaskService
+from gateway.auth import TokenCache
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.metrics import Metrics
+from gateway.pipeline.engine import Engine
+from gateway.pipeline.receipts import ReceiptSink
+from gateway.storage.db import Database
+from gateway.tasks import TaskService
 
-config_key = web.AppKey("config", object)
-clock_key = web.AppKey("clock", object)
-db_key = web.AppKey("database", object)
-pm_key = web.AppKey("plugin_manager", object)
+config_key = web.AppKey("config", Config)
+clock_key = web.AppKey("clock", Clock)
+db_key = web.AppKey("database", Database)
+pm_key = web.AppKey("plugin_manager", pluggy.PluginManager)
 platforms_key = web.AppKey("platforms", dict)
-metrics_key = web.AppKey("metrics", object)
-engine_key = web.AppKey("engine", object)
-sink_key = web.AppKey("sink", object)
-tasks_key = web.AppKey("tasks", object)
-tokens_key = web.AppKey("tokens", object)
+metrics_key = web.AppKey("metrics", Metrics)
+engine_key = web.AppKey("engine", Engine)
+sink_key = web.AppKey("sink", ReceiptSink)
+tasks_key = web.AppKey("tasks", TaskService)
+tokens_key = web.AppKey("tokens", TokenCache)
