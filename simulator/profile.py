@@ -119,7 +119,39 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ProfileError(ValueError):
-    """A profile that does not validate; the message names the field."""
+    """A profile that does not validate; the message starts with the field it names."""
+
+    @property
+    def field(self) -> str:
+        return self.located()[0]
+
+    def located(self) -> tuple[str, str]:
+        """(field, "field: message"): msgspec's "... - at `$.a.b`" becomes "a.b: ..."."""
+        text = str(self)
+        if " - at `$" in text:
+            message, _, path = text.partition(" - at `$")
+            field = path.rstrip("`").lstrip(".") or "body"
+            return field, f"{field}: {message}"
+        head = text.split(":", 1)[0]
+        if ":" in text and " " not in head:
+            return head, text
+        return "body", f"body: {text}"
+
+
+def replacement_from_body(body: bytes) -> "Profile":
+    """A whole new profile from a request body (PUT): fields left out take their defaults."""
+    if not body.strip():
+        raise ProfileError("body: a JSON profile is required")
+    return from_json(body)
+
+
+def patched_from_body(profile: "Profile", body: bytes) -> "Profile":
+    """The profile with some fields changed, from a request body (PATCH)."""
+    try:
+        patch = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ProfileError(f"body: malformed JSON ({exc})") from None
+    return merge(profile, patch)
 
 
 _E164_PREFIX = re.compile(r"^\+[0-9]{1,15}$")

@@ -579,12 +579,8 @@ async def message(request: web.Request) -> web.Response:
 
 
 def _profile_invalid(exc: profiles.ProfileError) -> Invalid:
-    text = str(exc)
-    if " - at `$" in text:
-        message, _, path = text.partition(" - at `$")
-        field = path.rstrip("`").lstrip(".") or "body"
-        return Invalid(f"{field}: {message}", field=field)
-    return Invalid(text, field=text.split(":", 1)[0] if ":" in text else None)
+    field, message = exc.located()
+    return Invalid(message, field=field)
 
 
 @routes.get("/profile")
@@ -595,11 +591,8 @@ async def get_profile(request: web.Request) -> web.Response:
 @routes.put("/profile")
 async def put_profile(request: web.Request) -> web.Response:
     c = request.app[carrier_key]
-    raw = await request.read()
-    if not raw.strip():
-        raise Invalid("body: a JSON profile is required", field="body")
     try:
-        new = profiles.from_json(raw)
+        new = profiles.replacement_from_body(await request.read())
     except profiles.ProfileError as exc:
         raise _profile_invalid(exc) from None
     await c.set_profile(new)
@@ -609,13 +602,8 @@ async def put_profile(request: web.Request) -> web.Response:
 @routes.patch("/profile")
 async def patch_profile(request: web.Request) -> web.Response:
     c = request.app[carrier_key]
-    raw = await request.read()
     try:
-        patch = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise Invalid(f"body: malformed JSON ({exc})", field="body") from None
-    try:
-        new = profiles.merge(c.profile, patch)
+        new = profiles.patched_from_body(c.profile, await request.read())
     except profiles.ProfileError as exc:
         raise _profile_invalid(exc) from None
     await c.set_profile(new)

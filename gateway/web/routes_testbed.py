@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import msgspec
 from aiohttp import web
 
 from gateway.errors import Invalid, NotFound
@@ -24,18 +23,8 @@ def _carrier(request: web.Request):
 
 
 def _profile_error(exc: profiles.ProfileError) -> Invalid:
-    text = str(exc)
-    field = None
-    if " - at `$" in text:
-        message, _, path = text.partition(" - at `$")
-        field = path.rstrip("`").lstrip(".") or "body"
-        text = f"{field}: {message}"
-    elif ":" in text and " " not in text.split(":", 1)[0]:
-        field = text.split(":", 1)[0]
-    else:
-        field = "body"
-        text = f"body: {text}"
-    return Invalid(text, field=field)
+    field, message = exc.located()
+    return Invalid(message, field=field)
 
 
 @routes.get("/api/v1/simulator/profile")
@@ -46,11 +35,8 @@ async def get_profile(request: web.Request) -> web.Response:
 @routes.put("/api/v1/simulator/profile")
 async def put_profile(request: web.Request) -> web.Response:
     carrier = _carrier(request)
-    raw = await read(request)
-    if not raw.strip():
-        raise Invalid("body: a JSON profile is required", field="body")
     try:
-        new = profiles.from_json(raw)
+        new = profiles.replacement_from_body(await read(request))
     except profiles.ProfileError as exc:
         raise _profile_error(exc) from None
     await carrier.set_profile(new)
@@ -60,13 +46,8 @@ async def put_profile(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/simulator/profile")
 async def patch_profile(request: web.Request) -> web.Response:
     carrier = _carrier(request)
-    raw = await read(request)
     try:
-        patch = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise Invalid(f"body: malformed JSON ({exc})", field="body") from None
-    try:
-        new = profiles.merge(carrier.profile, patch)
+        new = profiles.patched_from_body(carrier.profile, await read(request))
     except profiles.ProfileError as exc:
         raise _profile_error(exc) from None
     await carrier.set_profile(new)
