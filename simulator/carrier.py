@@ -96,6 +96,23 @@ class RateWindow:
         return max(self._held[-1][0] - t, 0.005)
 
 
+def outages_moved(anchor: float | None, old: profiles.Profile, new: profiles.Profile) -> bool:
+    """Relative outage windows restart only when the ``outages`` list itself changed."""
+    return anchor is None or msgspec.to_builtins(old.outages) != msgspec.to_builtins(new.outages)
+
+
+async def save_profile_state(db, table: str, profile: profiles.Profile | None, anchor: float | None) -> None:
+    """Persist the active profile and the outage anchor (either may be None: left as stored) in a
+    carrier's key/value table, so a restarted carrier picks up where it was."""
+    rows = []
+    if profile is not None:
+        rows.append(("profile", msgspec.json.encode(profile).decode()))
+    if anchor is not None:
+        rows.append(("outages_anchor", repr(anchor)))
+    if rows:
+        await db.write(lambda conn: conn.executemany(f"INSERT OR REPLACE INTO {table}(key, value) VALUES (?, ?)", rows))
+
+
 def error_text(code: str | None) -> str | None:
     if code is None:
         return None
@@ -151,19 +168,13 @@ class SimulatedCarrier(Platform):
         old = self.profile
         self.profile = profile
         self.profile_version += 1
-        moved = self.outages_anchor is None or msgspec.to_builtins(old.outages) != msgspec.to_builtins(profile.outages)
+        moved = outages_moved(self.outages_anchor, old, profile)
         await self._save_state(profile=profile, anchor=self.ctx.clock.now() if moved else None)
 
     async def _save_state(self, profile: profiles.Profile | None = None, anchor: float | None = None) -> None:
-        rows = []
-        if profile is not None:
-            rows.append(("profile", msgspec.json.encode(profile).decode()))
         if anchor is not None:
             self.outages_anchor = anchor
-            rows.append(("outages_anchor", repr(anchor)))
-        if rows:
-            async with self.ctx.database.transaction() as conn:
-                await conn.executemany("INSERT OR REPLACE INTO sim_state(key, value) VALUES (?, ?)", rows)
+        await save_profile_state(self.ctx.database, "sim_state", profile, anchor)
 
     async def reset(self, profile: profiles.Profile | None = None) -> None:
         """A fresh carrier: forget every message, planned receipt and the emission watermark, empty

@@ -137,6 +137,13 @@ class ProfileError(ValueError):
             return head, text
         return "body", f"body: {text}"
 
+    def invalid(self):
+        """The 400 the API answers with, naming the field."""
+        from gateway.errors import Invalid
+
+        field, message = self.located()
+        return Invalid(message, field=field)
+
 
 def replacement_from_body(body: bytes) -> "Profile":
     """A whole new profile from a request body (PUT): fields left out take their defaults."""

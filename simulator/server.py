@@ -50,7 +50,7 @@ from gateway.storage.db import Database
 
 from . import profile as profiles
 from . import webhooks
-from .carrier import RateWindow, error_text
+from .carrier import RateWindow, error_text, outages_moved, save_profile_state
 from .model import RuleBook, decide, expected_result, plan, submit_outage_until
 
 log = logging.getLogger("smslab.carrier")
@@ -227,19 +227,13 @@ class CarrierServer:
         in-process carrier)."""
         old = self.profile
         self.profile = profile
-        moved = self.outages_anchor is None or msgspec.to_builtins(old.outages) != msgspec.to_builtins(profile.outages)
+        moved = outages_moved(self.outages_anchor, old, profile)
         await self._save_state(profile=profile, anchor=self.clock.now() if moved else None)
 
     async def _save_state(self, profile: profiles.Profile | None = None, anchor: float | None = None) -> None:
-        rows = []
-        if profile is not None:
-            rows.append(("profile", msgspec.json.encode(profile).decode()))
         if anchor is not None:
             self.outages_anchor = anchor
-            rows.append(("outages_anchor", repr(anchor)))
-        if rows:
-            async with self.db.transaction() as conn:
-                await conn.executemany("INSERT OR REPLACE INTO carrier_state(key, value) VALUES (?, ?)", rows)
+        await save_profile_state(self.db, "carrier_state", profile, anchor)
 
     def _rulebook(self, profile: profiles.Profile) -> RuleBook:
         if self._rules is None or self._rules[0] != id(profile):
@@ -578,11 +572,6 @@ async def message(request: web.Request) -> web.Response:
     return _json(found)
 
 
-def _profile_invalid(exc: profiles.ProfileError) -> Invalid:
-    field, message = exc.located()
-    return Invalid(message, field=field)
-
-
 @routes.get("/profile")
 async def get_profile(request: web.Request) -> web.Response:
     return _json(profiles.to_builtins(request.app[carrier_key].profile))
@@ -594,7 +583,7 @@ async def put_profile(request: web.Request) -> web.Response:
     try:
         new = profiles.replacement_from_body(await request.read())
     except profiles.ProfileError as exc:
-        raise _profile_invalid(exc) from None
+        raise exc.invalid() from None
     await c.set_profile(new)
     return _json(profiles.to_builtins(new))
 
@@ -605,7 +594,7 @@ async def patch_profile(request: web.Request) -> web.Response:
     try:
         new = profiles.patched_from_body(c.profile, await request.read())
     except profiles.ProfileError as exc:
-        raise _profile_invalid(exc) from None
+        raise exc.invalid() from None
     await c.set_profile(new)
     return _json(profiles.to_builtins(new))
 

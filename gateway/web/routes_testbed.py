@@ -22,11 +22,6 @@ def _carrier(request: web.Request):
     return carrier
 
 
-def _profile_error(exc: profiles.ProfileError) -> Invalid:
-    field, message = exc.located()
-    return Invalid(message, field=field)
-
-
 @routes.get("/api/v1/simulator/profile")
 async def get_profile(request: web.Request) -> web.Response:
     return json_response(profiles.to_builtins(_carrier(request).profile))
@@ -38,7 +33,7 @@ async def put_profile(request: web.Request) -> web.Response:
     try:
         new = profiles.replacement_from_body(await read(request))
     except profiles.ProfileError as exc:
-        raise _profile_error(exc) from None
+        raise exc.invalid() from None
     await carrier.set_profile(new)
     return json_response(profiles.to_builtins(new))
 
@@ -49,7 +44,7 @@ async def patch_profile(request: web.Request) -> web.Response:
     try:
         new = profiles.patched_from_body(carrier.profile, await read(request))
     except profiles.ProfileError as exc:
-        raise _profile_error(exc) from None
+        raise exc.invalid() from None
     await carrier.set_profile(new)
     return json_response(profiles.to_builtins(new))
 
