@@ -72,6 +72,9 @@ class PlatformContext:
     deliver_receipts: Callable[[str, list[Receipt]], Awaitable[None]]
     config: Any
     extras: dict[str, Any] = field(default_factory=dict)
+    # ask the gateway to step soon (and so call ``on_clock``), e.g. when receipts just became
+    # due; without it the next step comes with the engine's tick
+    wake: Callable[[], None] = lambda: None
 
 
 class Platform:

@@ -95,7 +95,7 @@ class Proc:
         if pyspy is None:
             raise SystemExit("--spy needs py-spy: pip install py-spy")
         self._spy_proc = subprocess.Popen(
-            [pyspy, "record", "--format", "raw", "--rate", "250", "--nonblocking", "-o", self.spy, "--pid", str(self.pid)],
+            [pyspy, "record", "--format", "raw", "--rate", "250", "--nonblocking", *os.environ.get("SMSLAB_SPY_FLAGS", "").split(), "-o", self.spy, "--pid", str(self.pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
 

@@ -1,6 +1,7 @@
 """The simulated carrier as an in-process platform named ``sim``.
 
-It keeps its own state in the gateway's database (tables ``sim_*``): every message it accepted,
+It keeps its own state in a SQLite file of its own next to the gateway's (tables ``sim_*``, see
+``store.py``): every message it accepted,
 what it decided, and every receipt it planned with the service-clock time it is due. Receipts
 are emitted by ``on_clock`` in due order and handed to the gateway's receipt sink; the carrier
 records how far it has emitted only after the sink committed them, so a crash re-emits at most
@@ -27,10 +28,13 @@ from typing import Any, Callable
 
 import msgspec
 
+from gateway.storage import bulk
 from gateway.platform import Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult, Throttled
 
 from . import profile as profiles
-from .model import RuleBook, decide, expected_result, plan, submit_outage_until
+from .ledger import DueQueue, KeyRanges
+from .store import adopt_from_gateway, carrier_db_path, open_carrier_db
+from .model import RuleBook, decide, expected_result, outage_windows, plan, submit_outage_until
 
 ERROR_TEXT = {
     "DELIVERED": "delivered",
@@ -139,11 +143,19 @@ class SimulatedCarrier(Platform):
         self.throttled = 0  # batches refused as throttled
         self.outage_refusals = 0  # batches refused by a submit outage
         self._rules: tuple[int, RuleBook] | None = None
+        self._wake_handle: asyncio.TimerHandle | None = None
+        # a submission (its transaction and the push of its receipts) and the taking of due
+        # receipts exclude each other: see on_clock
+        self._books_lock = asyncio.Lock()
+        self._due = DueQueue()
+        self._ranges: dict[int, KeyRanges] = {}
+        self._next_rid = 1
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, ctx: PlatformContext) -> None:
         self.ctx = ctx
-        db = ctx.database
+        self.db = db = await open_carrier_db(ctx.extras.get("sim_db") or carrier_db_path(ctx.database.path))
+        await adopt_from_gateway(db, ctx.database)
         initial = ctx.extras.get("sim_profile")
         stored = await db.fetchone("SELECT value FROM sim_state WHERE key='profile'")
         if stored is not None:
@@ -159,6 +171,11 @@ class SimulatedCarrier(Platform):
         if mark is not None:
             due, rid = msgspec.json.decode(mark[0])
             self._watermark = (float(due), int(rid))
+        self._next_rid = int((await db.fetchone("SELECT value FROM sim_state WHERE key='next_receipt_id'"))[0])
+        self._due.push(await db.read(_pending_receipts, *self._watermark))
+
+    async def stop(self) -> None:
+        await self.db.close()
 
     async def set_profile(self, profile: profiles.Profile) -> None:
         """Applies to messages submitted from now on; planned receipts keep their plan.
@@ -174,20 +191,21 @@ class SimulatedCarrier(Platform):
     async def _save_state(self, profile: profiles.Profile | None = None, anchor: float | None = None) -> None:
         if anchor is not None:
             self.outages_anchor = anchor
-        await save_profile_state(self.ctx.database, "sim_state", profile, anchor)
+        await save_profile_state(self.db, "sim_state", profile, anchor)
 
     async def reset(self, profile: profiles.Profile | None = None) -> None:
         """A fresh carrier: forget every message, planned receipt and the emission watermark, empty
         the throughput window and restart relative outage windows from now. The active profile
         stays (or ``profile`` replaces it). The gateway's own messages are untouched: numbers still
         pending at the gateway get no receipt any more and end as RECEIPT_TIMEOUT."""
-        async with self._emit_lock:
-            async with self.ctx.database.transaction() as conn:
-                await conn.execute("DELETE FROM sim_queue")
+        async with self._emit_lock, self._books_lock:
+            async with self.db.transaction() as conn:
                 await conn.execute("DELETE FROM sim_emissions")
-                await conn.execute("DELETE FROM sim_messages")
+                await conn.execute("DELETE FROM sim_batches")
                 await conn.execute("DELETE FROM sim_state WHERE key='emitted_until'")
             self._watermark = (float("-inf"), 0)
+            self._due.clear()
+            self._ranges.clear()
             self.rate.reset()
             self.throttled = self.outage_refusals = 0
             if profile is not None:
@@ -223,12 +241,13 @@ class SimulatedCarrier(Platform):
             outages_anchor=to_rfc3339(self.outages_anchor),
             throttled_batches=self.throttled,
             outage_refusals=self.outage_refusals,
+            receipts_queued=len(self._due),
         )
         return info
 
     async def submit(self, batch: list[SubmitItem]) -> list[SubmitResult]:
         profile = self.profile
-        db = self.ctx.database
+        db = self.db
         anchor = self.outages_anchor if self.outages_anchor is not None else self.ctx.clock.now()
         if profile.outages:
             until = submit_outage_until(profile, self.ctx.clock.now(), anchor)
@@ -244,7 +263,22 @@ class SimulatedCarrier(Platform):
                 raise Throttled(f"throttled: above {profile.throughput_limit:g} messages per second", retry_after=wait)
         rules = self._rulebook(profile)
         ids = [f"sim-{item.key}" for item in batch]
-        refused = await db.write(self._record_submission, batch, ids, profile, rules, anchor)
+        # deciding is pure and needs no clock, so it happens before the transaction
+        decisions = [decide(profile, f"{item.task_id}:{item.number}", item.parts, item.number, rules) for item in batch]
+        async with self._books_lock:
+            known = await self._known(batch, ids)
+            refused, due_rows, recorded, self._next_rid = await db.write(
+                _record_submission, self.ctx.clock, batch, ids, decisions, known, profile, anchor, self._next_rid
+            )
+            # no await between the commit and here: the receipts are in the queue before an
+            # emission can take due receipts again
+            self._due.push(due_rows)
+            for task_ref, batch_id, first, last in recorded:
+                ranges = self._ranges.get(task_ref)
+                if ranges is not None:
+                    ranges.add(first, last, batch_id)
+        if due_rows:
+            self._wake_at(min(due_rows)[0])
         results = []
         for item, msg_id in zip(batch, ids):
             if msg_id in refused:
@@ -254,71 +288,76 @@ class SimulatedCarrier(Platform):
                 results.append(SubmitResult(item.key, msg_id))
         return results
 
-    def _record_submission(self, conn, batch: list[SubmitItem], ids: list[str], profile, rules, anchor: float) -> dict[str, str]:
-        """Decide and record a batch in one transaction on the database thread; a key seen
-        before (a resubmission after a crash) is answered from the record, not sent again."""
-        now = self.ctx.clock.now()
-        refused: dict[str, str] = {}
-        known: set[str] = set()
-        for task_ref in {item.task_id for item in batch}:
-            for msg_id, outcome, code in conn.execute(
-                "SELECT msg_id, outcome, code FROM sim_messages WHERE task_ref=? AND msg_id IN (SELECT value FROM json_each(?))",
-                (task_ref, json.dumps([i for item, i in zip(batch, ids) if item.task_id == task_ref])),
-            ):
-                known.add(msg_id)
-                if outcome == "refused":
-                    refused[msg_id] = code
-        next_id = int(conn.execute("SELECT value FROM sim_state WHERE key='next_receipt_id'").fetchone()[0])
-        message_rows = []
-        queue_rows = []
+    def _wake_at(self, due: float) -> None:
+        """Have the gateway step when the earliest new receipt falls due, instead of at its next
+        tick, if that comes sooner (on the wall clock a zero-delay profile's receipts are due
+        within a millisecond)."""
+        wait = due - self.ctx.clock.now()
+        tick = getattr(self.ctx.config, "tick_interval", 0.05)
+        if wait >= tick:
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(wait, 0.0)
+        if self._wake_handle is not None and not self._wake_handle.cancelled() and self._wake_handle.when() <= at:
+            return  # an earlier wake-up is already set
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+        self._wake_handle = loop.call_at(at, self.ctx.wake)
+
+    async def _known(self, batch: list[SubmitItem], ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """Outcome and code of every id of ``batch`` that an earlier submission recorded (a
+        resubmission after a crash), looked up only in batches whose key range overlaps."""
+        by_task: dict[int, list[str]] = {}
         for item, msg_id in zip(batch, ids):
-            if msg_id in known:  # an idempotent resubmission: the handset got it already
+            by_task.setdefault(item.task_id, []).append(msg_id)
+        known: dict[str, tuple[str, str | None]] = {}
+        for task_ref, task_ids in by_task.items():
+            ranges = self._ranges.get(task_ref)
+            if ranges is None:
+                ranges = self._ranges[task_ref] = KeyRanges()
+                for batch_id, first, last in await self.db.fetchall(
+                    "SELECT id, first_key, last_key FROM sim_batches WHERE task_ref=? ORDER BY first_key, id", (task_ref,)
+                ):
+                    ranges.add(first, last, batch_id)
+            overlapping = ranges.overlapping(min(task_ids), max(task_ids))
+            if not overlapping:
                 continue
-            decision = decide(profile, f"{item.task_id}:{item.number}", item.parts, item.number, rules)
-            if decision.outcome == "refused":
-                refused[msg_id] = decision.code or "REFUSED"
-            else:
-                decision = plan(decision, profile, now, anchor)
-            planned = []
-            for r in sorted(decision.receipts, key=lambda r: r.delay):
-                due = now + r.delay
-                planned.append((next_id, r.part, r.status, r.code, due, int(r.duplicate), int(r.swallowed)))
-                if not r.swallowed:
-                    queue_rows.append((due, next_id, msg_id, r.part, r.status, r.code))
-                next_id += 1
-            message_rows.append(
-                (item.task_id, msg_id, item.number, item.parts, now, decision.outcome, decision.code, decision.latency,
-                 decision.rule, json.dumps(planned))
-            )
-        conn.executemany(
-            "INSERT INTO sim_messages(task_ref, msg_id, number, parts, submitted_at, outcome, code, latency, rule, plan)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)",
-            message_rows,
-        )
-        conn.executemany("INSERT INTO sim_queue(due_at, id, msg_id, part, status, code) VALUES (?,?,?,?,?,?)", queue_rows)
-        conn.execute("UPDATE sim_state SET value=? WHERE key='next_receipt_id'", (str(next_id),))
-        return refused
+            wanted = set(task_ids)
+            for (messages,) in await self.db.fetchall(
+                "SELECT messages FROM sim_batches WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(overlapping),)
+            ):
+                for msg_id, _number, _parts, outcome, code, *_ in json.loads(messages):
+                    if msg_id in wanted:
+                        known[msg_id] = (outcome, code)
+        return known
 
     async def on_clock(self, now: float) -> None:
         """Emit every receipt due by ``now``, oldest first, in batches, each committed by the
-        gateway before the next is read."""
-        db = self.ctx.database
+        gateway before the next is taken.
+
+        Taking due receipts excludes submissions (``_books_lock``), and a submission places its
+        receipts at or after the service time it reads inside its transaction. So a receipt
+        submitted after a take is never due before what that take emitted: the emission order is
+        exactly (due time, receipt id), which the watermark and ground truth's ``emitted_at``
+        rely on."""
         async with self._emit_lock:
             while True:
-                due, rid = self._watermark
-                # Read under the write lock: a submission still in its transaction could otherwise
-                # commit receipts due before the watermark this read moves past.
-                rows = await db.write(_due_receipts, due, rid, now, EMIT_BATCH)
+                async with self._books_lock:
+                    rows = self._due.pop_due(now, EMIT_BATCH)
                 if not rows:
                     return
                 receipts = [
-                    Receipt(platform_id=r[1], status=r[3], at=r[5], part=r[2], code=r[4], message=error_text(r[4]))
+                    Receipt(platform_id=r[2], status=r[4], at=r[0], part=r[3], code=r[5], message=error_text(r[5]))
                     for r in rows
                 ]
-                await self.ctx.deliver_receipts(self.name, receipts)
+                try:
+                    await self.ctx.deliver_receipts(self.name, receipts)
+                except BaseException:
+                    self._due.push(rows)  # not handed over: emit them again next time
+                    raise
                 last = rows[-1]
-                await db.write(_log_emission, last[5], last[0], now)
-                self._watermark = (last[5], last[0])
+                await self.db.write(_log_emission, last[0], last[1], now)
+                self._watermark = (last[0], last[1])
                 if len(rows) < EMIT_BATCH:
                     return
 
@@ -343,12 +382,8 @@ class SimulatedCarrier(Platform):
         ``emitted_at`` (RFC 3339 service time it was handed to the gateway, None until then)."""
         from gateway.clock import to_rfc3339
 
-        db = self.ctx.database
-        rows = await db.fetchall(
-            "SELECT msg_id, number, parts, submitted_at, outcome, code, latency, rule, plan FROM sim_messages"
-            " WHERE task_ref = ? AND msg_id > ? ORDER BY msg_id LIMIT ?",
-            (task_id, after or "", limit + 1),
-        )
+        db = self.db
+        rows = await db.read(_ground_truth_rows, task_id, after or "", limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         if not rows:
@@ -358,7 +393,7 @@ class SimulatedCarrier(Platform):
         by_msg: dict[str, list[dict]] = {}
         for row in rows:
             planned = by_msg.setdefault(row[0], [])
-            for rid, part, status, code, due_at, dup, swallowed in json.loads(row[8]):
+            for rid, part, status, code, due_at, dup, swallowed in row[8]:
                 emitted_at = None
                 if not swallowed:
                     k = bisect_left(marks, (due_at, rid))  # the first emission batch that reached it
@@ -395,13 +430,101 @@ class SimulatedCarrier(Platform):
         return items, (rows[-1][0] if more else None)
 
 
-def _due_receipts(conn, due: float, rid: int, now: float, limit: int) -> list[tuple]:
-    # a row-value range walks the (due_at, id) index in order: no sort of the backlog
-    return conn.execute(
-        "SELECT id, msg_id, part, status, code, due_at FROM sim_queue"
-        " WHERE (due_at, id) > (?, ?) AND due_at <= ? ORDER BY due_at, id LIMIT ?",
-        (due, rid, now, limit),
-    ).fetchall()
+def _record_submission(conn, clock, batch: list[SubmitItem], ids: list[str], decisions: list,
+                       known: dict[str, tuple[str, str | None]], profile, anchor: float, next_rid: int):
+    """Record a decided submission in one transaction on the carrier's database thread: one
+    ``sim_batches`` row per task in it. Ids in ``known`` were recorded before (a resubmission)
+    and are answered from that record, not sent again. Returns the refused ids with their
+    codes, the receipts to emit, ``(task, batch id, first id, last id)`` per row written, and
+    the next receipt id."""
+    now = clock.now()  # read inside the transaction: see SimulatedCarrier.on_clock
+    refused = {msg_id: code or "REFUSED" for msg_id, (outcome, code) in known.items() if outcome == "refused"}
+    swallowing = bool(outage_windows(profile, "receipts", anchor))  # else plan() changes nothing
+    per_task: dict[int, list] = {}
+    due_rows: list[tuple] = []
+    last_due: dict[int, tuple] = {}
+    rid = next_rid
+    for item, msg_id, decision in zip(batch, ids, decisions):
+        if msg_id in known:  # an idempotent resubmission: the handset got it already
+            continue
+        if decision.outcome == "refused":
+            refused[msg_id] = decision.code or "REFUSED"
+        elif swallowing:
+            decision = plan(decision, profile, now, anchor)
+        receipts = decision.receipts
+        if len(receipts) > 1:
+            receipts = sorted(receipts, key=_by_delay)
+        planned = []
+        for r in receipts:
+            due = now + r.delay
+            planned.append((rid, r.part, r.status, r.code, due, int(r.duplicate), int(r.swallowed)))
+            if not r.swallowed:
+                row = (due, rid, msg_id, r.part, r.status, r.code)
+                due_rows.append(row)
+                if item.task_id not in last_due or row[:2] > last_due[item.task_id]:
+                    last_due[item.task_id] = row[:2]
+            rid += 1
+        per_task.setdefault(item.task_id, []).append(
+            (msg_id, item.number, item.parts, decision.outcome, decision.code, decision.latency, decision.rule, planned)
+        )
+    recorded = []
+    for task_ref, messages in per_task.items():
+        messages.sort(key=_first)
+        last = last_due.get(task_ref, (None, None))
+        cur = conn.execute(
+            "INSERT INTO sim_batches(task_ref, submitted_at, first_key, last_key, last_due, last_rid, messages)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (task_ref, now, messages[0][0], messages[-1][0], last[0], last[1], bulk.encode(messages)),
+        )
+        recorded.append((task_ref, cur.lastrowid, messages[0][0], messages[-1][0]))
+    conn.execute("UPDATE sim_state SET value=? WHERE key='next_receipt_id'", (str(rid),))
+    return refused, due_rows, recorded, rid
+
+
+def _pending_receipts(conn, due: float, rid: int) -> list[tuple]:
+    """The receipts after the emission watermark, from the batches that still hold some."""
+    rows = []
+    for (messages,) in conn.execute(
+        "SELECT messages FROM sim_batches WHERE last_due IS NOT NULL AND (last_due, last_rid) > (?, ?)", (due, rid)
+    ):
+        for msg_id, _number, _parts, _outcome, _code, _latency, _rule, planned in bulk.decode(messages):
+            for r_id, part, status, code, due_at, _dup, swallowed in planned:
+                if not swallowed and (due_at, r_id) > (due, rid):
+                    rows.append((due_at, r_id, msg_id, part, status, code))
+    return rows
+
+
+def _ground_truth_rows(conn, task_ref: int, after: str, count: int) -> list[tuple]:
+    """The first ``count`` messages of a task with an id above ``after``, in id order, as
+    (id, number, parts, submitted_at, outcome, code, latency, rule, planned receipts).
+
+    Batches are read in order of their first id; once ``count`` messages are held and the next
+    batch starts above the highest of them, no later batch can hold a smaller one."""
+    found: list[tuple] = []
+    cursor = conn.execute(
+        "SELECT submitted_at, first_key, messages FROM sim_batches WHERE task_ref=? AND last_key > ? ORDER BY first_key, id",
+        (task_ref, after),
+    )
+    try:
+        for submitted_at, first_key, messages in cursor:
+            if len(found) >= count and first_key > found[count - 1][0]:
+                break
+            for msg_id, number, parts, outcome, code, latency, rule, planned in bulk.decode(messages):
+                if msg_id > after:
+                    found.append((msg_id, number, parts, submitted_at, outcome, code, latency, rule, planned))
+            found.sort(key=_first)
+            del found[count:]
+    finally:
+        cursor.close()  # a statement left open would hold this connection's read snapshot
+    return found
+
+
+def _by_delay(receipt) -> float:
+    return receipt.delay
+
+
+def _first(row) -> Any:
+    return row[0]
 
 
 def _log_emission(conn, due: float, rid: int, now: float) -> None:

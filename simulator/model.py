@@ -44,6 +44,37 @@ def sample_delay(profile: Profile, u: float) -> float:
     return sample(profile.receipt_delay, u)
 
 
+# Draws are made only where their value can change the decision. A draw costs a BLAKE2b digest
+# (about a microsecond), five or more per message, and most profiles fix some of them: a fixed
+# delay, a single possible outcome, no duplicates. Skipping those gives exactly the decision the
+# draw would have given (each draw depends only on seed, key and purpose, never on other draws),
+# so seeds stay reproducible across this optimisation.
+def _sample_drawn(delay, seed: int, key: str, purpose: str) -> float:
+    if isinstance(delay, (int, float)) or isinstance(delay, FixedDelay):
+        return sample(delay, 0.0)
+    if isinstance(delay, UniformDelay) and delay.high == delay.low:
+        return delay.low
+    return sample(delay, draw(seed, key, purpose))
+
+
+def _pick(options: list[tuple[str, float]], seed: int, key: str, purpose: str) -> str:
+    positive = [name for name, weight in options if weight > 0]
+    if len(positive) == 1:
+        return positive[0]  # what _weighted returns for any u in [0, 1)
+    if not positive:
+        return options[-1][0]
+    return _weighted(options, draw(seed, key, purpose))
+
+
+def _chance(rate: float, seed: int, key: str, purpose: str) -> bool:
+    """``draw(...) < rate``, without the draw when the answer cannot depend on it."""
+    if rate <= 0:
+        return False
+    if rate >= 1:
+        return True
+    return draw(seed, key, purpose) < rate
+
+
 def sample(delay, u: float) -> float:
     """Seconds from a delay spec (fixed, uniform, lognormal, or a plain number of seconds)."""
     if isinstance(delay, (int, float)):
@@ -111,19 +142,19 @@ def decide(profile: Profile, key: str, parts: int, number: str | None = None, ru
     """The carrier's decision for one message: ``key`` identifies it (the simulated carrier uses
     ``"{task_id}:{number}"``), ``number`` (E.164) selects a number rule, if any matches."""
     seed = profile.seed
-    latency = sample(profile.submit_latency, draw(seed, key, "latency"))
+    latency = _sample_drawn(profile.submit_latency, seed, key, "latency")
     rule = None
     if number is not None and profile.number_rules:
         rule = (rules or RuleBook(profile.number_rules)).match(number)
     if rule is not None:
         return _decide_by_rule(profile, key, parts, rule, latency)
     o = profile.outcomes
-    outcome = _weighted([("delivered", o.delivered), ("failed", o.failed), ("missing", o.missing)], draw(seed, key, "outcome"))
+    outcome = _pick([("delivered", o.delivered), ("failed", o.failed), ("missing", o.missing)], seed, key, "outcome")
     if outcome == "missing":
         return Decision("missing", None, (), latency)
     if outcome == "failed":
-        code = _weighted(sorted(profile.failure_codes.items()), draw(seed, key, "code"))
-        failing_part = int(draw(seed, key, "failing-part") * parts)
+        code = _pick(sorted(profile.failure_codes.items()), seed, key, "code")
+        failing_part = int(draw(seed, key, "failing-part") * parts) if parts > 1 else 0
     else:
         code = "DELIVERED"
         failing_part = -1
@@ -133,7 +164,7 @@ def decide(profile: Profile, key: str, parts: int, number: str | None = None, ru
         reported = [parts - 1]
     else:
         reported = list(range(parts))
-    base = sample_delay(profile, draw(seed, key, "delay"))
+    base = _sample_drawn(profile.receipt_delay, seed, key, "delay")
     receipts: list[PartReceipt] = []
     for part in reported:
         # one message's parts arrive close together and in part order; with reorder they may
@@ -151,16 +182,18 @@ def decide(profile: Profile, key: str, parts: int, number: str | None = None, ru
         elif part == failing_part or profile.part_policy != "all":
             part_code = code
         else:
-            part_code = _weighted(sorted(profile.failure_codes.items()), draw(seed, key, f"code-{part}"))
+            part_code = _pick(sorted(profile.failure_codes.items()), seed, key, f"code-{part}")
         part_ref = part if parts > 1 and profile.part_policy == "all" else None
         receipts.append(PartReceipt(part_ref, status, part_code, latency + delay))
-        if draw(seed, key, f"dup-{part}") < profile.duplicate_rate:
-            extra = sample_delay(profile, draw(seed, key, f"dup-delay-{part}"))
+        if _chance(profile.duplicate_rate, seed, key, f"dup-{part}"):
+            extra = _sample_drawn(profile.receipt_delay, seed, key, f"dup-delay-{part}")
             receipts.append(PartReceipt(part_ref, status, part_code, latency + delay + extra, duplicate=True))
     return Decision(outcome, code, tuple(receipts), latency)
 
 
 def _jitter(profile: Profile, seed: int, key: str, part: int, base: float) -> float:
+    if profile.reorder and base == 0:
+        return 0.0
     u = draw(seed, key, f"jitter-{part}")
     if profile.reorder:
         return u * base
@@ -185,12 +218,12 @@ def _decide_by_rule(profile: Profile, key: str, parts: int, rule: NumberRule, la
     if rule.outcome == "missing":
         return Decision("missing", None, (), latency, label)
     if rule.outcome == "failed":
-        code = rule.code or _weighted(sorted(profile.failure_codes.items()), draw(seed, key, "code"))
+        code = rule.code or _pick(sorted(profile.failure_codes.items()), seed, key, "code")
         status = "failed"
     else:
         code = rule.code or "DELIVERED"
         status = "delivered"
-    base = rule.delay if rule.delay is not None else sample_delay(profile, draw(seed, key, "delay"))
+    base = rule.delay if rule.delay is not None else _sample_drawn(profile.receipt_delay, seed, key, "delay")
     receipts: list[PartReceipt] = []
     for part in _reported_parts(profile, parts):
         # a rule's delay is kept (parts 1 ms apart, in order); without one the profile's reordering applies
@@ -198,8 +231,8 @@ def _decide_by_rule(profile: Profile, key: str, parts: int, rule: NumberRule, la
         delay = latency + base + jitter
         part_ref = part if parts > 1 and profile.part_policy == "all" else None
         receipts.append(PartReceipt(part_ref, status, code, delay))
-        if draw(seed, key, f"dup-{part}") < profile.duplicate_rate:
-            extra = sample_delay(profile, draw(seed, key, f"dup-delay-{part}"))
+        if _chance(profile.duplicate_rate, seed, key, f"dup-{part}"):
+            extra = _sample_drawn(profile.receipt_delay, seed, key, f"dup-delay-{part}")
             receipts.append(PartReceipt(part_ref, status, code, delay + extra, duplicate=True))
     return Decision(rule.outcome, code, tuple(receipts), latency, label)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from simulator.store import carrier_db_path
 from tests.procs import Server, create_token
 
 N = 60_000
@@ -51,10 +52,12 @@ def test_kill_during_sending_then_resume(tmp_path):
     finally:
         server.stop()
 
-    with sqlite3.connect(db) as conn:
+    with sqlite3.connect(carrier_db_path(db)) as conn:
         carrier_saw, distinct = conn.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT number) FROM sim_messages WHERE task_ref=?", (str(task["id"]),)
+            "SELECT COUNT(*), COUNT(DISTINCT m.value->>1) FROM sim_batches b, json_each(b.messages) m WHERE b.task_ref=?",
+            (task["id"],),
         ).fetchone()
         assert carrier_saw == distinct == N  # the carrier never saw a number of the task twice
+    with sqlite3.connect(db) as conn:
         rows = dict(conn.execute("SELECT result, COUNT(*) FROM messages WHERE task_id=? GROUP BY result", (task["id"],)).fetchall())
         assert rows == {1: N}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
 
 from gateway.config import Config
 from gateway.domain import results as R
-from gateway.pipeline.dispatcher import _record_batch
+from gateway.pipeline.dispatcher import _message_rows, _record_batch
 from gateway.pipeline.receipts import apply_receipts
 from gateway.platform import Receipt, SubmitResult
 from gateway.storage.db import Database
@@ -40,10 +39,9 @@ async def test_receipt_before_acknowledgement_is_applied_at_ack(tmp_path):
         tally = await db.write(record)
         assert len(tally.unmatched) == 2
 
-        skipped = Counter()
-        await db.write(_record_batch, 1, "sim", 2, [(0, "+8613800138000")], [SubmitResult("1-0000000000", "P10")], 4.0, 0, 1,
-                       skipped, config.receipt_timeout)
-        assert skipped == Counter()
+        rows, refused = _message_rows(1, 2, [(0, "+8613800138000")], [SubmitResult("1-0000000000", "P10")])
+        assert refused == 0
+        await db.write(_record_batch, 1, "sim", 2, rows, 4.0, 0, 1, "{}", config.receipt_timeout)
         row = await db.fetchone("SELECT result, delivered_mask FROM messages WHERE platform_id='P10'")
         assert row == (R.SUCCEEDED, 0b11)
         task = await db.fetchone("SELECT sent, succeeded, failed, segments FROM tasks WHERE id=1")
@@ -83,4 +81,51 @@ async def test_out_of_order_duplicate_and_late_receipts_fold_idempotently(tmp_pa
         task = await db.fetchone("SELECT sent, succeeded, failed FROM tasks WHERE id=1")
         assert task == (2, 0, 2)
     finally:
+        await db.close()
+
+
+async def test_receipts_overtaking_a_batch_being_recorded_wait_for_it_in_memory(tmp_path):
+    """The sink's waiting room: a receipt naming an id the dispatcher is recording is applied
+    once the batch is recorded, its deliver call answered only then; nothing goes to
+    unmatched_receipts. A receipt for an id nobody expects is kept aside at once."""
+    import asyncio
+
+    from gateway.clock import VirtualClock
+    from gateway.pipeline.receipts import ReceiptSink
+
+    db = await _db(tmp_path)
+    committed = []
+
+    async def on_committed(by_platform, tally):
+        committed.append(sum(len(r) for r in by_platform.values()))
+
+    config = Config(db_path=str(tmp_path / "p.db"))
+    sink = ReceiptSink(db, VirtualClock(10.0), config, on_committed)
+    sink.start()
+    try:
+        sink.expect("sim", ["P1"])
+        early = asyncio.create_task(sink.deliver("sim", [Receipt(platform_id="P1", status="delivered", at=5.0, part=0),
+                                                         Receipt(platform_id="P1", status="delivered", at=5.0, part=1)]))
+        await sink.deliver("sim", [Receipt(platform_id="NOBODY", status="delivered", at=5.0)])  # answered at once
+        await asyncio.sleep(0.05)
+        assert not early.done()
+        assert await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts") == (1,)
+        rows, _ = _message_rows(1, 2, [(0, "+8613800138000")], [SubmitResult("1-0000000000", "P1")])
+        await db.write(_record_batch, 1, "sim", 2, rows, 4.0, 0, 1, "{}", config.receipt_timeout)
+        sink.recorded("sim", ["P1"])
+        await asyncio.wait_for(early, 5)
+        assert await db.fetchone("SELECT result, delivered_mask FROM messages WHERE platform_id='P1'") == (R.SUCCEEDED, 0b11)
+        assert await db.fetchone("SELECT sent, succeeded FROM tasks WHERE id=1") == (1, 1)
+        assert await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts") == (1,)
+        assert committed == [1, 2]  # observers hear of receipts only once they are committed
+        # a batch whose recording fails releases its waiting receipts to unmatched_receipts
+        sink.expect("sim", ["P2"])
+        late = asyncio.create_task(sink.deliver("sim", [Receipt(platform_id="P2", status="failed", at=6.0, code="X")]))
+        await asyncio.sleep(0.05)
+        assert not late.done()
+        sink.recorded("sim", ["P2"])
+        await asyncio.wait_for(late, 5)
+        assert await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts WHERE platform_id='P2'") == (1,)
+    finally:
+        await sink.stop()
         await db.close()

@@ -37,15 +37,21 @@ class Harness:
         ctx = PlatformContext(clock=self.clock, database=self.db, deliver_receipts=deliver, config=Config(), extras=extras)
         carrier = SimulatedCarrier(monotonic=monotonic) if monotonic else SimulatedCarrier()
         await carrier.start(ctx)
+        self.carrier = carrier
         return carrier
 
+    async def close(self) -> None:
+        await self.carrier.stop()
+        await self.db.close()
+
     async def decisions(self) -> dict:
-        msgs = await self.db.fetchall("SELECT number, parts, submitted_at, outcome, code, latency, rule FROM sim_messages")
-        recs = [
-            (number, part, status, code, due_at, dup, swallowed)
-            for number, plan in await self.db.fetchall("SELECT number, plan FROM sim_messages")
-            for _id, part, status, code, due_at, dup, swallowed in json.loads(plan)
-        ]
+        """Everything the carrier recorded, independent of how submissions were batched."""
+        msgs, recs = [], []
+        for submitted_at, messages in await self.carrier.db.fetchall("SELECT submitted_at, messages FROM sim_batches"):
+            for _id, number, parts, outcome, code, latency, rule, plan in json.loads(messages):
+                msgs.append((number, parts, submitted_at, outcome, code, latency, rule))
+                recs.extend((number, part, status, code, due_at, dup, swallowed)
+                            for _rid, part, status, code, due_at, dup, swallowed in plan)
         return {"messages": sorted(msgs), "receipts": sorted(recs, key=repr)}
 
 
@@ -78,8 +84,8 @@ async def test_batching_order_and_concurrency_do_not_change_decisions(tmp_path):
     assert {r.key: r for r in results} == by_key
     refused = by_key["1-300"]
     assert refused.platform_id is None and refused.error_code == "21211" and "invalid" in refused.error_message
-    await one.db.close()
-    await many.db.close()
+    await one.close()
+    await many.close()
 
 
 async def test_resubmission_is_idempotent_even_after_a_profile_change(tmp_path):
@@ -90,7 +96,7 @@ async def test_resubmission_is_idempotent_even_after_a_profile_change(tmp_path):
     await carrier.set_profile(P.merge(PROFILE, {"seed": 99, "number_rules": []}))
     again = await carrier.submit(items(20))
     assert again == first and await h.decisions() == before  # refused stays refused, nothing sent twice
-    await h.db.close()
+    await h.close()
 
 
 async def test_throttling_refuses_whole_batches_and_says_when_to_come_back(tmp_path):
@@ -103,14 +109,14 @@ async def test_throttling_refuses_whole_batches_and_says_when_to_come_back(tmp_p
     with pytest.raises(Throttled) as exc:
         await carrier.submit(items(10, task=2))
     assert exc.value.retryable and exc.value.retry_after == pytest.approx(1.0)
-    assert await h.db.fetchone("SELECT COUNT(*) FROM sim_messages WHERE task_ref='2'") == (0,)  # nothing half-taken
+    assert await h.carrier.db.fetchone("SELECT COUNT(*) FROM sim_batches WHERE task_ref=2") == (0,)  # nothing half-taken
     t[0] += 1.0
     assert len(await carrier.submit(items(10, task=2))) == 12
     # a batch alone above the limit goes through once the window is empty
     t[0] += 1.0
     assert len(await carrier.submit(items(100, task=3))) == 102
     assert carrier.describe()["throttled_batches"] == 1
-    await h.db.close()
+    await h.close()
 
 
 async def test_submit_outage_and_restart_keep_the_windows(tmp_path):
@@ -123,7 +129,7 @@ async def test_submit_outage_and_restart_keep_the_windows(tmp_path):
     h.clock.advance(30)
     await carrier.set_profile(P.merge(carrier.profile, {"duplicate_rate": 0.5}))  # outages unchanged: same anchor
     assert carrier.outages_anchor == START
-    await h.db.close()
+    await h.close()
     # a restarted service finds the same profile and the same windows
     restarted = await h.start()
     assert restarted.profile.duplicate_rate == 0.5 and restarted.outages_anchor == START
@@ -134,7 +140,7 @@ async def test_submit_outage_and_restart_keep_the_windows(tmp_path):
     # changing the outages list starts its relative windows anew
     await restarted.set_profile(P.merge(restarted.profile, {"outages": [{"start": 5, "end": 6, "kind": "submit"}]}))
     assert restarted.outages_anchor == START + 60
-    await h.db.close()
+    await h.close()
 
 
 async def test_emission_records_emit_times_and_skips_swallowed_receipts(tmp_path):
@@ -166,4 +172,4 @@ async def test_emission_records_emit_times_and_skips_swallowed_receipts(tmp_path
     h.clock.advance(100)
     await carrier.on_clock(h.clock.now())
     assert len(h.delivered) == 10
-    await h.db.close()
+    await h.close()

@@ -16,14 +16,16 @@ anything twice. Only a batch's worth of numbers is ever in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
-from collections import Counter
+from collections import Counter, deque
 
 from gateway.domain import numbers as N
 from gateway.domain.content import render
 from gateway.domain.segments import signed_text
+from gateway.storage import bulk
 from gateway.platform import PlatformError, Receipt, SubmitItem, SubmitResult, Throttled
 from gateway.plugins import call_async
 
@@ -32,6 +34,7 @@ from .receipts import apply_receipts
 log = logging.getLogger(__name__)
 
 KIND_NAMES = {1: N.EMPTY, 2: N.INVALID, 3: N.DUPLICATE}
+RECORDS_IN_FLIGHT = 3  # batches submitted but not yet recorded, at most
 
 
 class TaskFailure(Exception):
@@ -39,8 +42,9 @@ class TaskFailure(Exception):
 
 
 class Dispatcher:
-    def __init__(self, database, clock, platforms: dict, pm, config, metrics):
+    def __init__(self, database, clock, platforms: dict, pm, config, metrics, sink=None):
         self.db = database
+        self.sink = sink  # told which ids are being recorded: receipts overtaking them wait (ReceiptSink)
         self.clock = clock
         self.platforms = platforms
         self.pm = pm
@@ -76,37 +80,82 @@ class Dispatcher:
         limit = platform.max_recipients()
         batch_size = self.config.dispatch_batch
 
-        while True:
-            members = await self.db.read(_read_members, audience_id, cursor, batch_size)
-            if not members:
-                break
-            candidates: list[str] = []
-            for seq, e164, kind in members:
-                if kind:
-                    skipped[KIND_NAMES[kind]] += 1
-                elif limit is not None and accepted + len(candidates) >= limit:
-                    skipped["over_limit"] += 1
-                else:
-                    candidates.append((seq, e164))
-            if candidates:
-                numbers = [n for _, n in candidates]
-                for verdict in await call_async(self.pm.hook.smslab_filter_numbers, task=task_info, numbers=numbers):
-                    if verdict:
-                        candidates = [c for c in candidates if c[1] not in verdict]
-                        for reason in verdict.values():
-                            skipped[str(reason)] += 1
-            cursor = members[-1][0]
-            accepted += len(candidates)
-            results: list[SubmitResult] = []
-            if candidates:
-                batch = [SubmitItem(key=f"{task_id}-{seq:010d}", task_id=task_id, number=number, text=text, parts=parts)
-                         for seq, number in candidates]
-                results = await self._submit_with_retry(platform, batch)
-            await self.db.write(
-                _record_batch, task_id, platform.name, parts, candidates, results, self.clock.now(), cursor, accepted,
-                skipped, self.config.receipt_timeout,
-            )
+        # The stages overlap: the next page of the audience is read while this one is submitted,
+        # and batches are submitted while earlier ones wait to be recorded (at most
+        # RECORDS_IN_FLIGHT). Each record waits for the one before it, so they commit in
+        # audience order, each with its own snapshot of the counters: the stored cursor never
+        # runs ahead of what was recorded.
+        next_page = asyncio.ensure_future(self.db.read(_read_members, audience_id, cursor, batch_size))
+        recording: asyncio.Future | None = None  # the latest record; it waits for the ones before
+        in_flight: deque[asyncio.Future] = deque()
+        try:
+            while True:
+                members = await next_page
+                if not members:
+                    break
+                cursor = members[-1][0]
+                next_page = asyncio.ensure_future(self.db.read(_read_members, audience_id, cursor, batch_size))
+                candidates: list[tuple[int, str]] = []
+                for seq, e164, kind in members:
+                    if kind:
+                        skipped[KIND_NAMES[kind]] += 1
+                    elif limit is not None and accepted + len(candidates) >= limit:
+                        skipped["over_limit"] += 1
+                    else:
+                        candidates.append((seq, e164))
+                if candidates:
+                    numbers = [n for _, n in candidates]
+                    for verdict in await call_async(self.pm.hook.smslab_filter_numbers, task=task_info, numbers=numbers):
+                        if verdict:
+                            candidates = [c for c in candidates if c[1] not in verdict]
+                            for reason in verdict.values():
+                                skipped[str(reason)] += 1
+                accepted += len(candidates)
+                rows: list[tuple] = []
+                if candidates:
+                    batch = [SubmitItem(key=f"{task_id}-{seq:010d}", task_id=task_id, number=number, text=text, parts=parts)
+                             for seq, number in candidates]
+                    results = await self._submit_with_retry(platform, batch)
+                    rows, refused = _message_rows(task_id, parts, candidates, results)
+                    if refused:
+                        skipped["refused"] += refused
+                    if self.sink is not None:
+                        self.sink.expect(platform.name, [row[3] for row in rows])
+                while len(in_flight) >= RECORDS_IN_FLIGHT:
+                    await in_flight.popleft()
+                recording = asyncio.ensure_future(self._record_after(
+                    recording, [row[3] for row in rows], task_id, platform.name, parts, rows, self.clock.now(), cursor, accepted,
+                    json.dumps(dict(skipped)), self.config.receipt_timeout,
+                ))
+                in_flight.append(recording)
+            while in_flight:
+                await in_flight.popleft()
+        except asyncio.CancelledError:
+            for pending in in_flight:  # shutting down: a restart resubmits what is not recorded
+                pending.cancel()
+            raise
+        except BaseException:
+            # the task fails, but what was submitted is recorded first, so it counts as sent
+            for pending in in_flight:
+                with contextlib.suppress(Exception):
+                    await pending
+            raise
+        finally:
+            if not next_page.done():
+                next_page.cancel()
+            with contextlib.suppress(BaseException):
+                await next_page
         await self._finish(task_id)
+
+    async def _record_after(self, previous: asyncio.Future | None, platform_ids: list[str], task_id: int,
+                            platform_name: str, *args) -> None:
+        try:
+            if previous is not None:
+                await previous
+            await self.db.write(_record_batch, task_id, platform_name, *args)
+        finally:
+            if self.sink is not None:
+                self.sink.recorded(platform_name, platform_ids)
 
     async def _submit_with_retry(self, platform, batch: list[SubmitItem]) -> list[SubmitResult]:
         """Submit one batch until the platform takes it.
@@ -175,32 +224,49 @@ class Dispatcher:
 
 
 # -- transactions, each run whole on the database thread ----------------------------------------
-def _read_members(conn: sqlite3.Connection, audience_id: int, cursor: int, limit: int) -> list[tuple]:
-    return conn.execute(
-        "SELECT seq, e164, kind FROM audience_members WHERE audience_id=? AND seq>? ORDER BY seq LIMIT ?",
+def _read_members(conn: sqlite3.Connection, audience_id: int, cursor: int, limit: int) -> list[list]:
+    rows = bulk.fetch(
+        conn,
+        "SELECT json_group_array(json_array(seq, e164, kind)) FROM"
+        " (SELECT seq, e164, kind FROM audience_members WHERE audience_id=? AND seq>? ORDER BY seq LIMIT ?)",
         (audience_id, cursor, limit),
-    ).fetchall()
+    )
+    rows.sort(key=_first)
+    return rows
 
 
-def _record_batch(conn: sqlite3.Connection, task_id: int, platform_name: str, parts: int, candidates: list[tuple[int, str]],
-                  results: list[SubmitResult], now: float, cursor: int, accepted: int, skipped: Counter, timeout: float) -> None:
-    """One transaction per batch: the acknowledged numbers become pending message rows and count
-    as sent, refused ones count as skipped ``refused``, the cursor moves past the batch, and
-    receipts that overtook the acknowledgement are applied."""
-    by_key = {r.key: r for r in results}
+def _first(row: list) -> int:
+    return row[0]
+
+
+def _message_rows(task_id: int, parts: int, candidates: list[tuple[int, str]],
+                  results: list[SubmitResult]) -> tuple[list[tuple], int]:
+    """The acknowledged numbers as message rows (without their submission time), and how many
+    the platform refused."""
+    by_key = {r.key: r.platform_id for r in results}
     rows, refused = [], 0
     for seq, number in candidates:
-        result = by_key.get(f"{task_id}-{seq:010d}")
-        if result is None or result.platform_id is None:
+        platform_id = by_key.get(f"{task_id}-{seq:010d}")
+        if platform_id is None:
             refused += 1
         else:
-            rows.append((task_id, number, parts, result.platform_id, now))
-    if refused:
-        skipped["refused"] += refused
-    conn.executemany("INSERT INTO messages(task_id, number, parts, result, platform_id, submitted_at) VALUES (?,?,?,0,?,?)", rows)
+            rows.append((task_id, number, parts, platform_id))
+    return rows, refused
+
+
+def _record_batch(conn: sqlite3.Connection, task_id: int, platform_name: str, parts: int, rows: list[tuple],
+                  now: float, cursor: int, accepted: int, skipped: str, timeout: float) -> None:
+    """One transaction per batch: the acknowledged numbers become pending message rows and count
+    as sent, the cursor moves past the batch with the skip counts as they stood after it, and
+    receipts that overtook the acknowledgement are applied."""
+    conn.execute(
+        "INSERT INTO messages(task_id, number, parts, result, platform_id, submitted_at)"
+        " SELECT value->>0, value->>1, value->>2, 0, value->>3, ? FROM json_each(?)",
+        (now, bulk.encode(rows)),
+    )
     conn.execute(
         "UPDATE tasks SET cursor=?, accepted=?, skipped=?, sent=sent+?, segments=segments+? WHERE id=?",
-        (cursor, accepted, json.dumps(dict(skipped)), len(rows), len(rows) * parts, task_id),
+        (cursor, accepted, skipped, len(rows), len(rows) * parts, task_id),
     )
     # receipts that overtook this acknowledgement were kept aside as unmatched; one probe of the
     # partial index first, since usually nothing is waiting at all

@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 
 from gateway.domain import results as R
 from gateway.platform import Receipt
+from gateway.storage import bulk
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class Tally:
         self.late: dict[int, int] = defaultdict(int)
         self.duplicate: dict[int, int] = defaultdict(int)
         self.unmatched: list[tuple[str, Receipt]] = []
+        self.unmatched_at: list[int] = []  # their places in the applied list
+        self.held: list[int] = []  # places of receipts left waiting for their acknowledgement (see ReceiptSink)
         self.last_final: dict[int, float] = {}  # per task: the latest time a number became final
         self.applied = 0
         self.lags: list[float] = []
@@ -55,6 +58,13 @@ class Tally:
         return set(self.succeeded) | set(self.failed) | set(self.late) | set(self.duplicate)
 
 
+_SELECT_MESSAGES = (
+    "SELECT json_group_array(json_array(id, task_id, parts, result, " + bulk.exact("submitted_at") + ", "
+    + bulk.exact("receipt_at", nullable=True) + ", delivered_mask, failed_mask, reasons, late, platform_id))"
+    " FROM messages WHERE platform_id IN (SELECT value FROM json_each(?))"
+)
+
+
 def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float) -> Tally:
     """Fold receipts into message rows and task counters inside the caller's transaction.
 
@@ -64,11 +74,7 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     ids = list({r.platform_id for _, r in items})
     messages: dict[str, _Message] = {}
     if ids:
-        rows = conn.execute(
-            "SELECT id, task_id, parts, result, submitted_at, receipt_at, delivered_mask, failed_mask, reasons, late, platform_id"
-            " FROM messages WHERE platform_id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids),),
-        ).fetchall()
+        rows = bulk.fetch(conn, _SELECT_MESSAGES, (bulk.encode(ids),))
         for row in rows:
             messages[row[10]] = _Message(row[:10])
     task_platforms: dict[int, str] = {}
@@ -78,18 +84,21 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
             conn.execute("SELECT id, platform FROM tasks WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(task_ids),)).fetchall()
         )
 
-    for platform, receipt in items:
+    for index, (platform, receipt) in enumerate(items):
         msg = messages.get(receipt.platform_id)
         if msg is None or task_platforms.get(msg.task_id) != platform:
             tally.unmatched.append((platform, receipt))
+            tally.unmatched_at.append(index)
             continue
         _fold(msg, receipt, timeout, tally)
 
     dirty = [m for m in messages.values() if m.dirty]
     if dirty:
-        conn.executemany(
-            "UPDATE messages SET result=?, receipt_at=?, delivered_mask=?, failed_mask=?, reasons=?, late=? WHERE id=?",
-            [(m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late, m.id) for m in dirty],
+        conn.execute(
+            "UPDATE messages SET result=u.value->>1, receipt_at=u.value->>2, delivered_mask=u.value->>3,"
+            " failed_mask=u.value->>4, reasons=u.value->>5, late=u.value->>6"
+            " FROM json_each(?) AS u WHERE messages.id = u.value->>0",
+            (bulk.encode([(m.id, m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late) for m in dirty]),),
         )
     for task_id in tally.tasks:
         conn.execute(
@@ -101,8 +110,21 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     return tally
 
 
-def _commit_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float, now: float) -> Tally:
+def _commit_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float, now: float,
+                     expected: dict[str, set[str]] | None = None) -> Tally:
+    """Apply receipts; those naming no stored message are kept aside as unmatched, except the
+    ones naming an id in ``expected`` (its acknowledgement is being recorded): their indexes go
+    to ``tally.held`` and nothing is written for them."""
     tally = apply_receipts(conn, items, timeout)
+    if tally.unmatched and expected:
+        kept, kept_at = [], []
+        for (platform, receipt), index in zip(tally.unmatched, tally.unmatched_at):
+            if receipt.platform_id in expected.get(platform, ()):
+                tally.held.append(index)
+            else:
+                kept.append((platform, receipt))
+                kept_at.append(index)
+        tally.unmatched, tally.unmatched_at = kept, kept_at
     if tally.unmatched:
         conn.executemany(
             "INSERT INTO unmatched_receipts(platform, platform_id, part, status, code, message, at, received_at)"
@@ -154,14 +176,40 @@ def _fold(msg: _Message, receipt: Receipt, timeout: float, tally: Tally) -> None
             (tally.succeeded if after == R.SUCCEEDED else tally.failed)[task] += 1
 
 
+class _Delivery:
+    """One ``deliver`` call: answered once each of its receipts is committed, applied or kept
+    aside as unmatched."""
+
+    __slots__ = ("fut", "pending")
+
+    def __init__(self, fut: asyncio.Future, pending: int):
+        self.fut = fut
+        self.pending = pending
+
+
 class ReceiptSink:
+    """Group commit of receipts, with a waiting room for receipts that overtake their message.
+
+    A platform may report a receipt before the gateway has recorded the acknowledgement of its
+    submission: the dispatcher submits a batch, and the carrier's receipts can arrive while the
+    batch's message rows are still being written. The dispatcher tells the sink which platform
+    ids it is about to record (``expect``) and when they are recorded (``recorded``). A receipt
+    that names no stored message but an expected id waits in memory and is applied by the next
+    flush after its batch is recorded; its ``deliver`` call returns then, so nothing is
+    acknowledged before it is durable. Receipts for ids nobody expects are kept aside in
+    ``unmatched_receipts`` at once, as before (and the dispatcher still matches those when a
+    later acknowledgement names them)."""
+
     def __init__(self, database, clock, config, on_committed: Callable[[dict[str, list[Receipt]], Tally], Awaitable[Any]]):
         self.db = database
         self.clock = clock
         self.config = config
         self.on_committed = on_committed
-        self._queue: deque[tuple[str, list[Receipt], asyncio.Future]] = deque()
+        self._queue: deque[tuple[str, list[Receipt], _Delivery]] = deque()
         self._queued = 0
+        self._retry: list[tuple[str, Receipt, _Delivery]] = []  # waited, now to be tried again
+        self._held: list[tuple[str, Receipt, _Delivery]] = []  # waiting for their ids to be recorded
+        self._expected: dict[str, set[str]] = defaultdict(set)  # per platform: submitted, not yet recorded
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -175,19 +223,32 @@ class ReceiptSink:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        for _, _, fut in self._queue:
-            if not fut.done():
-                fut.set_exception(RuntimeError("the service is shutting down"))
+        deliveries = [d for _, _, d in self._queue] + [d for _, _, d in self._held] + [d for _, _, d in self._retry]
+        for delivery in deliveries:
+            if not delivery.fut.done():
+                delivery.fut.set_exception(RuntimeError("the service is shutting down"))
+
+    def expect(self, platform: str, platform_ids: list[str]) -> None:
+        """The dispatcher is about to record these acknowledged ids."""
+        self._expected[platform].update(platform_ids)
+
+    def recorded(self, platform: str, platform_ids: list[str]) -> None:
+        """Those ids are recorded (or will not be): receipts waiting for them go again."""
+        self._expected[platform].difference_update(platform_ids)
+        if self._held:
+            self._retry.extend(self._held)
+            self._held.clear()
+            self._wake.set()
 
     async def deliver(self, platform: str, receipts: list[Receipt]) -> None:
         """Queue receipts and return once they are committed."""
         if not receipts:
             return
-        fut = asyncio.get_running_loop().create_future()
-        self._queue.append((platform, receipts, fut))
+        delivery = _Delivery(asyncio.get_running_loop().create_future(), len(receipts))
+        self._queue.append((platform, receipts, delivery))
         self._queued += len(receipts)
         self._wake.set()
-        await fut
+        await delivery.fut
 
     async def _run(self) -> None:
         while True:
@@ -195,37 +256,47 @@ class ReceiptSink:
             if self._queued < self.config.receipt_flush_max:
                 await asyncio.sleep(self.config.receipt_flush_interval)
             self._wake.clear()
-            batch, count = [], 0
+            items = self._retry
+            self._retry = []
+            count = 0
             while self._queue and count < self.config.receipt_flush_max:
-                entry = self._queue.popleft()
-                batch.append(entry)
-                count += len(entry[1])
+                platform, receipts, delivery = self._queue.popleft()
+                items.extend((platform, r, delivery) for r in receipts)
+                count += len(receipts)
             self._queued -= count
             if self._queue:
                 self._wake.set()
-            if not batch:
+            if not items:
                 continue
             try:
-                by_platform, tally = await self._flush(batch)
+                by_platform, tally, done, held = await self._flush(items)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the transaction rolled back: nothing half-applied
                 log.exception("receipt flush failed")
-                for _, _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                for _, _, delivery in items:
+                    if not delivery.fut.done():
+                        delivery.fut.set_exception(exc)
                 continue
-            for _, _, fut in batch:  # committed: acknowledge before observers run
-                if not fut.done():
-                    fut.set_result(None)
+            self._held.extend(held)
+            for delivery in done:  # committed: acknowledge before observers run
+                delivery.pending -= 1
+                if delivery.pending == 0 and not delivery.fut.done():
+                    delivery.fut.set_result(None)
             await self.on_committed(by_platform, tally)
 
-    async def _flush(self, batch):
-        items = [(platform, r) for platform, receipts, _ in batch for r in receipts]
+    async def _flush(self, items: list[tuple[str, Receipt, _Delivery]]):
+        pairs = [(platform, r) for platform, r, _ in items]
         now = self.clock.now()
-        tally = await self.db.write(_commit_receipts, items, self.config.receipt_timeout, now)
+        tally = await self.db.write(_commit_receipts, pairs, self.config.receipt_timeout, now, self._expected)
+        waiting = set(tally.held)
         by_platform: dict[str, list[Receipt]] = defaultdict(list)
-        for platform, receipt in items:
-            by_platform[platform].append(receipt)
-        tally.lags = [now - r.at for _, r in items]
-        return by_platform, tally
+        done, held = [], []
+        for i, item in enumerate(items):
+            if i in waiting:
+                held.append(item)
+            else:
+                by_platform[item[0]].append(item[1])
+                done.append(item[2])
+        tally.lags = [now - r.at for receipts in by_platform.values() for r in receipts]
+        return by_platform, tally, done, held

@@ -49,8 +49,9 @@ _PRAGMAS = (
 
 
 class Database:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, migrations: Sequence[str] = MIGRATIONS):
         self.path = str(path)
+        self.migrations = migrations
         self.writer: aiosqlite.Connection | None = None
         self.reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -77,7 +78,7 @@ class Database:
         assert self.writer is not None
         async with self.writer.execute("PRAGMA user_version") as cur:
             (version,) = await cur.fetchone()
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        for number, script in enumerate(self.migrations[version:], start=version + 1):
             await self.writer.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
 
     @contextlib.asynccontextmanager
@@ -104,6 +105,13 @@ class Database:
         async with self._write_lock:
             assert self.writer is not None
             return await self.writer._execute(_in_transaction, self.writer, fn, args)
+
+    async def outside_transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` on the writer's thread under the write lock but without an
+        implicit transaction, for statements SQLite refuses inside one (ATTACH, VACUUM)."""
+        async with self._write_lock:
+            assert self.writer is not None
+            return await self.writer._execute(_call_with_connection, self.writer, fn, args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` on the reader's thread (a consistent WAL snapshot per statement)."""

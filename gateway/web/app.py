@@ -80,8 +80,9 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     ctx = PlatformContext(clock=clock, database=db, deliver_receipts=sink.deliver, config=config, extras=extras)
     for platform in platforms.values():
         await platform.start(ctx)
-    dispatcher = Dispatcher(db, clock, platforms, pm, config, metrics)
+    dispatcher = Dispatcher(db, clock, platforms, pm, config, metrics, sink)
     engine = Engine(db, clock, platforms, pm, config, metrics, dispatcher)
+    ctx.wake = engine.wake
     app[engine_key] = engine
     app[tasks_key] = TaskService(db, clock, platforms, config, wake=engine.wake)
     await engine.start()

@@ -1,0 +1,155 @@
+"""Where the in-process simulated carrier keeps its state: a SQLite file of its own.
+
+A real operator does not share the gateway's database, and neither does the simulated one. The
+practical reason is speed: SQLite has one writer per file, so while the carrier's state lived in
+the gateway's file, every carrier write (a submission, an emission) queued behind the gateway's
+own writes (message rows, receipts) on one thread. With a file of its own, the carrier's
+transactions run on their own aiosqlite thread, in parallel with the gateway's (SQLite releases
+the GIL while it works).
+
+Crash safety does not need the two files to commit together: a number the carrier accepted but
+the gateway did not record yet is resubmitted with the same idempotency key after a restart and
+answered from the carrier's record, and the carrier records how far it emitted only after the
+gateway committed the receipts.
+
+The file sits next to the gateway's: ``smslab.db`` → ``smslab.carrier.db`` (``:memory:`` stays in
+memory). Gateways from before this split kept the ``sim_*`` tables in their own file; the first
+start moves them over (see ``adopt_from_gateway``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from gateway.storage.db import Database
+
+TABLES = ("sim_state", "sim_messages", "sim_queue", "sim_emissions")
+
+
+def _batches_from_messages(source: str) -> str:
+    """SQL turning per-message rows (the layout of migration 1 and of the gateway's old ``sim_*``
+    tables) into ``sim_batches`` rows, one per message: a batch of one is still a batch."""
+    planned_last = (
+        "(SELECT r.value->>{k} FROM json_each(m.plan) r WHERE r.value->>6 = 0"
+        " ORDER BY r.value->>4 DESC, r.value->>0 DESC LIMIT 1)"
+    )
+    return f"""
+    INSERT INTO sim_batches(task_ref, submitted_at, first_key, last_key, last_due, last_rid, messages)
+        SELECT m.task_ref, m.submitted_at, m.msg_id, m.msg_id, {planned_last.format(k=4)}, {planned_last.format(k=0)},
+               json_array(json_array(m.msg_id, m.number, m.parts, m.outcome, m.code,
+                                     json(printf('%!.17g', m.latency)), m.rule, json(m.plan)))
+        FROM {source} m ORDER BY m.task_ref, m.msg_id;
+    """
+
+MIGRATIONS = [
+    # 1: messages keyed by (task, platform id) with their planned receipts as one JSON column;
+    # the emission queue is one b-tree keyed by (due_at, receipt id) holding only receipts that
+    # will be emitted; one row per emission batch records how far and when
+    """
+    CREATE TABLE sim_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO sim_state(key, value) VALUES ('next_receipt_id', '1');
+    CREATE TABLE sim_messages (
+        task_ref INTEGER NOT NULL,
+        msg_id TEXT NOT NULL,
+        number TEXT NOT NULL,
+        parts INTEGER NOT NULL,
+        submitted_at REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        code TEXT,
+        latency REAL NOT NULL DEFAULT 0,
+        rule TEXT,
+        plan TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (task_ref, msg_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE sim_queue (
+        due_at REAL NOT NULL,
+        id INTEGER NOT NULL,
+        msg_id TEXT NOT NULL,
+        part INTEGER,
+        status TEXT NOT NULL,
+        code TEXT,
+        PRIMARY KEY (due_at, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE sim_emissions (
+        id INTEGER PRIMARY KEY,
+        up_to_due REAL NOT NULL,
+        up_to_id INTEGER NOT NULL,
+        emitted_at REAL NOT NULL
+    );
+    """,
+    # 2: one row per submission batch, its messages (with their planned receipts) as one JSON
+    # value; the receipts still to emit live in memory (simulator/ledger.py) and are found again
+    # at start through (last_due, last_rid): the batch's last receipt to emit, in emission order
+    """
+    CREATE TABLE sim_batches (
+        id INTEGER PRIMARY KEY,
+        task_ref INTEGER NOT NULL,
+        submitted_at REAL NOT NULL,
+        first_key TEXT NOT NULL,
+        last_key TEXT NOT NULL,
+        last_due REAL,
+        last_rid INTEGER,
+        messages TEXT NOT NULL
+    );
+    CREATE INDEX sim_batches_task ON sim_batches(task_ref, first_key);
+    CREATE INDEX sim_batches_pending ON sim_batches(last_due, last_rid) WHERE last_due IS NOT NULL;
+    """ + _batches_from_messages("sim_messages") + """
+    DROP TABLE sim_messages;
+    DROP TABLE sim_queue;
+    """,
+]
+
+
+def carrier_db_path(gateway_path: str) -> str:
+    if gateway_path == ":memory:" or gateway_path.startswith("file:"):
+        return ":memory:"
+    p = Path(gateway_path)
+    return str(p.with_name(f"{p.stem}.carrier{p.suffix}"))
+
+
+async def open_carrier_db(path: str) -> Database:
+    db = Database(path, migrations=MIGRATIONS)
+    await db.open()
+    return db
+
+
+async def adopt_from_gateway(db: Database, gateway: Database) -> bool:
+    """Move ``sim_*`` tables left in the gateway's file (by versions before the split, or by the
+    gateway's own early migrations on a fresh file) into the carrier's file, then drop them there.
+
+    Copied only into a carrier file that holds no message yet, so a second start never mixes two
+    histories; the copy commits before the gateway's tables are dropped, so a crash in between
+    leaves the tables in both files and the next start just drops the gateway's."""
+    present = await gateway.fetchone("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='sim_messages'")
+    if not present or not present[0]:
+        return False
+    if gateway.path != ":memory:" and db.path != ":memory:":
+        await db.outside_transaction(_copy_tables, gateway.path)
+
+    def drop(conn: sqlite3.Connection) -> None:
+        for table in TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+    await gateway.write(drop)
+    return True
+
+
+def _copy_tables(conn: sqlite3.Connection, gateway_path: str) -> None:
+    conn.execute("ATTACH DATABASE ? AS gw", (gateway_path,))
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fresh = conn.execute("SELECT NOT EXISTS(SELECT 1 FROM main.sim_batches)").fetchone()[0]
+            have = {r[0] for r in conn.execute("SELECT name FROM gw.sqlite_master WHERE type='table'")}
+            if fresh and "sim_messages" in have and conn.execute("SELECT EXISTS(SELECT 1 FROM gw.sim_messages)").fetchone()[0]:
+                conn.execute(_batches_from_messages("gw.sim_messages"))
+                for table in ("sim_state", "sim_emissions"):
+                    if table in have:
+                        conn.execute(f"INSERT OR REPLACE INTO main.{table} SELECT * FROM gw.{table}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.execute("DETACH DATABASE gw")
