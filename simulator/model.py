@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 from statistics import NormalDist
 
 from .profile import FixedDelay, LognormalDelay, NumberRule, Profile, UniformDelay, outage_time
@@ -88,8 +88,9 @@ def sample(delay, u: float) -> float:
     return delay.median * math.exp(delay.sigma * _STD_NORMAL.inv_cdf(u))
 
 
-@dataclass(frozen=True, slots=True)
-class PartReceipt:
+# Named tuples rather than frozen dataclasses: a frozen dataclass sets each field through
+# object.__setattr__, and the carrier builds two of these per message on its hot path.
+class PartReceipt(NamedTuple):
     part: int | None  # None: a receipt for the whole message
     status: str  # delivered | failed
     code: str
@@ -98,8 +99,7 @@ class PartReceipt:
     swallowed: bool = False  # due inside a receipts outage: never emitted
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     outcome: str  # delivered | failed | missing | refused
     code: str | None
     receipts: tuple[PartReceipt, ...]
@@ -138,33 +138,68 @@ def rule_label(rule: NumberRule) -> str:
     return f"number:{rule.number}" if rule.number is not None else f"prefix:{rule.prefix}"
 
 
+class _ProfileFacts:
+    """What ``decide`` needs from a profile that is the same for every message, worked out once."""
+
+    __slots__ = ("profile", "outcomes", "codes", "latency", "delay")
+
+    def __init__(self, profile: Profile):
+        self.profile = profile
+        o = profile.outcomes
+        self.outcomes = [("delivered", o.delivered), ("failed", o.failed), ("missing", o.missing)]
+        self.codes = sorted(profile.failure_codes.items())
+        self.latency = _fixed(profile.submit_latency)  # None: drawn per message
+        self.delay = _fixed(profile.receipt_delay)
+
+
+def _fixed(delay) -> float | None:
+    if isinstance(delay, (int, float)) or isinstance(delay, FixedDelay):
+        return sample(delay, 0.0)
+    if isinstance(delay, UniformDelay) and delay.high == delay.low:
+        return delay.low
+    return None
+
+
+_facts: _ProfileFacts | None = None
+
+
+def _facts_of(profile: Profile) -> _ProfileFacts:
+    global _facts
+    facts = _facts
+    if facts is None or facts.profile is not profile:
+        facts = _facts = _ProfileFacts(profile)
+    return facts
+
+
 def decide(profile: Profile, key: str, parts: int, number: str | None = None, rules: RuleBook | None = None) -> Decision:
     """The carrier's decision for one message: ``key`` identifies it (the simulated carrier uses
     ``"{task_id}:{number}"``), ``number`` (E.164) selects a number rule, if any matches."""
     seed = profile.seed
-    latency = _sample_drawn(profile.submit_latency, seed, key, "latency")
+    facts = _facts_of(profile)
+    latency = facts.latency if facts.latency is not None else sample(profile.submit_latency, draw(seed, key, "latency"))
     rule = None
     if number is not None and profile.number_rules:
         rule = (rules or RuleBook(profile.number_rules)).match(number)
     if rule is not None:
         return _decide_by_rule(profile, key, parts, rule, latency)
-    o = profile.outcomes
-    outcome = _pick([("delivered", o.delivered), ("failed", o.failed), ("missing", o.missing)], seed, key, "outcome")
+    outcome = _pick(facts.outcomes, seed, key, "outcome")
     if outcome == "missing":
         return Decision("missing", None, (), latency)
     if outcome == "failed":
-        code = _pick(sorted(profile.failure_codes.items()), seed, key, "code")
+        code = _pick(facts.codes, seed, key, "code")
         failing_part = int(draw(seed, key, "failing-part") * parts) if parts > 1 else 0
     else:
         code = "DELIVERED"
         failing_part = -1
-    if profile.part_policy == "first":
-        reported = [0]
+    if parts == 1:
+        reported = (0,)
+    elif profile.part_policy == "first":
+        reported = (0,)
     elif profile.part_policy == "last":
-        reported = [parts - 1]
+        reported = (parts - 1,)
     else:
-        reported = list(range(parts))
-    base = _sample_drawn(profile.receipt_delay, seed, key, "delay")
+        reported = range(parts)
+    base = facts.delay if facts.delay is not None else sample(profile.receipt_delay, draw(seed, key, "delay"))
     receipts: list[PartReceipt] = []
     for part in reported:
         # one message's parts arrive close together and in part order; with reorder they may
@@ -182,7 +217,7 @@ def decide(profile: Profile, key: str, parts: int, number: str | None = None, ru
         elif part == failing_part or profile.part_policy != "all":
             part_code = code
         else:
-            part_code = _pick(sorted(profile.failure_codes.items()), seed, key, f"code-{part}")
+            part_code = _pick(facts.codes, seed, key, f"code-{part}")
         part_ref = part if parts > 1 and profile.part_policy == "all" else None
         receipts.append(PartReceipt(part_ref, status, part_code, latency + delay))
         if _chance(profile.duplicate_rate, seed, key, f"dup-{part}"):
@@ -261,9 +296,9 @@ def plan(decision: Decision, profile: Profile, submitted_at: float, anchor: floa
     for r in decision.receipts:
         due = submitted_at + r.delay
         if any(start <= due < end for start, end in windows):
-            r = replace(r, swallowed=True)
+            r = r._replace(swallowed=True)
         marked.append(r)
-    return replace(decision, receipts=tuple(marked))
+    return decision._replace(receipts=tuple(marked))
 
 
 def expected_result(parts: int, submitted_at: float, receipts: list[tuple[float, int | None, str, bool]], timeout: float) -> str:

@@ -109,7 +109,8 @@ def carrier_db_path(gateway_path: str) -> str:
 
 
 async def open_carrier_db(path: str) -> Database:
-    db = Database(path, migrations=MIGRATIONS)
+    # the carrier appends one row per batch and reads back rarely: a small page cache will do
+    db = Database(path, migrations=MIGRATIONS, cache_mib=8)
     await db.open()
     return db
 

@@ -25,13 +25,23 @@ log = logging.getLogger(__name__)
 
 
 class _Message:
-    __slots__ = ("id", "task_id", "parts", "result", "submitted_at", "receipt_at", "delivered", "failed", "reasons", "late", "dirty")
+    """A message row as read for folding. ``receipt_at`` is not read: it only ever goes from
+    NULL to the time the number became final, which the fold sets (``None``: unchanged)."""
+
+    __slots__ = ("id", "task_id", "parts", "result", "submitted_at", "receipt_at", "delivered", "failed", "reasons", "late",
+                 "dirty", "read_failed", "read_reasons")
 
     def __init__(self, row: tuple):
-        (self.id, self.task_id, self.parts, self.result, self.submitted_at, self.receipt_at,
-         self.delivered, self.failed, reasons, self.late) = row
-        self.reasons = reasons
+        (self.id, self.task_id, self.parts, self.result, self.submitted_at,
+         self.delivered, self.failed, self.reasons, self.late) = row
+        self.receipt_at = None
+        self.read_failed, self.read_reasons = self.failed, self.reasons
         self.dirty = False
+
+    @property
+    def usual(self) -> bool:
+        """Only result, receipt time and delivered parts changed: a number being delivered."""
+        return self.failed == self.read_failed and self.reasons is self.read_reasons and not self.late
 
 
 class Tally:
@@ -59,8 +69,8 @@ class Tally:
 
 
 _SELECT_MESSAGES = (
-    "SELECT json_group_array(json_array(id, task_id, parts, result, " + bulk.exact("submitted_at") + ", "
-    + bulk.exact("receipt_at", nullable=True) + ", delivered_mask, failed_mask, reasons, late, platform_id))"
+    "SELECT json_group_array(json_array(id, task_id, parts, result, " + bulk.exact("submitted_at") + ","
+    " delivered_mask, failed_mask, reasons, late, platform_id))"
     " FROM messages WHERE platform_id IN (SELECT value FROM json_each(?))"
 )
 
@@ -76,7 +86,7 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     if ids:
         rows = bulk.fetch(conn, _SELECT_MESSAGES, (bulk.encode(ids),))
         for row in rows:
-            messages[row[10]] = _Message(row[:10])
+            messages[row[9]] = _Message(row[:9])
     task_platforms: dict[int, str] = {}
     if messages:
         task_ids = list({m.task_id for m in messages.values()})
@@ -93,12 +103,22 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
         _fold(msg, receipt, timeout, tally)
 
     dirty = [m for m in messages.values() if m.dirty]
-    if dirty:
+    # the usual change (a number delivered) touches three columns: a statement of its own reads
+    # three values per row from the JSON instead of six (each costs ~0.35 µs)
+    usual = [(m.id, m.result, m.receipt_at, m.delivered) for m in dirty if m.usual]
+    other = [(m.id, m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late) for m in dirty if not m.usual]
+    if usual:
         conn.execute(
-            "UPDATE messages SET result=u.value->>1, receipt_at=u.value->>2, delivered_mask=u.value->>3,"
-            " failed_mask=u.value->>4, reasons=u.value->>5, late=u.value->>6"
+            "UPDATE messages SET result=u.value->>1, receipt_at=COALESCE(u.value->>2, messages.receipt_at),"
+            " delivered_mask=u.value->>3 FROM json_each(?) AS u WHERE messages.id = u.value->>0",
+            (bulk.encode(usual),),
+        )
+    if other:
+        conn.execute(
+            "UPDATE messages SET result=u.value->>1, receipt_at=COALESCE(u.value->>2, messages.receipt_at),"
+            " delivered_mask=u.value->>3, failed_mask=u.value->>4, reasons=u.value->>5, late=u.value->>6"
             " FROM json_each(?) AS u WHERE messages.id = u.value->>0",
-            (bulk.encode([(m.id, m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late) for m in dirty]),),
+            (bulk.encode(other),),
         )
     for task_id in tally.tasks:
         conn.execute(

@@ -43,15 +43,15 @@ _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA temp_store=MEMORY",
-    "PRAGMA cache_size=-65536",
     "PRAGMA busy_timeout=10000",
 )
 
 
 class Database:
-    def __init__(self, path: str | Path, migrations: Sequence[str] = MIGRATIONS):
+    def __init__(self, path: str | Path, migrations: Sequence[str] = MIGRATIONS, cache_mib: int = 64):
         self.path = str(path)
         self.migrations = migrations
+        self.cache_mib = cache_mib  # page cache per connection: a share of the server's memory
         self.writer: aiosqlite.Connection | None = None
         self.reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -60,11 +60,11 @@ class Database:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.writer = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in _PRAGMAS:
+        for pragma in (*_PRAGMAS, f"PRAGMA cache_size=-{self.cache_mib * 1024}"):
             await self.writer.execute(pragma)
         await self._migrate()
         self.reader = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in _PRAGMAS[1:]:
+        for pragma in (*_PRAGMAS[1:], f"PRAGMA cache_size=-{self.cache_mib * 1024}"):
             await self.reader.execute(pragma)
         await self.reader.execute("PRAGMA query_only=ON")
 
