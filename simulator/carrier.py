@@ -53,6 +53,7 @@ ERROR_TEXT = {
 }
 
 EMIT_BATCH = 5000
+RANGES_KEPT = 64  # tasks whose batch key ranges stay in memory
 
 
 class RateWindow:
@@ -312,13 +313,16 @@ class SimulatedCarrier(Platform):
             by_task.setdefault(item.task_id, []).append(msg_id)
         known: dict[str, tuple[str, str | None]] = {}
         for task_ref, task_ids in by_task.items():
-            ranges = self._ranges.get(task_ref)
+            ranges = self._ranges.pop(task_ref, None)
             if ranges is None:
-                ranges = self._ranges[task_ref] = KeyRanges()
+                ranges = KeyRanges()
                 for batch_id, first, last in await self.db.fetchall(
                     "SELECT id, first_key, last_key FROM sim_batches WHERE task_ref=? ORDER BY first_key, id", (task_ref,)
                 ):
                     ranges.add(first, last, batch_id)
+            self._ranges[task_ref] = ranges  # most recently used last
+            while len(self._ranges) > RANGES_KEPT:  # the others are read again when needed
+                del self._ranges[next(iter(self._ranges))]
             overlapping = ranges.overlapping(min(task_ids), max(task_ids))
             if not overlapping:
                 continue

@@ -63,6 +63,15 @@ def test_bench_api_tiny():
     assert "task detail p50 / p99" in out
 
 
+def test_gil_contention_prints_its_table(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "loadtests.gil_contention", "--rows", "2000", "--dir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for case in ("alone", "next to Python", "two at once"):
+        assert f"| {case}" in proc.stdout
+    assert list(tmp_path.iterdir()) == []  # its databases are removed
+
+
 def test_locust_headless_firehose_sets_exit_code(tmp_path):
     """A 4-second headless firehose against a real server writes CSV + HTML and exits 0; an
     impossible threshold makes it exit 1."""

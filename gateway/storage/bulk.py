@@ -4,11 +4,11 @@
 Why not ``executemany`` and ``fetchall``: Python's sqlite3 releases the GIL around every
 ``sqlite3_step``, and those step once per row. In a busy process each release lets another
 thread take the GIL, and taking it back waits until that thread lets go, up to the switch
-interval (5 ms). Measured on the 2-core benchmark machine (``python /tmp/gilbench.py`` in the
-round-3 notes of docs/benchmarks.md): 200,000 ``executemany`` inserts in batches of 1,000 take
-0.35 s alone and 53 s next to a thread running Python; the same rows through ``json_each`` take
-0.32 s alone and 2.5 s in that contest, and two such writers on two database files run in
-parallel (0.43 s for both, against 0.66 s one after the other). The service has exactly that
+interval (5 ms). Measured on the 2-core benchmark machine (``python -m loadtests.gil_contention``,
+round 3 of docs/benchmarks.md): 200,000 ``executemany`` inserts in batches of 1,000 take 0.35 s
+alone and 53 s next to a thread running Python; the same rows through ``json_each`` take 0.35 s
+alone and 2.5 s in that contest, and two such writers on two database files run in parallel
+(0.50 s for both, against 0.71 s one after the other). The service has exactly that
 shape: the event loop, the gateway's writer and the carrier's writer all want the GIL.
 
 One caveat: SQLite 3.40 renders a REAL inside JSON with 15 significant digits, which would
@@ -28,7 +28,9 @@ decode = msgspec.json.Decoder().decode
 
 
 def exact(column: str, nullable: bool = False) -> str:
-    """A REAL column as a JSON number that round-trips to the same double."""
+    """A REAL column as a JSON number that round-trips to the same double (for every magnitude a
+    time or a delay can have; SQLite's printf is one unit off at the very top of the double range,
+    around 1.8e308)."""
     rendered = f"json(printf('%!.17g', {column}))"
     return f"CASE WHEN {column} IS NULL THEN NULL ELSE {rendered} END" if nullable else rendered
 
