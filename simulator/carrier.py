@@ -350,8 +350,10 @@ class SimulatedCarrier(Platform):
                     rows = self._due.pop_due(now, EMIT_BATCH)
                 if not rows:
                     return
+                texts = {r[5]: error_text(r[5]) for r in rows} if len(rows) > 64 else None
+                # positional: platform_id, status, at, part, code, message
                 receipts = [
-                    Receipt(platform_id=r[2], status=r[4], at=r[0], part=r[3], code=r[5], message=error_text(r[5]))
+                    Receipt(r[2], r[4], r[0], r[3], r[5], texts[r[5]] if texts is not None else error_text(r[5]))
                     for r in rows
                 ]
                 try:

@@ -74,6 +74,10 @@ class DueQueue:
     def pop_due(self, now: float, limit: int) -> list[tuple]:
         """The receipts due by ``now``, oldest first, at most ``limit``."""
         heap = self._heap
+        if heap and len(heap) <= limit and max(heap)[0] <= now:  # all of it is due: one sort, in C
+            out = sorted(heap)
+            heap.clear()
+            return out
         out = []
         while heap and heap[0][0] <= now and len(out) < limit:
             out.append(heapq.heappop(heap))

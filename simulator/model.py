@@ -109,18 +109,18 @@ class Decision(NamedTuple):
 
 class RuleBook:
     """Number rules, compiled: an exact ``number`` rule beats any prefix rule, a longer prefix
-    beats a shorter one, and between equals the first in the list wins."""
+    beats a shorter one, and between equals the first in the list wins. Prefixes are grouped by
+    length, so matching costs one lookup per distinct length, not one test per rule."""
 
     def __init__(self, rules: list[NumberRule]):
         self.exact: dict[str, NumberRule] = {}
-        self.prefixes: list[NumberRule] = []
+        by_length: dict[int, dict[str, NumberRule]] = {}
         for rule in rules:
             if rule.number is not None:
                 self.exact.setdefault(rule.number, rule)
             elif rule.prefix is not None:
-                self.prefixes.append(rule)
-        # stable sort: the list order breaks ties between prefixes of the same length
-        self.prefixes.sort(key=lambda r: -len(r.prefix or ""))
+                by_length.setdefault(len(rule.prefix), {}).setdefault(rule.prefix, rule)
+        self.prefixes: list[tuple[int, dict[str, NumberRule]]] = sorted(by_length.items(), reverse=True)
 
     def match(self, number: str | None) -> NumberRule | None:
         if not number:
@@ -128,9 +128,10 @@ class RuleBook:
         hit = self.exact.get(number)
         if hit is not None:
             return hit
-        for rule in self.prefixes:
-            if number.startswith(rule.prefix):  # type: ignore[arg-type]
-                return rule
+        for length, rules in self.prefixes:
+            hit = rules.get(number[:length])
+            if hit is not None:
+                return hit
         return None
 
 
@@ -141,7 +142,7 @@ def rule_label(rule: NumberRule) -> str:
 class _ProfileFacts:
     """What ``decide`` needs from a profile that is the same for every message, worked out once."""
 
-    __slots__ = ("profile", "outcomes", "codes", "latency", "delay")
+    __slots__ = ("profile", "outcomes", "codes", "latency", "delay", "sole_outcome", "duplicates")
 
     def __init__(self, profile: Profile):
         self.profile = profile
@@ -150,6 +151,9 @@ class _ProfileFacts:
         self.codes = sorted(profile.failure_codes.items())
         self.latency = _fixed(profile.submit_latency)  # None: drawn per message
         self.delay = _fixed(profile.receipt_delay)
+        positive = [name for name, weight in self.outcomes if weight > 0]
+        self.sole_outcome = positive[0] if len(positive) == 1 else None  # what _pick returns for any draw
+        self.duplicates = profile.duplicate_rate > 0
 
 
 def _fixed(delay) -> float | None:
@@ -182,7 +186,7 @@ def decide(profile: Profile, key: str, parts: int, number: str | None = None, ru
         rule = (rules or RuleBook(profile.number_rules)).match(number)
     if rule is not None:
         return _decide_by_rule(profile, key, parts, rule, latency)
-    outcome = _pick(facts.outcomes, seed, key, "outcome")
+    outcome = facts.sole_outcome or _pick(facts.outcomes, seed, key, "outcome")
     if outcome == "missing":
         return Decision("missing", None, (), latency)
     if outcome == "failed":
@@ -220,7 +224,7 @@ def decide(profile: Profile, key: str, parts: int, number: str | None = None, ru
             part_code = _pick(facts.codes, seed, key, f"code-{part}")
         part_ref = part if parts > 1 and profile.part_policy == "all" else None
         receipts.append(PartReceipt(part_ref, status, part_code, latency + delay))
-        if _chance(profile.duplicate_rate, seed, key, f"dup-{part}"):
+        if facts.duplicates and _chance(profile.duplicate_rate, seed, key, f"dup-{part}"):
             extra = _sample_drawn(profile.receipt_delay, seed, key, f"dup-delay-{part}")
             receipts.append(PartReceipt(part_ref, status, part_code, latency + delay + extra, duplicate=True))
     return Decision(outcome, code, tuple(receipts), latency)

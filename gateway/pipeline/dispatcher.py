@@ -113,8 +113,8 @@ class Dispatcher:
                 accepted += len(candidates)
                 rows: list[tuple] = []
                 if candidates:
-                    batch = [SubmitItem(key=f"{task_id}-{seq:010d}", task_id=task_id, number=number, text=text, parts=parts)
-                             for seq, number in candidates]
+                    # positional: key, task_id, number, text, parts
+                    batch = [SubmitItem(f"{task_id}-{seq:010d}", task_id, number, text, parts) for seq, number in candidates]
                     results = await self._submit_with_retry(platform, batch)
                     rows, refused = _message_rows(task_id, parts, candidates, results)
                     if refused:

@@ -15,6 +15,7 @@ import json
 import logging
 import sqlite3
 from collections import defaultdict, deque
+from itertools import repeat
 from typing import Any, Awaitable, Callable
 
 from gateway.domain import results as R
@@ -38,10 +39,6 @@ class _Message:
         self.read_failed, self.read_reasons = self.failed, self.reasons
         self.dirty = False
 
-    @property
-    def usual(self) -> bool:
-        """Only result, receipt time and delivered parts changed: a number being delivered."""
-        return self.failed == self.read_failed and self.reasons is self.read_reasons and not self.late
 
 
 class Tally:
@@ -105,8 +102,13 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     dirty = [m for m in messages.values() if m.dirty]
     # the usual change (a number delivered) touches three columns: a statement of its own reads
     # three values per row from the JSON instead of six (each costs ~0.35 µs)
-    usual = [(m.id, m.result, m.receipt_at, m.delivered) for m in dirty if m.usual]
-    other = [(m.id, m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late) for m in dirty if not m.usual]
+    usual, other = [], []
+    for m in dirty:
+        # usual: only result, receipt time and delivered parts changed (a number being delivered)
+        if m.failed == m.read_failed and m.reasons is m.read_reasons and not m.late:
+            usual.append((m.id, m.result, m.receipt_at, m.delivered))
+        else:
+            other.append((m.id, m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late))
     if usual:
         conn.execute(
             "UPDATE messages SET result=u.value->>1, receipt_at=COALESCE(u.value->>2, messages.receipt_at),"
@@ -281,7 +283,7 @@ class ReceiptSink:
             count = 0
             while self._queue and count < self.config.receipt_flush_max:
                 platform, receipts, delivery = self._queue.popleft()
-                items.extend((platform, r, delivery) for r in receipts)
+                items.extend(zip(repeat(platform), receipts, repeat(delivery)))
                 count += len(receipts)
             self._queued -= count
             if self._queue:
