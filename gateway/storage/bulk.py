@@ -37,5 +37,9 @@ def exact(column: str, nullable: bool = False) -> str:
 
 def fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[list]:
     """Run a query whose single value is a ``json_group_array`` and return its rows."""
-    row = conn.execute(sql, params).fetchone()
+    cursor = conn.execute(sql, params)
+    try:
+        row = cursor.fetchone()
+    finally:
+        cursor.close()  # an open statement would keep this connection's read snapshot
     return decode(row[0]) if row and row[0] else []

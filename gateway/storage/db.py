@@ -39,6 +39,22 @@ def _in_transaction(conn: aiosqlite.Connection, fn: Callable[..., T], args: tupl
 def _call_with_connection(conn: aiosqlite.Connection, fn: Callable[..., T], args: tuple) -> T:
     return fn(conn._connection, *args)
 
+def _fetchall(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[tuple]:
+    cursor = conn._connection.execute(sql, params)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _fetchone(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> tuple | None:
+    cursor = conn._connection.execute(sql, params)
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -118,15 +134,18 @@ class Database:
         assert self.reader is not None
         return await self.reader._execute(_call_with_connection, self.reader, fn, args)
 
+    # A query runs whole in one hop to the reader's thread: executed, fetched and its statement
+    # reset before anything else runs on that connection. With aiosqlite's cursor (execute, then
+    # fetch, then close: three hops), another coroutine's query could run in between, inside the
+    # read transaction of the still-open statement, and miss a commit made just before it: a task
+    # created and then read back as "not found".
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         assert self.reader is not None
-        async with self.reader.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await self.reader._execute(_fetchall, self.reader, sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         assert self.reader is not None
-        async with self.reader.execute(sql, params) as cur:
-            return await cur.fetchone()
+        return await self.reader._execute(_fetchone, self.reader, sql, params)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """A single write statement in its own transaction; returns the rows changed."""
