@@ -34,7 +34,7 @@ from gateway.platform import Platform, PlatformContext, PlatformError, Receipt, 
 from . import profile as profiles
 from .ledger import DueQueue, KeyRanges
 from .store import adopt_from_gateway, carrier_db_path, open_carrier_db
-from .model import RuleBook, decide, expected_result, outage_windows, plan, submit_outage_until
+from .model import RuleBook, decide_many, expected_result, outage_windows, plan, submit_outage_until
 
 ERROR_TEXT = {
     "DELIVERED": "delivered",
@@ -265,7 +265,7 @@ class SimulatedCarrier(Platform):
         rules = self._rulebook(profile)
         ids = [f"sim-{item.key}" for item in batch]
         # deciding is pure and needs no clock, so it happens before the transaction
-        decisions = [decide(profile, f"{item.task_id}:{item.number}", item.parts, item.number, rules) for item in batch]
+        decisions = decide_many(profile, [(f"{item.task_id}:{item.number}", item.parts, item.number) for item in batch], rules)
         async with self._books_lock:
             known = await self._known(batch, ids)
             refused, due_rows, recorded, self._next_rid = await db.write(

@@ -142,7 +142,7 @@ def rule_label(rule: NumberRule) -> str:
 class _ProfileFacts:
     """What ``decide`` needs from a profile that is the same for every message, worked out once."""
 
-    __slots__ = ("profile", "outcomes", "codes", "latency", "delay", "sole_outcome", "duplicates")
+    __slots__ = ("profile", "outcomes", "codes", "latency", "delay", "sole_outcome", "duplicates", "plain")
 
     def __init__(self, profile: Profile):
         self.profile = profile
@@ -154,6 +154,10 @@ class _ProfileFacts:
         positive = [name for name, weight in self.outcomes if weight > 0]
         self.sole_outcome = positive[0] if len(positive) == 1 else None  # what _pick returns for any draw
         self.duplicates = profile.duplicate_rate > 0
+        # every message delivered after a fixed delay, no duplicates: a single-part message's
+        # decision then depends only on its jitter draw (see decide_many)
+        self.plain = (self.latency is not None and self.delay is not None and self.sole_outcome == "delivered"
+                      and not self.duplicates)
 
 
 def _fixed(delay) -> float | None:
@@ -228,6 +232,31 @@ def decide(profile: Profile, key: str, parts: int, number: str | None = None, ru
             extra = _sample_drawn(profile.receipt_delay, seed, key, f"dup-delay-{part}")
             receipts.append(PartReceipt(part_ref, status, part_code, latency + delay + extra, duplicate=True))
     return Decision(outcome, code, tuple(receipts), latency)
+
+
+def decide_many(profile: Profile, messages: list[tuple[str, int, str | None]], rules: RuleBook | None = None) -> list[Decision]:
+    """``decide`` for each ``(key, parts, number)``, the same decisions (``tests/test_simulator_
+    reproducible.py`` holds them to the model's recorded hashes through this function). For a
+    plain profile (``_ProfileFacts.plain``) a single-part message that no number rule names is
+    decided inline: one jitter draw, no calls."""
+    facts = _facts_of(profile)
+    if not facts.plain:
+        return [decide(profile, key, parts, number, rules) for key, parts, number in messages]
+    rules = rules or RuleBook(profile.number_rules)
+    exact, prefixed = rules.exact, bool(rules.prefixes)
+    seed, latency, base, reorder = profile.seed, facts.latency, facts.delay, profile.reorder
+    out = []
+    for key, parts, number in messages:
+        if parts != 1 or not number or number in exact or (prefixed and rules.match(number) is not None):
+            out.append(decide(profile, key, parts, number, rules))
+            continue
+        if reorder:
+            jitter = 0.0 if base == 0 else draw(seed, key, "jitter-0") * base
+        else:
+            jitter = 0.001 * (0 + 0.5 * draw(seed, key, "jitter-0"))
+        out.append(Decision("delivered", "DELIVERED", (PartReceipt(None, "delivered", "DELIVERED", latency + (base + jitter)),),
+                            latency))
+    return out
 
 
 def _jitter(profile: Profile, seed: int, key: str, part: int, base: float) -> float:
