@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import NamedTuple
 from statistics import NormalDist
+
+import msgspec
 
 from .profile import FixedDelay, LognormalDelay, NumberRule, Profile, UniformDelay, outage_time
 
@@ -88,9 +89,10 @@ def sample(delay, u: float) -> float:
     return delay.median * math.exp(delay.sigma * _STD_NORMAL.inv_cdf(u))
 
 
-# Named tuples rather than frozen dataclasses: a frozen dataclass sets each field through
-# object.__setattr__, and the carrier builds two of these per message on its hot path.
-class PartReceipt(NamedTuple):
+# msgspec structs rather than frozen dataclasses or named tuples: the carrier builds two of these
+# per message on its hot path, and a struct is built in C (a frozen dataclass sets each field
+# through object.__setattr__, a named tuple runs a Python __new__).
+class PartReceipt(msgspec.Struct, frozen=True, gc=False):
     part: int | None  # None: a receipt for the whole message
     status: str  # delivered | failed
     code: str
@@ -99,7 +101,7 @@ class PartReceipt(NamedTuple):
     swallowed: bool = False  # due inside a receipts outage: never emitted
 
 
-class Decision(NamedTuple):
+class Decision(msgspec.Struct, frozen=True, gc=False):
     outcome: str  # delivered | failed | missing | refused
     code: str | None
     receipts: tuple[PartReceipt, ...]
@@ -329,9 +331,9 @@ def plan(decision: Decision, profile: Profile, submitted_at: float, anchor: floa
     for r in decision.receipts:
         due = submitted_at + r.delay
         if any(start <= due < end for start, end in windows):
-            r = r._replace(swallowed=True)
+            r = msgspec.structs.replace(r, swallowed=True)
         marked.append(r)
-    return decision._replace(receipts=tuple(marked))
+    return msgspec.structs.replace(decision, receipts=tuple(marked))
 
 
 def expected_result(parts: int, submitted_at: float, receipts: list[tuple[float, int | None, str, bool]], timeout: float) -> str:
