@@ -18,6 +18,8 @@ from collections import defaultdict, deque
 from itertools import repeat
 from typing import Any, Awaitable, Callable
 
+import msgspec
+
 from gateway.domain import results as R
 from gateway.platform import Receipt
 from gateway.storage import bulk
@@ -25,20 +27,23 @@ from gateway.storage import bulk
 log = logging.getLogger(__name__)
 
 
-class _Message:
-    """A message row as read for folding. ``receipt_at`` is not read: it only ever goes from
-    NULL to the time the number became final, which the fold sets (``None``: unchanged)."""
+class _Message(msgspec.Struct, gc=False):
+    """A message row as read for folding (a struct: built in C, thousands per flush).
+    ``receipt_at`` is not read: it only ever goes from NULL to the time the number became final,
+    which the fold sets (``None``: unchanged)."""
 
-    __slots__ = ("id", "task_id", "parts", "result", "submitted_at", "receipt_at", "delivered", "failed", "reasons", "late",
-                 "dirty", "read_failed", "read_reasons")
-
-    def __init__(self, row: tuple):
-        (self.id, self.task_id, self.parts, self.result, self.submitted_at,
-         self.delivered, self.failed, self.reasons, self.late) = row
-        self.receipt_at = None
-        self.read_failed, self.read_reasons = self.failed, self.reasons
-        self.dirty = False
-
+    id: int
+    task_id: int
+    parts: int
+    result: int
+    submitted_at: float
+    delivered: int
+    failed: int
+    reasons: str | None
+    late: int
+    receipt_at: float | None = None
+    dirty: bool = False
+    other: bool = False  # failed parts, reasons or late changed: more than the usual delivered update
 
 
 class Tally:
@@ -83,7 +88,7 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     if ids:
         rows = bulk.fetch(conn, _SELECT_MESSAGES, (bulk.encode(ids),))
         for row in rows:
-            messages[row[9]] = _Message(row[:9])
+            messages[row[9]] = _Message(*row[:9])
     task_platforms: dict[int, str] = {}
     if messages:
         task_ids = list({m.task_id for m in messages.values()})
@@ -104,8 +109,7 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     # three values per row from the JSON instead of six (each costs ~0.35 µs)
     usual, other = [], []
     for m in dirty:
-        # usual: only result, receipt time and delivered parts changed (a number being delivered)
-        if m.failed == m.read_failed and m.reasons is m.read_reasons and not m.late:
+        if not m.other:  # only result, receipt time and delivered parts changed: a number delivered
             usual.append((m.id, m.result, m.receipt_at, m.delivered))
         else:
             other.append((m.id, m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late))
@@ -160,6 +164,7 @@ def _add_reason(msg: _Message, code: str, text: str) -> None:
     reasons = json.loads(msg.reasons) if msg.reasons else []
     reasons.append([code, text])
     msg.reasons = json.dumps(reasons, ensure_ascii=False)
+    msg.other = True
 
 
 def _fold(msg: _Message, receipt: Receipt, timeout: float, tally: Tally) -> None:
