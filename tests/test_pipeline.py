@@ -118,6 +118,19 @@ async def test_receipts_overtaking_a_batch_being_recorded_wait_for_it_in_memory(
         assert await db.fetchone("SELECT sent, succeeded FROM tasks WHERE id=1") == (1, 1)
         assert await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts") == (1,)
         assert committed == [1, 2]  # observers hear of receipts only once they are committed
+        assert (await db.fetchone("SELECT duplicate_receipts FROM tasks WHERE id=1")) == (0,)
+        # one call, one receipt applied at once and one waiting: answered when both are committed
+        sink.expect("sim", ["P3"])
+        mixed = asyncio.create_task(sink.deliver("sim", [Receipt(platform_id="P3", status="delivered", at=6.0, part=0),
+                                                         Receipt(platform_id="P1", status="delivered", at=6.0, part=0)]))
+        await asyncio.sleep(0.05)
+        assert not mixed.done()
+        assert await db.fetchone("SELECT duplicate_receipts FROM tasks WHERE id=1") == (1,)  # P1's part 0 again
+        rows, _ = _message_rows(1, 2, [(1, "+8613800138001")], [SubmitResult("1-0000000001", "P3")])
+        await db.write(_record_batch, 1, "sim", 2, rows, 5.0, 1, 2, "{}", config.receipt_timeout)
+        sink.recorded("sim", ["P3"])
+        await asyncio.wait_for(mixed, 5)
+        assert await db.fetchone("SELECT delivered_mask FROM messages WHERE platform_id='P3'") == (0b01,)
         # a batch whose recording fails releases its waiting receipts to unmatched_receipts
         sink.expect("sim", ["P2"])
         late = asyncio.create_task(sink.deliver("sim", [Receipt(platform_id="P2", status="failed", at=6.0, code="X")]))

@@ -62,7 +62,8 @@ class Tally:
         self.lags: list[float] = []
 
     def final_at(self, task_id: int, at: float) -> None:
-        if at > self.last_final.get(task_id, float("-inf")):
+        last = self.last_final.get(task_id)
+        if last is None or at > last:
             self.last_final[task_id] = at
 
     @property
@@ -283,47 +284,59 @@ class ReceiptSink:
             if self._queued < self.config.receipt_flush_max:
                 await asyncio.sleep(self.config.receipt_flush_interval)
             self._wake.clear()
-            items = self._retry
+            # entries of (platform, receipts, delivery); receipts that waited come back one by one
+            entries = [(platform, [receipt], delivery) for platform, receipt, delivery in self._retry]
             self._retry = []
             count = 0
             while self._queue and count < self.config.receipt_flush_max:
-                platform, receipts, delivery = self._queue.popleft()
-                items.extend(zip(repeat(platform), receipts, repeat(delivery)))
-                count += len(receipts)
+                entry = self._queue.popleft()
+                entries.append(entry)
+                count += len(entry[1])
             self._queued -= count
             if self._queue:
                 self._wake.set()
-            if not items:
+            if not entries:
                 continue
             try:
-                by_platform, tally, done, held = await self._flush(items)
+                by_platform, tally, held = await self._flush(entries)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the transaction rolled back: nothing half-applied
                 log.exception("receipt flush failed")
-                for _, _, delivery in items:
+                for _, _, delivery in entries:
                     if not delivery.fut.done():
                         delivery.fut.set_exception(exc)
                 continue
             self._held.extend(held)
-            for delivery in done:  # committed: acknowledge before observers run
-                delivery.pending -= 1
+            for _, receipts, delivery in entries:
+                delivery.pending -= len(receipts)
+            for _, _, delivery in held:  # still to be committed
+                delivery.pending += 1
+            for _, _, delivery in entries:  # committed: acknowledge before observers run
                 if delivery.pending == 0 and not delivery.fut.done():
                     delivery.fut.set_result(None)
             await self.on_committed(by_platform, tally)
 
-    async def _flush(self, items: list[tuple[str, Receipt, _Delivery]]):
-        pairs = [(platform, r) for platform, r, _ in items]
+    async def _flush(self, entries: list[tuple[str, list[Receipt], _Delivery]]):
+        pairs: list[tuple[str, Receipt]] = []
+        for platform, receipts, _ in entries:
+            pairs.extend(zip(repeat(platform), receipts))
         now = self.clock.now()
         tally = await self.db.write(_commit_receipts, pairs, self.config.receipt_timeout, now, self._expected)
-        waiting = set(tally.held)
         by_platform: dict[str, list[Receipt]] = defaultdict(list)
-        done, held = [], []
-        for i, item in enumerate(items):
-            if i in waiting:
-                held.append(item)
-            else:
-                by_platform[item[0]].append(item[1])
-                done.append(item[2])
+        held: list[tuple[str, Receipt, _Delivery]] = []
+        if not tally.held:  # the usual case: every receipt committed
+            for platform, receipts, _ in entries:
+                by_platform[platform].extend(receipts)
+        else:
+            waiting = set(tally.held)
+            i = 0
+            for platform, receipts, delivery in entries:
+                for receipt in receipts:
+                    if i in waiting:
+                        held.append((platform, receipt, delivery))
+                    else:
+                        by_platform[platform].append(receipt)
+                    i += 1
         tally.lags = [now - r.at for receipts in by_platform.values() for r in receipts]
-        return by_platform, tally, done, held
+        return by_platform, tally, held
