@@ -7,8 +7,22 @@ from gateway.config import Config
 from gateway.domain import results as R
 from gateway.pipeline.dispatcher import _message_rows, _record_batch
 from gateway.pipeline.receipts import apply_receipts
-from gateway.platform import Receipt, SubmitResult
+from gateway.platform import Receipt, SubmitItem, SubmitResult
 from gateway.storage.db import Database
+
+
+def _item(seq: int, number: str) -> SubmitItem:
+    return SubmitItem(f"1-{seq:010d}", 1, number, "x", 2)
+
+
+def test_acknowledgements_match_their_numbers_in_any_order():
+    batch = [_item(i, f"+86138001380{i:02d}") for i in range(4)]
+    in_order = [SubmitResult(b.key, f"P{i}") for i, b in enumerate(batch)]
+    shuffled = [in_order[2], in_order[0], SubmitResult(batch[3].key, None, "X", "no"), in_order[1]]
+    expected = [(1, b.number, 2, f"P{i}") for i, b in enumerate(batch[:3])]
+    assert _message_rows(1, 2, batch, in_order[:3] + [SubmitResult(batch[3].key, None, "X", "no")]) == (expected, 1)
+    assert _message_rows(1, 2, batch, shuffled) == (expected, 1)
+    assert _message_rows(1, 2, batch, in_order[:2]) == (expected[:2], 2)  # an answer missing counts as refused
 
 
 async def _db(tmp_path):
@@ -39,7 +53,7 @@ async def test_receipt_before_acknowledgement_is_applied_at_ack(tmp_path):
         tally = await db.write(record)
         assert len(tally.unmatched) == 2
 
-        rows, refused = _message_rows(1, 2, [(0, "+8613800138000")], [SubmitResult("1-0000000000", "P10")])
+        rows, refused = _message_rows(1, 2, [_item(0, "+8613800138000")], [SubmitResult("1-0000000000", "P10")])
         assert refused == 0
         await db.write(_record_batch, 1, "sim", 2, rows, 4.0, 0, 1, "{}", config.receipt_timeout)
         row = await db.fetchone("SELECT result, delivered_mask FROM messages WHERE platform_id='P10'")
@@ -110,7 +124,7 @@ async def test_receipts_overtaking_a_batch_being_recorded_wait_for_it_in_memory(
         await asyncio.sleep(0.05)
         assert not early.done()
         assert await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts") == (1,)
-        rows, _ = _message_rows(1, 2, [(0, "+8613800138000")], [SubmitResult("1-0000000000", "P1")])
+        rows, _ = _message_rows(1, 2, [_item(0, "+8613800138000")], [SubmitResult("1-0000000000", "P1")])
         await db.write(_record_batch, 1, "sim", 2, rows, 4.0, 0, 1, "{}", config.receipt_timeout)
         sink.recorded("sim", ["P1"])
         await asyncio.wait_for(early, 5)
@@ -126,7 +140,7 @@ async def test_receipts_overtaking_a_batch_being_recorded_wait_for_it_in_memory(
         await asyncio.sleep(0.05)
         assert not mixed.done()
         assert await db.fetchone("SELECT duplicate_receipts FROM tasks WHERE id=1") == (1,)  # P1's part 0 again
-        rows, _ = _message_rows(1, 2, [(1, "+8613800138001")], [SubmitResult("1-0000000001", "P3")])
+        rows, _ = _message_rows(1, 2, [_item(1, "+8613800138001")], [SubmitResult("1-0000000001", "P3")])
         await db.write(_record_batch, 1, "sim", 2, rows, 5.0, 1, 2, "{}", config.receipt_timeout)
         sink.recorded("sim", ["P3"])
         await asyncio.wait_for(mixed, 5)

@@ -116,7 +116,7 @@ class Dispatcher:
                     # positional: key, task_id, number, text, parts
                     batch = [SubmitItem(f"{task_id}-{seq:010d}", task_id, number, text, parts) for seq, number in candidates]
                     results = await self._submit_with_retry(platform, batch)
-                    rows, refused = _message_rows(task_id, parts, candidates, results)
+                    rows, refused = _message_rows(task_id, parts, batch, results)
                     if refused:
                         skipped["refused"] += refused
                     if self.sink is not None:
@@ -239,18 +239,22 @@ def _first(row: list) -> int:
     return row[0]
 
 
-def _message_rows(task_id: int, parts: int, candidates: list[tuple[int, str]],
+def _message_rows(task_id: int, parts: int, batch: list[SubmitItem],
                   results: list[SubmitResult]) -> tuple[list[tuple], int]:
     """The acknowledged numbers as message rows (without their submission time), and how many
-    the platform refused."""
-    by_key = {r.key: r.platform_id for r in results}
+    the platform refused. Results usually come back in the batch's order; any order is matched
+    by key."""
+    if len(results) == len(batch) and all(r.key == item.key for r, item in zip(results, batch)):
+        answered = zip(batch, [r.platform_id for r in results])
+    else:
+        by_key = {r.key: r.platform_id for r in results}
+        answered = zip(batch, [by_key.get(item.key) for item in batch])
     rows, refused = [], 0
-    for seq, number in candidates:
-        platform_id = by_key.get(f"{task_id}-{seq:010d}")
+    for item, platform_id in answered:
         if platform_id is None:
             refused += 1
         else:
-            rows.append((task_id, number, parts, platform_id))
+            rows.append((task_id, item.number, parts, platform_id))
     return rows, refused
 
 
