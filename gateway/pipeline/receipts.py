@@ -27,11 +27,12 @@ from gateway.storage import bulk
 log = logging.getLogger(__name__)
 
 
-class _Message(msgspec.Struct, gc=False):
-    """A message row as read for folding (a struct: built in C, thousands per flush).
-    ``receipt_at`` is not read: it only ever goes from NULL to the time the number became final,
-    which the fold sets (``None``: unchanged)."""
+class _Message(msgspec.Struct, array_like=True, gc=False):
+    """A message row as read for folding, decoded straight from the SELECT's JSON array (a
+    struct built in C: thousands per flush). ``receipt_at`` is not read: it only ever goes from
+    NULL to the time the number became final, which the fold sets (``None``: unchanged)."""
 
+    platform_id: str
     id: int
     task_id: int
     parts: int
@@ -72,10 +73,11 @@ class Tally:
 
 
 _SELECT_MESSAGES = (
-    "SELECT json_group_array(json_array(id, task_id, parts, result, " + bulk.exact("submitted_at") + ","
-    " delivered_mask, failed_mask, reasons, late, platform_id))"
+    "SELECT json_group_array(json_array(platform_id, id, task_id, parts, result, " + bulk.exact("submitted_at") + ","
+    " delivered_mask, failed_mask, reasons, late))"
     " FROM messages WHERE platform_id IN (SELECT value FROM json_each(?))"
 )
+_decode_messages = msgspec.json.Decoder(list[_Message]).decode
 
 
 def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float) -> Tally:
@@ -87,9 +89,8 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     ids = list({r.platform_id for _, r in items})
     messages: dict[str, _Message] = {}
     if ids:
-        rows = bulk.fetch(conn, _SELECT_MESSAGES, (bulk.encode(ids),))
-        for row in rows:
-            messages[row[9]] = _Message(*row[:9])
+        for msg in bulk.fetch(conn, _SELECT_MESSAGES, (bulk.encode(ids),), _decode_messages):
+            messages[msg.platform_id] = msg
     task_platforms: dict[int, str] = {}
     if messages:
         task_ids = list({m.task_id for m in messages.values()})

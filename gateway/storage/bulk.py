@@ -19,7 +19,7 @@ same double.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import msgspec
 
@@ -35,11 +35,12 @@ def exact(column: str, nullable: bool = False) -> str:
     return f"CASE WHEN {column} IS NULL THEN NULL ELSE {rendered} END" if nullable else rendered
 
 
-def fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[list]:
-    """Run a query whose single value is a ``json_group_array`` and return its rows."""
+def fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = (), decoder: Callable[[Any], list] = decode) -> list:
+    """Run a query whose single value is a ``json_group_array`` and return its rows (as lists,
+    or as whatever ``decoder``, e.g. a ``msgspec.json.Decoder(list[SomeStruct]).decode``, makes)."""
     cursor = conn.execute(sql, params)
     try:
         row = cursor.fetchone()
     finally:
         cursor.close()  # an open statement would keep this connection's read snapshot
-    return decode(row[0]) if row and row[0] else []
+    return decoder(row[0]) if row and row[0] else []
