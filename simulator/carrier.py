@@ -1,12 +1,13 @@
 """The simulated carrier as an in-process platform named ``sim``.
 
-It keeps its own state in a SQLite file of its own next to the gateway's (tables ``sim_*``, see
-``store.py``): every message it accepted,
-what it decided, and every receipt it planned with the service-clock time it is due. Receipts
-are emitted by ``on_clock`` in due order and handed to the gateway's receipt sink; the carrier
-records how far it has emitted only after the sink committed them, so a crash re-emits at most
-a few receipts, which the sink recognises as duplicates. Because its state is on disk, a
-restarted gateway finds the carrier exactly where it was: the "operator" keeps working.
+It keeps its own state in a SQLite file of its own next to the gateway's (``store.py``): one
+row per submission batch with every message it accepted, what it decided and every receipt it
+planned with the service-clock time it is due. The receipts still to emit wait in memory, in due
+order (``ledger.py``); ``on_clock`` hands those due to the gateway's receipt sink and records how
+far it has emitted only after the sink committed them, so a crash re-emits at most a few
+receipts, which the sink recognises as duplicates. Because its state is on disk, a restarted
+gateway finds the carrier exactly where it was (the queue is rebuilt from the batches past the
+emission watermark): the "operator" keeps working.
 
 Faults on top of the decisions of ``model.decide`` (all documented in docs/simulator.md):
 - outage windows on the service clock: during a ``submit`` outage ``submit`` raises a retryable
