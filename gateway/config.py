@@ -22,6 +22,7 @@ class Config:
     receipt_flush_max: int = 20000
     receipt_flush_interval: float = 0.002
     tick_interval: float = 0.05
+    gc_gen0: int = 10_000  # `smslab serve`: collections of CPython's youngest generation every N allocations (0: Python's default, 700)
     max_json_body: int = 16 * 1024 * 1024
     max_csv_body: int = 256 * 1024 * 1024
     profile: str | None = None  # simulated carrier: a TOML/JSON file or a preset name
@@ -42,6 +43,7 @@ class Config:
             "SMSLAB_CLOCK": ("clock", str),
             "SMSLAB_CLOCK_RATE": ("clock_rate", float),
             "SMSLAB_PROFILE": ("profile", str),
+            "SMSLAB_GC_GEN0": ("gc_gen0", int),
         }
         for var, (attr, conv) in mapping.items():
             if var in env:
