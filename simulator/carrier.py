@@ -351,12 +351,9 @@ class SimulatedCarrier(Platform):
                     rows = self._due.pop_due(now, EMIT_BATCH)
                 if not rows:
                     return
-                texts = {r[5]: error_text(r[5]) for r in rows} if len(rows) > 64 else None
+                texts = {code: error_text(code) for code in {r[5] for r in rows}}
                 # positional: platform_id, status, at, part, code, message
-                receipts = [
-                    Receipt(r[2], r[4], r[0], r[3], r[5], texts[r[5]] if texts is not None else error_text(r[5]))
-                    for r in rows
-                ]
+                receipts = [Receipt(r[2], r[4], r[0], r[3], r[5], texts[r[5]]) for r in rows]
                 try:
                     await self.ctx.deliver_receipts(self.name, receipts)
                 except BaseException:

@@ -41,21 +41,23 @@ def _weighted(options: list[tuple[str, float]], u: float) -> str:
     return options[-1][0]
 
 
-def sample_delay(profile: Profile, u: float) -> float:
-    return sample(profile.receipt_delay, u)
-
-
 # Draws are made only where their value can change the decision. A draw costs a BLAKE2b digest
 # (about a microsecond), five or more per message, and most profiles fix some of them: a fixed
 # delay, a single possible outcome, no duplicates. Skipping those gives exactly the decision the
 # draw would have given (each draw depends only on seed, key and purpose, never on other draws),
 # so seeds stay reproducible across this optimisation.
 def _sample_drawn(delay, seed: int, key: str, purpose: str) -> float:
+    fixed = _fixed(delay)
+    return fixed if fixed is not None else sample(delay, draw(seed, key, purpose))
+
+
+def _fixed(delay) -> float | None:
+    """The delay's value when it needs no draw (a fixed delay, an empty uniform range), else None."""
     if isinstance(delay, (int, float)) or isinstance(delay, FixedDelay):
         return sample(delay, 0.0)
     if isinstance(delay, UniformDelay) and delay.high == delay.low:
         return delay.low
-    return sample(delay, draw(seed, key, purpose))
+    return None
 
 
 def _pick(options: list[tuple[str, float]], seed: int, key: str, purpose: str) -> str:
@@ -160,14 +162,6 @@ class _ProfileFacts:
         # decision then depends only on its jitter draw (see decide_many)
         self.plain = (self.latency is not None and self.delay is not None and self.sole_outcome == "delivered"
                       and not self.duplicates)
-
-
-def _fixed(delay) -> float | None:
-    if isinstance(delay, (int, float)) or isinstance(delay, FixedDelay):
-        return sample(delay, 0.0)
-    if isinstance(delay, UniformDelay) and delay.high == delay.low:
-        return delay.low
-    return None
 
 
 _facts: _ProfileFacts | None = None

@@ -24,12 +24,13 @@ from pathlib import Path
 
 from gateway.storage.db import Database
 
-TABLES = ("sim_state", "sim_messages", "sim_queue", "sim_emissions")
+# the per-message tables earlier versions kept in the gateway's file; moved over and dropped at start
+GATEWAY_TABLES = ("sim_state", "sim_messages", "sim_queue", "sim_emissions")
 
 
 def _batches_from_messages(source: str) -> str:
-    """SQL turning per-message rows (the layout of migration 1 and of the gateway's old ``sim_*``
-    tables) into ``sim_batches`` rows, one per message: a batch of one is still a batch."""
+    """SQL turning the gateway's old per-message ``sim_messages`` rows into ``sim_batches`` rows,
+    one per message: a batch of one is still a batch."""
     planned_last = (
         "(SELECT r.value->>{k} FROM json_each(m.plan) r WHERE r.value->>6 = 0"
         " ORDER BY r.value->>4 DESC, r.value->>0 DESC LIMIT 1)"
@@ -42,46 +43,16 @@ def _batches_from_messages(source: str) -> str:
         FROM {source} m ORDER BY m.task_ref, m.msg_id;
     """
 
+
 MIGRATIONS = [
-    # 1: messages keyed by (task, platform id) with their planned receipts as one JSON column;
-    # the emission queue is one b-tree keyed by (due_at, receipt id) holding only receipts that
-    # will be emitted; one row per emission batch records how far and when
+    # 1: one row per submission batch, its messages (with their planned receipts) as one JSON
+    # value; the receipts still to emit live in memory (simulator/ledger.py) and are found again
+    # at start through (last_due, last_rid): the batch's last receipt to emit, in emission order.
+    # One row per emission batch records how far and when; sim_state holds the profile, the
+    # outage anchor, the emission watermark and the next receipt id.
     """
     CREATE TABLE sim_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO sim_state(key, value) VALUES ('next_receipt_id', '1');
-    CREATE TABLE sim_messages (
-        task_ref INTEGER NOT NULL,
-        msg_id TEXT NOT NULL,
-        number TEXT NOT NULL,
-        parts INTEGER NOT NULL,
-        submitted_at REAL NOT NULL,
-        outcome TEXT NOT NULL,
-        code TEXT,
-        latency REAL NOT NULL DEFAULT 0,
-        rule TEXT,
-        plan TEXT NOT NULL DEFAULT '[]',
-        PRIMARY KEY (task_ref, msg_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE sim_queue (
-        due_at REAL NOT NULL,
-        id INTEGER NOT NULL,
-        msg_id TEXT NOT NULL,
-        part INTEGER,
-        status TEXT NOT NULL,
-        code TEXT,
-        PRIMARY KEY (due_at, id)
-    ) WITHOUT ROWID;
-    CREATE TABLE sim_emissions (
-        id INTEGER PRIMARY KEY,
-        up_to_due REAL NOT NULL,
-        up_to_id INTEGER NOT NULL,
-        emitted_at REAL NOT NULL
-    );
-    """,
-    # 2: one row per submission batch, its messages (with their planned receipts) as one JSON
-    # value; the receipts still to emit live in memory (simulator/ledger.py) and are found again
-    # at start through (last_due, last_rid): the batch's last receipt to emit, in emission order
-    """
     CREATE TABLE sim_batches (
         id INTEGER PRIMARY KEY,
         task_ref INTEGER NOT NULL,
@@ -94,9 +65,12 @@ MIGRATIONS = [
     );
     CREATE INDEX sim_batches_task ON sim_batches(task_ref, first_key);
     CREATE INDEX sim_batches_pending ON sim_batches(last_due, last_rid) WHERE last_due IS NOT NULL;
-    """ + _batches_from_messages("sim_messages") + """
-    DROP TABLE sim_messages;
-    DROP TABLE sim_queue;
+    CREATE TABLE sim_emissions (
+        id INTEGER PRIMARY KEY,
+        up_to_due REAL NOT NULL,
+        up_to_id INTEGER NOT NULL,
+        emitted_at REAL NOT NULL
+    );
     """,
 ]
 
@@ -129,7 +103,7 @@ async def adopt_from_gateway(db: Database, gateway: Database) -> bool:
         await db.outside_transaction(_copy_tables, gateway.path)
 
     def drop(conn: sqlite3.Connection) -> None:
-        for table in TABLES:
+        for table in GATEWAY_TABLES:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
 
     await gateway.write(drop)

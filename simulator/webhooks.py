@@ -157,13 +157,10 @@ def decode_receipts(body: bytes, now: float, error_text=None) -> list[Receipt]:
         else:
             at = float(at)
         code = r.code or ("DELIVERED" if status == "delivered" else "UNDELIV")
-        message = r.message
-        if not message and error_text is not None:
-            if code in texts:
-                message = texts[code]
-            else:
-                message = texts[code] = error_text(code)
-        elif not message:
-            message = None
+        message = r.message or None
+        if message is None and error_text is not None:
+            if code not in texts:
+                texts[code] = error_text(code)
+            message = texts[code]
         append(Receipt(r.platform_id, status, at, part, code, message))  # positional: built faster
     return out
