@@ -44,6 +44,8 @@ class Config:
             "SMSLAB_CLOCK_RATE": ("clock_rate", float),
             "SMSLAB_PROFILE": ("profile", str),
             "SMSLAB_GC_GEN0": ("gc_gen0", int),
+            "SMSLAB_RECEIPT_FLUSH_MAX": ("receipt_flush_max", int),
+            "SMSLAB_RECEIPT_FLUSH_MS": ("receipt_flush_interval", lambda v: float(v) / 1000),
         }
         for var, (attr, conv) in mapping.items():
             if var in env:

@@ -98,6 +98,80 @@ async def test_out_of_order_duplicate_and_late_receipts_fold_idempotently(tmp_pa
         await db.close()
 
 
+async def test_a_receipt_timed_to_the_deadline_is_judged_against_the_exact_submission_time(tmp_path):
+    """The SELECT reads ``submitted_at`` rounded to 15 digits; at the deadline itself, and one
+    unit of the last place either side of it, the fold must decide as the exact value does."""
+    import math
+
+    timeout = 72 * 3600.0
+    submitted = 1764318835.1234567  # 17 significant digits: JSON's 15 would move the deadline
+    deadline = submitted + timeout
+    db = await _db(tmp_path)
+    try:
+        cases = {"on": deadline, "before": math.nextafter(deadline, 0), "after": math.nextafter(deadline, math.inf)}
+        for i, name in enumerate(cases, start=1):
+            await db.execute(
+                "INSERT INTO messages(id, task_id, number, parts, result, platform_id, submitted_at) VALUES (?, 1, 'n', 1, 0, ?, ?)",
+                (i, name, submitted),
+            )
+        await db.execute("UPDATE tasks SET sent=3 WHERE id=1")
+        tally = await db.write(apply_receipts, [("sim", Receipt(name, "delivered", at)) for name, at in cases.items()], timeout)
+        rows = dict(await db.fetchall("SELECT platform_id, result FROM messages"))
+        assert rows == {"on": R.SUCCEEDED, "before": R.SUCCEEDED, "after": R.FAILED}
+        assert tally.late == {1: 1}
+        # the latest final time is the deadline itself, to the last bit: the late number failed
+        # then, and "on" was delivered then
+        assert await db.fetchone("SELECT last_result_at FROM tasks WHERE id=1") == (deadline,)
+    finally:
+        await db.close()
+
+
+async def test_the_same_platform_id_on_two_platforms_reaches_each_its_own_message(tmp_path):
+    db = await _db(tmp_path)
+    try:
+        await db.execute(
+            "INSERT INTO tasks(id, workspace_id, name, platform, sms_type, signature, content, content_summary, audience_id,"
+            " audience_name, send_type, sub_activities, status, created_at, updated_at, parts, encoding)"
+            " VALUES (2, 1, 't2', 'other', 'marketing', '', '{\"text\": \"x\"}', 'x', 1, 'a', 'immediate', '[]', 'sending', 0, 0, 1, 'GSM-7')"
+        )
+        for mid, task in ((1, 1), (2, 2)):
+            await db.execute(
+                "INSERT INTO messages(id, task_id, number, parts, result, platform_id, submitted_at) VALUES (?, ?, 'n', 1, 0, 'SAME', 0)",
+                (mid, task),
+            )
+        batch = [("other", Receipt("SAME", "failed", 1.0, code="X", message="no")), ("sim", Receipt("SAME", "delivered", 2.0))]
+        tally = await db.write(apply_receipts, batch, 72 * 3600)
+        assert not tally.unmatched
+        assert await db.fetchall("SELECT id, result FROM messages ORDER BY id") == [(1, R.SUCCEEDED), (2, R.FAILED)]
+    finally:
+        await db.close()
+
+
+async def test_many_kinds_of_delivered_update_keep_every_other_column(tmp_path):
+    """Delivered parts are written per (result, mask) pair; past a handful of pairs they go
+    through the general UPDATE, which must carry the failed mask and reasons a row already has."""
+    db = await _db(tmp_path)
+    try:
+        await db.execute("UPDATE tasks SET parts=8 WHERE id=1")
+        for i in range(12):
+            # half of them already failed on their last part (result failed, reasons kept)
+            failed = 1 << 7 if i % 2 else 0
+            await db.execute(
+                "INSERT INTO messages(id, task_id, number, parts, result, platform_id, submitted_at, failed_mask, reasons)"
+                " VALUES (?, 1, 'n', 8, ?, ?, 0, ?, ?)",
+                (i + 1, R.FAILED if failed else R.PENDING, f"M{i}", failed, '[["X","no"]]' if failed else None),
+            )
+        # message i gets parts 0..(i % 7), so masks differ: more than eight (result, mask) pairs
+        batch = [("sim", Receipt(f"M{i}", "delivered", 1.0, part=p)) for i in range(12) for p in range(i % 7 + 1)]
+        await db.write(apply_receipts, batch, 72 * 3600)
+        rows = await db.fetchall("SELECT id, result, delivered_mask, failed_mask, reasons FROM messages ORDER BY id")
+        for (mid, result, delivered, failed, reasons), i in zip(rows, range(12)):
+            assert delivered == (1 << (i % 7 + 1)) - 1
+            assert (result, failed, reasons) == ((R.FAILED, 1 << 7, '[["X","no"]]') if i % 2 else (R.PENDING, 0, None))
+    finally:
+        await db.close()
+
+
 async def test_receipts_overtaking_a_batch_being_recorded_wait_for_it_in_memory(tmp_path):
     """The sink's waiting room: a receipt naming an id the dispatcher is recording is applied
     once the batch is recorded, its deliver call answered only then; nothing goes to
