@@ -26,3 +26,36 @@ async def test_a_commit_is_visible_to_the_next_read_while_other_reads_run(tmp_pa
         stop = True
         await asyncio.gather(*others)
         await db.close()
+
+
+async def test_the_wal_is_checkpointed_off_the_writer_and_closing_never_waits_on_it(tmp_path):
+    """The writer's own automatic checkpoint sits far above the 1,000 pages of SQLite's
+    default; a background connection copies committed pages back instead (checkpoint.py)."""
+    import sqlite3
+
+    from gateway.storage.checkpoint import SAFETY_PAGES
+
+    db = Database(tmp_path / "c.db")
+    await db.open()
+    try:
+        assert await db.writer.execute_fetchall("PRAGMA wal_autocheckpoint") == [(SAFETY_PAGES,)]
+        for i in range(50):
+            await db.execute("INSERT INTO service_state(key, value) VALUES (?, ?)", (f"k{i}", "x" * 3000))
+        # wait for the background thread (it gathers commits for 50 ms); then the database file
+        # alone, copied without its WAL, holds every row
+        for _ in range(200):
+            if db._checkpointer.checkpoints:
+                break
+            await asyncio.sleep(0.02)
+        (tmp_path / "alone.db").write_bytes((tmp_path / "c.db").read_bytes())
+        alone = sqlite3.connect(tmp_path / "alone.db")
+        assert alone.execute("SELECT COUNT(*) FROM service_state WHERE key LIKE 'k%'").fetchone() == (50,)
+        alone.close()
+    finally:
+        await db.close()
+    # stop right after a commit, many times: the thread always ends
+    for _ in range(20):
+        db = Database(tmp_path / "c.db")
+        await db.open()
+        await db.execute("INSERT OR REPLACE INTO service_state(key, value) VALUES ('k', 'v')")
+        await asyncio.wait_for(db.close(), 5)

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Sequence, TypeVar
 
 import aiosqlite
 
+from .checkpoint import SAFETY_PAGES, Checkpointer
 from .schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class Database:
         self.writer: aiosqlite.Connection | None = None
         self.reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._checkpointer: Checkpointer | None = None
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -83,8 +85,16 @@ class Database:
         for pragma in (*_PRAGMAS[1:], f"PRAGMA cache_size=-{self.cache_mib * 1024}"):
             await self.reader.execute(pragma)
         await self.reader.execute("PRAGMA query_only=ON")
+        if self.path != ":memory:":
+            # checkpoints on their own thread (see checkpoint.py); the writer's only past a high mark
+            await self.writer.execute(f"PRAGMA wal_autocheckpoint={SAFETY_PAGES}")
+            self._checkpointer = Checkpointer(self.path)
+            self._checkpointer.start()
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
+            self._checkpointer = None
         for conn in (self.reader, self.writer):
             if conn is not None:
                 await conn.close()
@@ -111,6 +121,7 @@ class Database:
                 raise
             else:
                 await conn.execute("COMMIT")
+                self._committed()
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` on the writer's thread inside one transaction: a single hop
@@ -120,14 +131,22 @@ class Database:
         per statement."""
         async with self._write_lock:
             assert self.writer is not None
-            return await self.writer._execute(_in_transaction, self.writer, fn, args)
+            result = await self.writer._execute(_in_transaction, self.writer, fn, args)
+        self._committed()
+        return result
 
     async def outside_transaction(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` on the writer's thread under the write lock but without an
         implicit transaction, for statements SQLite refuses inside one (ATTACH, VACUUM)."""
         async with self._write_lock:
             assert self.writer is not None
-            return await self.writer._execute(_call_with_connection, self.writer, fn, args)
+            result = await self.writer._execute(_call_with_connection, self.writer, fn, args)
+        self._committed()
+        return result
+
+    def _committed(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` on the reader's thread (a consistent WAL snapshot per statement)."""
