@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 class _Message(msgspec.Struct, array_like=True, gc=False):
     """A message row as read for folding, decoded straight from the SELECT's JSON array (a
     struct built in C: thousands per flush). ``key`` is the place of its platform id in the
-    list the SELECT was given. ``receipt_at`` is not read: it only ever goes from NULL to the
-    time the number became final, which the fold sets (``None``: unchanged).
+    list the SELECT was given. A message no receipt has reached yet (pending, one part, nothing
+    delivered, failed or late: nearly every row a flush reads) comes as its first four values
+    only, the rest taking these defaults, with ``fresh`` set; ``fresh`` is cleared as soon as
+    the fold changes it. ``receipt_at`` is not read: it only ever goes from NULL to the time the
+    number became final, which the fold sets (``None``: unchanged).
 
     ``submitted_at`` is read as SQLite renders a REAL in JSON, to 15 significant digits (the
     exact rendering costs a third of the SELECT); the fold asks for the exact value only when a
@@ -40,13 +43,14 @@ class _Message(msgspec.Struct, array_like=True, gc=False):
     key: int
     id: int
     task_id: int
-    parts: int
-    result: int
     submitted_at: float
-    delivered: int
-    failed: int
-    reasons: str | None
-    late: int
+    parts: int = 1
+    result: int = 0
+    delivered: int = 0
+    failed: int = 0
+    reasons: str | None = None
+    late: int = 0
+    fresh: bool = True
     receipt_at: float | None = None
     dirty: bool = False
     other: bool = False  # failed parts, reasons or late changed: more than the usual delivered update
@@ -80,8 +84,10 @@ class Tally:
 # The join walks the given ids in order and finds each through ``messages_platform_id``; a
 # row carries its id's place (``j.key``) rather than the id's text.
 _SELECT_MESSAGES = (
-    "SELECT json_group_array(json_array(j.key, m.id, m.task_id, m.parts, m.result, m.submitted_at,"
-    " m.delivered_mask, m.failed_mask, m.reasons, m.late))"
+    "SELECT json_group_array(CASE WHEN m.parts=1 AND m.result=0 AND m.delivered_mask=0 AND m.failed_mask=0 AND m.late=0"
+    " THEN json_array(j.key, m.id, m.task_id, m.submitted_at)"
+    " ELSE json_array(j.key, m.id, m.task_id, m.submitted_at, m.parts, m.result, m.delivered_mask, m.failed_mask,"
+    " m.reasons, m.late, json('false')) END)"
     " FROM json_each(?) AS j JOIN messages AS m ON m.platform_id = j.value"
 )
 _decode_messages = msgspec.json.Decoder(list[_Message]).decode
@@ -91,9 +97,11 @@ _decode_messages = msgspec.json.Decoder(list[_Message]).decode
 # out each member's key and value as they are; an array of arrays would be parsed again for
 # every ``->>`` (measured on 200,000 rows: 2.0 µs per row against 3.0).
 _UPDATE_DELIVERED = (
-    "UPDATE messages SET result=?, delivered_mask=?, receipt_at=COALESCE(u.value, messages.receipt_at)"
+    "UPDATE messages SET result=?, delivered_mask=?, receipt_at={}"
     " FROM json_each(?) AS u WHERE messages.id = CAST(u.key AS INTEGER)"
 )
+_UPDATE_FINAL = _UPDATE_DELIVERED.format("u.value")  # a number became final: its receipt time is set
+_UPDATE_PARTS = _UPDATE_DELIVERED.format("COALESCE(u.value, messages.receipt_at)")  # still pending: unchanged
 _UPDATE_OTHER = (
     "UPDATE messages SET result=u.value->>1, receipt_at=COALESCE(u.value->>2, messages.receipt_at),"
     " delivered_mask=u.value->>3, failed_mask=u.value->>4, reasons=u.value->>5, late=u.value->>6"
@@ -163,21 +171,24 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
             tally.unmatched.append((platform, receipt))
             tally.unmatched_at.append(index)
             continue
-        at = receipt.at
-        if (msg.parts == 1 and msg.result == R.PENDING and not msg.late and not msg.delivered and not msg.failed
-                and receipt.status == "delivered" and not receipt.part and not deadlines.is_late(msg, at)):
-            # the usual receipt: the whole of a one-part message delivered in time (``_fold`` in short)
-            msg.delivered = 1
-            msg.result = R.SUCCEEDED
-            msg.receipt_at = at
-            msg.dirty = True
-            applied += 1
-            task = msg.task_id
-            succeeded[task] += 1
-            last = last_final.get(task)
-            if last is None or at > last:
-                last_final[task] = at
-            continue
+        if msg.fresh and receipt.status == "delivered" and not receipt.part:
+            at = receipt.at
+            sub = msg.submitted_at
+            deadline = sub + timeout
+            if at < deadline - 1e-13 * (abs(deadline) + abs(sub)) or not deadlines.is_late(msg, at):
+                # the usual receipt: the whole of a one-part message delivered in time (``_fold`` in short)
+                msg.fresh = False
+                msg.delivered = 1
+                msg.result = R.SUCCEEDED
+                msg.receipt_at = at
+                msg.dirty = True
+                applied += 1
+                task = msg.task_id
+                succeeded[task] += 1
+                last = last_final.get(task)
+                if last is None or at > last:
+                    last_final[task] = at
+                continue
         _fold(msg, receipt, deadlines, tally)
     tally.applied += applied
 
@@ -192,7 +203,8 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
         other.extend(m for ms in delivered.values() for m in ms)
         delivered.clear()
     for (result, mask), ms in delivered.items():
-        conn.execute(_UPDATE_DELIVERED, (result, mask, bulk.encode({str(m.id): m.receipt_at for m in ms})))
+        conn.execute(_UPDATE_PARTS if result == R.PENDING else _UPDATE_FINAL,
+                     (result, mask, bulk.encode({str(m.id): m.receipt_at for m in ms})))
     if other:
         rows = [(m.id, m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late) for m in other]
         conn.execute(_UPDATE_OTHER, (bulk.encode(rows),))
@@ -239,6 +251,7 @@ def _add_reason(msg: _Message, code: str, text: str) -> None:
 
 def _fold(msg: _Message, receipt: Receipt, deadlines: _Deadlines, tally: Tally) -> None:
     task = msg.task_id
+    msg.fresh = False  # whatever happens next, later receipts for it take this path too
     if msg.result == R.PENDING and deadlines.is_late(msg, receipt.at):
         deadline = deadlines.exact(msg)
         # the receipt came after the timeout: the number failed at its deadline, this one is late
