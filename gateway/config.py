@@ -19,7 +19,7 @@ class Config:
     retention: float = 168 * 3600.0
     dispatch_batch: int = 1000
     submit_give_up_seconds: float = 600.0  # service time a platform may stay unreachable before a task fails
-    receipt_flush_max: int = 20000
+    receipt_flush_max: int = 4000  # group commit cap; smaller than a few requests' worth, so HTTP and SQLite overlap
     receipt_flush_interval: float = 0.002
     tick_interval: float = 0.05
     gc_gen0: int = 10_000  # `smslab serve`: collections of CPython's youngest generation every N allocations (0: Python's default, 700)

@@ -4,7 +4,7 @@ from gateway.config import Config
 
 
 def test_receipt_group_commit_settings_come_from_the_environment(monkeypatch):
-    assert (Config.from_env().receipt_flush_max, Config.from_env().receipt_flush_interval) == (20000, 0.002)
+    assert (Config.from_env().receipt_flush_max, Config.from_env().receipt_flush_interval) == (4000, 0.002)
     monkeypatch.setenv("SMSLAB_RECEIPT_FLUSH_MAX", "4000")
     monkeypatch.setenv("SMSLAB_RECEIPT_FLUSH_MS", "0.5")
     config = Config.from_env()

@@ -11,7 +11,6 @@ is what keeps ``sent = succeeded + failed + pending`` true at every commit.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 from collections import defaultdict, deque
@@ -156,7 +155,7 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     if messages:
         task_ids = list({m.task_id for m in messages.values()} | {m.task_id for ms in others.values() for m in ms})
         task_platforms = dict(
-            conn.execute("SELECT id, platform FROM tasks WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(task_ids),)).fetchall()
+            conn.execute("SELECT id, platform FROM tasks WHERE id IN (SELECT value FROM json_each(?))", (bulk.encode(task_ids),)).fetchall()
         )
 
     deadlines = _Deadlines(conn, timeout)
@@ -204,7 +203,7 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
         delivered.clear()
     for (result, mask), ms in delivered.items():
         conn.execute(_UPDATE_PARTS if result == R.PENDING else _UPDATE_FINAL,
-                     (result, mask, bulk.encode({str(m.id): m.receipt_at for m in ms})))
+                     (result, mask, bulk.encode({m.id: m.receipt_at for m in ms})))
     if other:
         rows = [(m.id, m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late) for m in other]
         conn.execute(_UPDATE_OTHER, (bulk.encode(rows),))
@@ -243,9 +242,9 @@ def _commit_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]],
 
 
 def _add_reason(msg: _Message, code: str, text: str) -> None:
-    reasons = json.loads(msg.reasons) if msg.reasons else []
+    reasons = bulk.decode(msg.reasons) if msg.reasons else []
     reasons.append([code, text])
-    msg.reasons = json.dumps(reasons, ensure_ascii=False)
+    msg.reasons = bulk.encode(reasons).decode()
     msg.other = True
 
 
