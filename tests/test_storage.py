@@ -59,3 +59,31 @@ async def test_the_wal_is_checkpointed_off_the_writer_and_closing_never_waits_on
         await db.open()
         await db.execute("INSERT OR REPLACE INTO service_state(key, value) VALUES ('k', 'v')")
         await asyncio.wait_for(db.close(), 5)
+
+
+async def test_whole_transaction_writes_queue_in_order_and_never_enter_a_held_transaction(tmp_path):
+    """``write`` jobs skip the lock when no multi-step ``transaction()`` holds it: they run on
+    the writer's thread in the order they were called, and one called while a transaction is
+    open runs only after that transaction commits."""
+    db = Database(tmp_path / "q.db")
+    await db.open()
+    try:
+        def append(conn, i):
+            conn.execute("INSERT INTO service_state(key, value) VALUES (?, ?)", (f"n{i:03d}", str(i)))
+            return conn.execute("SELECT COUNT(*) FROM service_state WHERE key LIKE 'n%'").fetchone()[0]
+
+        counts = await asyncio.gather(*(db.write(append, i) for i in range(100)))
+        assert counts == list(range(1, 101))  # each saw exactly the ones called before it
+
+        def sees_t(conn):
+            return conn.execute("SELECT value FROM service_state WHERE key='t'").fetchone()
+
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO service_state(key, value) VALUES ('t', 'half')")
+            queued = asyncio.ensure_future(db.write(sees_t))
+            await asyncio.sleep(0.05)  # give it every chance to run inside this transaction
+            assert not queued.done()
+            await conn.execute("UPDATE service_state SET value='whole' WHERE key='t'")
+        assert await queued == ("whole",)
+    finally:
+        await db.close()

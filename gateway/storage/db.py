@@ -128,10 +128,20 @@ class Database:
         to aiosqlite's thread however many statements ``fn`` runs. ``conn`` is the plain
         ``sqlite3.Connection``. This is the hot-path form of ``transaction()``: each awaited
         aiosqlite call costs a thread round trip (~100 µs), which a batch of rows must not pay
-        per statement."""
-        async with self._write_lock:
-            assert self.writer is not None
+        per statement.
+
+        The lock is taken only while a ``transaction()`` or ``outside_transaction()`` holds it.
+        Otherwise the job goes straight into the writer thread's queue: the thread runs queued
+        jobs one after another, each a whole transaction, so none can interleave with another,
+        and the next one starts the moment the last commits instead of after a round trip
+        through the event loop (which, busy with Python, may take milliseconds). A
+        ``transaction()`` that starts later queues its BEGIN behind the jobs already queued."""
+        assert self.writer is not None
+        if not self._write_lock.locked():
             result = await self.writer._execute(_in_transaction, self.writer, fn, args)
+        else:
+            async with self._write_lock:
+                result = await self.writer._execute(_in_transaction, self.writer, fn, args)
         self._committed()
         return result
 
