@@ -163,6 +163,25 @@ async def test_the_same_platform_id_on_two_platforms_reaches_each_its_own_messag
         await db.close()
 
 
+async def test_a_part_delivered_after_its_number_failed_keeps_the_time_it_failed(tmp_path):
+    """A number is final at its first failed part; a later delivered part changes its mask only.
+    Its receipt time (when it became final) and reasons stay as they were."""
+    db = await _db(tmp_path)
+    try:
+        await db.execute(
+            "INSERT INTO messages(id, task_id, number, parts, result, platform_id, submitted_at, receipt_at, failed_mask, reasons)"
+            " VALUES (1, 1, 'n', 2, ?, 'F', 0, 7.0, 1, '[[\"X\",\"no\"]]')", (R.FAILED,)
+        )
+        await db.execute("INSERT INTO messages(id, task_id, number, parts, result, platform_id, submitted_at) VALUES (2, 1, 'm', 1, 0, 'D', 0)")
+        batch = [("sim", Receipt("F", "delivered", 9.0, part=1)), ("sim", Receipt("D", "delivered", 8.0)),
+                 ("sim", Receipt("D", "failed", 8.5, code="X", message="late dup"))]
+        await db.write(apply_receipts, batch, 72 * 3600)
+        rows = await db.fetchall("SELECT id, result, receipt_at, delivered_mask, failed_mask, reasons FROM messages ORDER BY id")
+        assert rows == [(1, R.FAILED, 7.0, 0b10, 0b01, '[["X","no"]]'), (2, R.SUCCEEDED, 8.0, 1, 0, None)]
+    finally:
+        await db.close()
+
+
 async def test_many_kinds_of_delivered_update_keep_every_other_column(tmp_path):
     """Delivered parts are written per (result, mask) pair; past a handful of pairs they go
     through the general UPDATE, which must carry the failed mask and reasons a row already has."""
