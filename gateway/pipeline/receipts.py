@@ -1,8 +1,10 @@
 """The receipt sink: the one writer path for message results and their task's counters.
 
-Receipts from every platform queue in memory and are flushed together, by size or after a few
-milliseconds, in one transaction: one SELECT of the messages they name, the results folded in
-Python, one executemany UPDATE, one counter UPDATE per task. ``deliver`` returns only when the
+Receipts from every platform queue in memory and are flushed together (group commit: up to
+``receipt_flush_max`` at once, at once when the writer is free and a batch is waiting, after a
+few milliseconds when only a few single receipts arrived) in one transaction: one SELECT of the
+messages they name, the results folded in Python, an UPDATE per kind of change, one counter
+UPDATE per task. ``deliver`` returns only when the
 transaction holding its receipts has committed (group commit), so a webhook acknowledged to a
 platform is never lost. Counters change in the same transaction as the rows they count, which
 is what keeps ``sent = succeeded + failed + pending`` true at every commit.
