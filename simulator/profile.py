@@ -145,6 +145,16 @@ class ProfileError(ValueError):
         return Invalid(message, field=field)
 
 
+def profile_from_request(body: bytes, patching: "Profile | None" = None) -> "Profile":
+    """The profile a PUT (``patching=None``: a whole new one) or a PATCH (``patching``: that one
+    with some fields changed) asks for, for both HTTP APIs (the gateway's testbed routes and the
+    standalone carrier): a bad body raises the 400 naming its field."""
+    try:
+        return replacement_from_body(body) if patching is None else patched_from_body(patching, body)
+    except ProfileError as exc:
+        raise exc.invalid() from None
+
+
 def replacement_from_body(body: bytes) -> "Profile":
     """A whole new profile from a request body (PUT): fields left out take their defaults."""
     if not body.strip():

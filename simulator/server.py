@@ -580,10 +580,7 @@ async def get_profile(request: web.Request) -> web.Response:
 @routes.put("/profile")
 async def put_profile(request: web.Request) -> web.Response:
     c = request.app[carrier_key]
-    try:
-        new = profiles.replacement_from_body(await request.read())
-    except profiles.ProfileError as exc:
-        raise exc.invalid() from None
+    new = profiles.profile_from_request(await request.read())
     await c.set_profile(new)
     return _json(profiles.to_builtins(new))
 
@@ -591,10 +588,7 @@ async def put_profile(request: web.Request) -> web.Response:
 @routes.patch("/profile")
 async def patch_profile(request: web.Request) -> web.Response:
     c = request.app[carrier_key]
-    try:
-        new = profiles.patched_from_body(c.profile, await request.read())
-    except profiles.ProfileError as exc:
-        raise exc.invalid() from None
+    new = profiles.profile_from_request(await request.read(), patching=c.profile)
     await c.set_profile(new)
     return _json(profiles.to_builtins(new))
 

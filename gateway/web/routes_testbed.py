@@ -30,10 +30,7 @@ async def get_profile(request: web.Request) -> web.Response:
 @routes.put("/api/v1/simulator/profile")
 async def put_profile(request: web.Request) -> web.Response:
     carrier = _carrier(request)
-    try:
-        new = profiles.replacement_from_body(await read(request))
-    except profiles.ProfileError as exc:
-        raise exc.invalid() from None
+    new = profiles.profile_from_request(await read(request))
     await carrier.set_profile(new)
     return json_response(profiles.to_builtins(new))
 
@@ -41,10 +38,7 @@ async def put_profile(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/simulator/profile")
 async def patch_profile(request: web.Request) -> web.Response:
     carrier = _carrier(request)
-    try:
-        new = profiles.patched_from_body(carrier.profile, await read(request))
-    except profiles.ProfileError as exc:
-        raise exc.invalid() from None
+    new = profiles.profile_from_request(await read(request), patching=carrier.profile)
     await carrier.set_profile(new)
     return json_response(profiles.to_builtins(new))
 
