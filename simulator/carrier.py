@@ -448,28 +448,14 @@ def _record_submission(conn, clock, batch: list[SubmitItem], ids: list[str], dec
     due_rows: list[tuple] = []
     last_due: dict[int, tuple] = {}
     rid = next_rid
-    one_task = batch[0].task_id if batch and all(item.task_id == batch[0].task_id for item in batch) else None
-    messages_of_one: list = per_task.setdefault(one_task, []) if one_task is not None else []
     for item, msg_id, decision in zip(batch, ids, decisions):
-        if known and msg_id in known:  # an idempotent resubmission: the handset got it already
+        if msg_id in known:  # an idempotent resubmission: the handset got it already
             continue
         if decision.outcome == "refused":
             refused[msg_id] = decision.code or "REFUSED"
         elif swallowing:
             decision = plan(decision, profile, now, anchor)
         receipts = decision.receipts
-        if len(receipts) == 1 and one_task is not None:
-            # the usual message: one receipt, in a batch of one task (last_due is taken below)
-            r = receipts[0]
-            due = now + r.delay
-            planned = [(rid, r.part, r.status, r.code, due, int(r.duplicate), int(r.swallowed))]
-            if not r.swallowed:
-                due_rows.append((due, rid, msg_id, r.part, r.status, r.code))
-            rid += 1
-            messages_of_one.append(
-                (msg_id, item.number, item.parts, decision.outcome, decision.code, decision.latency, decision.rule, planned)
-            )
-            continue
         if len(receipts) > 1:
             receipts = sorted(receipts, key=_by_delay)
         planned = []
@@ -485,10 +471,6 @@ def _record_submission(conn, clock, batch: list[SubmitItem], ids: list[str], dec
         per_task.setdefault(item.task_id, []).append(
             (msg_id, item.number, item.parts, decision.outcome, decision.code, decision.latency, decision.rule, planned)
         )
-    if one_task is not None and due_rows:
-        last_due[one_task] = max(due_rows)[:2]  # (due, rid): ids are unique, so the rest never decides
-    if one_task is not None and not messages_of_one:
-        del per_task[one_task]
     recorded = []
     for task_ref, messages in per_task.items():
         messages.sort(key=_first)

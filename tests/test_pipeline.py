@@ -25,14 +25,19 @@ def test_acknowledgements_match_their_numbers_in_any_order():
     assert _message_rows(1, 2, batch, in_order[:2]) == (expected[:2], 2)  # an answer missing counts as refused
 
 
-async def _db(tmp_path):
-    db = Database(tmp_path / "p.db")
-    await db.open()
+async def _add_task(db, task_id: int, name: str, platform: str, parts: int) -> None:
     await db.execute(
         "INSERT INTO tasks(id, workspace_id, name, platform, sms_type, signature, content, content_summary, audience_id,"
         " audience_name, send_type, sub_activities, status, created_at, updated_at, parts, encoding)"
-        " VALUES (1, 1, 't', 'sim', 'marketing', '', '{\"text\": \"x\"}', 'x', 1, 'a', 'immediate', '[]', 'sending', 0, 0, 2, 'GSM-7')"
+        " VALUES (?, 1, ?, ?, 'marketing', '', '{\"text\": \"x\"}', 'x', 1, 'a', 'immediate', '[]', 'sending', 0, 0, ?, 'GSM-7')",
+        (task_id, name, platform, parts),
     )
+
+
+async def _db(tmp_path):
+    db = Database(tmp_path / "p.db")
+    await db.open()
+    await _add_task(db, 1, "t", "sim", 2)
     return db
 
 
@@ -145,11 +150,7 @@ async def test_a_receipt_timed_to_the_deadline_is_judged_against_the_exact_submi
 async def test_the_same_platform_id_on_two_platforms_reaches_each_its_own_message(tmp_path):
     db = await _db(tmp_path)
     try:
-        await db.execute(
-            "INSERT INTO tasks(id, workspace_id, name, platform, sms_type, signature, content, content_summary, audience_id,"
-            " audience_name, send_type, sub_activities, status, created_at, updated_at, parts, encoding)"
-            " VALUES (2, 1, 't2', 'other', 'marketing', '', '{\"text\": \"x\"}', 'x', 1, 'a', 'immediate', '[]', 'sending', 0, 0, 1, 'GSM-7')"
-        )
+        await _add_task(db, 2, "t2", "other", 1)
         for mid, task in ((1, 1), (2, 2)):
             await db.execute(
                 "INSERT INTO messages(id, task_id, number, parts, result, platform_id, submitted_at) VALUES (?, ?, 'n', 1, 0, 'SAME', 0)",

@@ -34,7 +34,6 @@ from .receipts import apply_receipts
 log = logging.getLogger(__name__)
 
 KIND_NAMES = {1: N.EMPTY, 2: N.INVALID, 3: N.DUPLICATE}
-RECORDS_IN_FLIGHT = 3  # batches submitted but not yet recorded, at most
 
 
 class TaskFailure(Exception):

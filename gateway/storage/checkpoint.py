@@ -60,11 +60,10 @@ class Checkpointer:
             conn.execute("PRAGMA busy_timeout=10000")
             while True:
                 self._dirty.wait()
-                if self._stop.wait(self.gather_seconds):
-                    return  # the writer's close runs the last checkpoint
+                self._stop.wait(self.gather_seconds)  # let commits gather; stop() ends the wait at once
                 self._dirty.clear()
                 if self._stop.is_set():  # stop() sets the flag before the event: no wake-up is lost
-                    return
+                    return  # the writer's close runs the last checkpoint
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1

@@ -40,18 +40,10 @@ def _in_transaction(conn: aiosqlite.Connection, fn: Callable[..., T], args: tupl
 def _call_with_connection(conn: aiosqlite.Connection, fn: Callable[..., T], args: tuple) -> T:
     return fn(conn._connection, *args)
 
-def _fetchall(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[tuple]:
+def _query(conn: aiosqlite.Connection, sql: str, params: Sequence[Any], take: Callable[[sqlite3.Cursor], T]) -> T:
     cursor = conn._connection.execute(sql, params)
     try:
-        return cursor.fetchall()
-    finally:
-        cursor.close()
-
-
-def _fetchone(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> tuple | None:
-    cursor = conn._connection.execute(sql, params)
-    try:
-        return cursor.fetchone()
+        return take(cursor)
     finally:
         cursor.close()
 
@@ -170,11 +162,11 @@ class Database:
     # created and then read back as "not found".
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         assert self.reader is not None
-        return await self.reader._execute(_fetchall, self.reader, sql, params)
+        return await self.reader._execute(_query, self.reader, sql, params, sqlite3.Cursor.fetchall)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         assert self.reader is not None
-        return await self.reader._execute(_fetchone, self.reader, sql, params)
+        return await self.reader._execute(_query, self.reader, sql, params, sqlite3.Cursor.fetchone)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """A single write statement in its own transaction; returns the rows changed."""
