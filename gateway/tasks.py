@@ -338,9 +338,9 @@ class TaskService:
         await self._details_available(ws, task_id)
         codes = self._results([s for s in (result or "").split(",") if s], "result") or [0, 1, 2]
         rows = await self.db.fetchall(
-            f"SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=? AND result IN ({','.join('?' * len(codes))})"
+            f"SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=?{_results_sql(codes)}"
             " AND id > ? ORDER BY id LIMIT ?",
-            (task_id, *codes, cursor if cursor is not None else -1, limit + 1),
+            (task_id, cursor if cursor is not None else -1, limit + 1),
         )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -374,11 +374,24 @@ class TaskService:
             cur = await conn.execute(
                 "INSERT INTO audience_members(audience_id, seq, raw, e164, kind)"
                 " SELECT ?, ROW_NUMBER() OVER (ORDER BY id) - 1, number, number, 0 FROM messages"
-                f" WHERE task_id=? AND result IN ({','.join('?' * len(codes))})",
-                (audience_id, task_id, *codes),
+                f" WHERE task_id=?{_results_sql(codes)}",
+                (audience_id, task_id),
             )
             await conn.execute("UPDATE audiences SET size=?, ready=1 WHERE id=?", (cur.rowcount, audience_id))
         return await get(self.db, ws, audience_id)
+
+
+def _results_sql(codes: list[int]) -> str:
+    """The WHERE terms choosing messages by result, after ``task_id=?``. The codes are written
+    as literals (they come from ``RESULT_CODES``, never from the request) so that SQLite can see
+    that a choice without succeeded numbers is answered by the partial index
+    ``messages_unsettled``: a page of failed numbers walks the failed and pending ones, not the
+    whole task (schema migration 8)."""
+    chosen = sorted(set(codes))
+    if chosen == sorted(R.RESULT_NAMES):
+        return ""
+    terms = f" AND result IN ({','.join(str(int(c)) for c in chosen)})"
+    return terms if R.SUCCEEDED in chosen else terms + f" AND result <> {R.SUCCEEDED}"
 
 
 def _explain(audience_size: int, sent: int, skipped: dict, segments: int, parts: int, started: bool) -> str:

@@ -339,7 +339,6 @@ def bench_webhooks(args) -> dict:
 def seed_api(path: str, tasks: int, messages: int) -> int:
     """``tasks`` completed tasks and ``messages`` message rows; task 1 holds a fifth of the rows
     (the big task whose numbers are paged), the rest are spread over the others."""
-    from gateway.storage import schema
 
     H.init_db(path)
     conn = sqlite3.connect(path, isolation_level=None)
@@ -360,9 +359,10 @@ def seed_api(path: str, tasks: int, messages: int) -> int:
         rows.append(H.task_row(f"bench task {i + 1}", "completed", size, s, f, now))
     conn.executemany(f"INSERT INTO tasks({H.TASK_COLUMNS}) VALUES ({','.join('?' * 25)})", rows)
     conn.execute("COMMIT")
-    indexes = [line.strip().rstrip(";") for line in schema.MIGRATIONS[0].splitlines() if line.strip().startswith("CREATE INDEX messages_")]
-    for name in ("messages_task_result", "messages_platform_id"):
-        conn.execute(f"DROP INDEX IF EXISTS {name}")
+    # the messages table's indexes as the migrations left them, dropped for the bulk load and built after it
+    indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name='messages' AND sql IS NOT NULL").fetchall()
+    for name, _ in indexes:
+        conn.execute(f"DROP INDEX {name}")
     reason = json.dumps([["UNDELIV", "the message could not be delivered"]])
 
     def gen():
@@ -378,7 +378,7 @@ def seed_api(path: str, tasks: int, messages: int) -> int:
     conn.executemany("INSERT INTO messages(id, task_id, number, parts, result, platform_id, submitted_at, receipt_at, reasons)"
                      " VALUES (?,?,?,?,?,?,?,?,?)", gen())
     conn.execute("COMMIT")
-    for stmt in indexes:
+    for _, stmt in indexes:
         conn.execute(stmt)
     conn.execute("ANALYZE")
     conn.close()
@@ -452,16 +452,16 @@ def bench_api(args) -> dict:
                 [(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE id=? AND workspace_id=?", (d, 1)) for d in details]),
             f"numbers page (50 rows, task of {big:,})": (
                 [f"/api/v1/tasks/1/messages?limit=50&cursor={paging.encode(c)}" for c in msg_cursors],
-                [("SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=? AND result IN (?,?,?)"
-                  " AND id > ? ORDER BY id LIMIT ?", (1, 0, 1, 2, c, 51)) for c in msg_cursors]),
+                [("SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=?"
+                  " AND id > ? ORDER BY id LIMIT ?", (1, c, 51)) for c in msg_cursors]),
             f"numbers page ?result=failed (task of {big:,})": (
                 [f"/api/v1/tasks/1/messages?limit=50&result=failed&cursor={paging.encode(c)}" for c in msg_cursors],
-                [("SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=? AND result IN (?)"
-                  " AND id > ? ORDER BY id LIMIT ?", (1, 2, c, 51)) for c in msg_cursors]),
+                [("SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=? AND result IN (2) AND result <> 1"
+                  " AND id > ? ORDER BY id LIMIT ?", (1, c, 51)) for c in msg_cursors]),
             "numbers page (small task)": (
                 [f"/api/v1/tasks/{t}/messages?limit=50" for t in small],
-                [("SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=? AND result IN (?,?,?)"
-                  " AND id > ? ORDER BY id LIMIT ?", (t, 0, 1, 2, -1, 51)) for t in small]),
+                [("SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=?"
+                  " AND id > ? ORDER BY id LIMIT ?", (t, -1, 51)) for t in small]),
         }
         results = {}
         with H.bare_server() as bare:

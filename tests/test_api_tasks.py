@@ -278,3 +278,32 @@ async def test_completed_at_is_when_the_last_result_came_not_when_the_jump_ended
     rows = (await api.get(f"/api/v1/tasks/{task['id']}/messages"))["items"]
     assert detail["status"] == "completed"
     assert detail["completed_at"] == rows[0]["receipt_at"]
+
+
+async def test_numbers_page_and_generated_audience_choose_by_any_set_of_results(api):
+    """Each choice of results, alone or together, gives exactly those numbers in send order (a
+    choice without succeeded goes through the partial index of unsettled numbers)."""
+    await api.profile(moderation={"review_seconds": 0})
+    want = {"+15005550000": "succeeded", "+15005550006": "succeeded", "+15005550010": "failed",
+            "+15005550011": "failed", "+15005550020": "pending", "+15005550030": "pending"}
+    aud = await api.audience(list(want))
+    task = await api.task(aud["id"])
+    await api.advance(60)
+    everything = (await api.get(f"/api/v1/tasks/{task['id']}/messages?limit=100"))["items"]
+    assert [r["result"] for r in everything] == list(want.values())
+    for choice in ("succeeded", "failed", "pending", "failed,pending", "succeeded,pending", "succeeded,failed",
+                   "pending,failed,succeeded"):
+        page = await api.get(f"/api/v1/tasks/{task['id']}/messages?limit=100&result={choice}")
+        chosen = set(choice.split(","))
+        assert [r["result"] for r in page["items"]] == [r for r in want.values() if r in chosen], choice
+        # paged one at a time, the same numbers come in the same order
+        seen, cursor = [], None
+        while True:
+            page = await api.get(f"/api/v1/tasks/{task['id']}/messages?limit=1&result={choice}" + (f"&cursor={cursor}" if cursor else ""))
+            seen += [r["number_masked"] for r in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert seen == [r["number_masked"] for r in everything if r["result"] in chosen], choice
+    generated = await api.post(f"/api/v1/tasks/{task['id']}/audiences", {"name": "unsettled", "results": ["failed", "pending"]})
+    assert generated["size"] == 4

@@ -235,8 +235,9 @@ class Engine:
         reason = json.dumps([[R.RECEIPT_TIMEOUT, R.RECEIPT_TIMEOUT_TEXT]])
         for (task_id,) in rows:
             async with self.db.transaction() as conn:
+                # ``result <> 1`` lets SQLite walk the partial index of unsettled numbers
                 cur = await conn.execute(
-                    "UPDATE messages SET result=2, late=1, reasons=? WHERE task_id=? AND result=0 AND submitted_at <= ?",
+                    "UPDATE messages SET result=2, late=1, reasons=? WHERE task_id=? AND result=0 AND result <> 1 AND submitted_at <= ?",
                     (reason, task_id, now - timeout),
                 )
                 if cur.rowcount:

@@ -196,4 +196,15 @@ MIGRATIONS: list[str] = [
     DROP TABLE sim_messages;
     ALTER TABLE sim_messages_v7 RENAME TO sim_messages;
     """,
+    # 8: a receipt that delivers a number touches no index. The index on (task_id, result) moved
+    # every number's entry when its result changed (0.9 µs of the 2.7 µs a receipt's UPDATE cost,
+    # measured on 200,000 rows); now the task's numbers are found by task_id, and the unsettled
+    # ones (pending or failed, the pages one asks for by result) by a partial index that a
+    # succeeded number only leaves. Queries that want it say ``result <> 1`` in so many words:
+    # SQLite uses a partial index only for a WHERE clause that names its condition.
+    """
+    DROP INDEX messages_task_result;
+    CREATE INDEX messages_task ON messages(task_id);
+    CREATE INDEX messages_unsettled ON messages(task_id) WHERE result <> 1;
+    """,
 ]
