@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+
+import pytest
 
 from gateway.storage.db import Database
 
@@ -85,5 +88,53 @@ async def test_whole_transaction_writes_queue_in_order_and_never_enter_a_held_tr
             assert not queued.done()
             await conn.execute("UPDATE service_state SET value='whole' WHERE key='t'")
         assert await queued == ("whole",)
+    finally:
+        await db.close()
+
+
+async def test_on_commit_runs_on_the_writer_after_the_commit_and_never_after_a_rollback(tmp_path):
+    """What mirrors the database beside it (the sink's fresh messages) changes exactly when the
+    transaction commits: before any other job runs, and not at all when the job fails."""
+    import threading
+
+    db = Database(tmp_path / "c.db")
+    await db.open()
+    try:
+        heard = []
+
+        def insert(conn, key):
+            conn.execute("INSERT INTO service_state(key, value) VALUES (?, 'v')", (key,))
+            return key
+
+        def on_commit(result):
+            # committed already: a fresh connection sees the row
+            other = sqlite3.connect(tmp_path / "c.db")
+            try:
+                seen = other.execute("SELECT COUNT(*) FROM service_state WHERE key=?", (result,)).fetchone()[0]
+            finally:
+                other.close()
+            heard.append((result, seen, threading.current_thread() is not threading.main_thread()))
+
+        def fails(conn):
+            conn.execute("INSERT INTO service_state(key, value) VALUES ('never', 'v')")
+            raise ValueError("no")
+
+        def sees_heard(conn):
+            return list(heard)
+
+        first = db.write(insert, "a", on_commit=on_commit)
+        second = db.write(sees_heard)  # queued right behind: on_commit has run by then
+        assert await first == "a"
+        assert await second == [("a", 1, True)]
+        with pytest.raises(ValueError):
+            await db.write(fails, on_commit=on_commit)
+        assert heard == [("a", 1, True)]
+        assert await db.fetchone("SELECT COUNT(*) FROM service_state WHERE key='never'") == (0,)
+
+        def broken(result):
+            raise RuntimeError("an observer's bug")
+
+        assert await db.write(insert, "b", on_commit=broken) == "b"  # logged; the commit stands
+        assert await db.fetchone("SELECT COUNT(*) FROM service_state WHERE key='b'") == (1,)
     finally:
         await db.close()

@@ -241,6 +241,7 @@ class Engine:
                     (reason, task_id, now - timeout),
                 )
                 if cur.rowcount:
+                    self.dispatcher.messages_changed()
                     await conn.execute(
                         "UPDATE tasks SET failed=failed+?, last_result_at=MAX(COALESCE(last_result_at, ?), ?) WHERE id=?",
                         (cur.rowcount, now, now, task_id),
@@ -264,9 +265,11 @@ class Engine:
         )
         for (task_id,) in rows:
             while True:
-                changed = await self.db.execute(
-                    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE task_id=? LIMIT ?)", (task_id, PURGE_CHUNK)
-                )
-                if changed < PURGE_CHUNK:
+                async with self.db.transaction() as conn:
+                    cur = await conn.execute(
+                        "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE task_id=? LIMIT ?)", (task_id, PURGE_CHUNK)
+                    )
+                    self.dispatcher.messages_changed()
+                if cur.rowcount < PURGE_CHUNK:
                     break
             await self.db.execute("UPDATE tasks SET details_purged=1 WHERE id=?", (task_id,))

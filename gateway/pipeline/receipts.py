@@ -2,8 +2,8 @@
 
 Receipts from every platform queue in memory and are flushed together (group commit: up to
 ``receipt_flush_max`` at once, at once when the writer is free and a batch is waiting, after a
-few milliseconds when only a few single receipts arrived) in one transaction: one SELECT of the
-messages they name, the results folded in Python, an UPDATE per kind of change, one counter
+few milliseconds when only a few single receipts arrived) in one transaction: the messages they
+name taken from those just recorded (``fresh.py``) or read in one SELECT, the results folded in Python, an UPDATE per kind of change, one counter
 UPDATE per task. ``deliver`` returns only when the
 transaction holding its receipts has committed (group commit), so a webhook acknowledged to a
 platform is never lost. Counters change in the same transaction as the rows they count, which
@@ -24,6 +24,8 @@ import msgspec
 from gateway.domain import results as R
 from gateway.platform import Receipt
 from gateway.storage import bulk
+
+from .fresh import FreshMessages
 
 log = logging.getLogger(__name__)
 
@@ -141,17 +143,45 @@ class _Deadlines:
         return msg.submitted_at + self.timeout
 
 
-def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float) -> Tally:
+def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float,
+                   fresh: FreshMessages | None = None) -> Tally:
     """Fold receipts into message rows and task counters inside the caller's transaction.
 
-    Runs on the database thread (see ``Database.write``): one SELECT for the whole batch, the
-    folding in Python, an UPDATE per kind of change, one counter UPDATE per task."""
+    Runs on the database thread (see ``Database.write``): the messages just recorded come from
+    ``fresh``, the others from one SELECT for the whole batch; the folding in Python, an UPDATE
+    per kind of change, one counter UPDATE per task."""
     tally = Tally()
-    ids = list(dict.fromkeys([r.platform_id for _, r in items]))
     messages: dict[str, _Message] = {}
     others: dict[str, list[_Message]] = {}  # the same platform id on a message of another platform
+    if fresh:
+        from_fresh: dict[str, str] = {}  # platform id → the platform whose fresh message it names
+        also: set[tuple[str, str]] = set()  # (platform, id) of a second platform's fresh message with that id (rare)
+        take = fresh.take
+        for platform, receipt in items:
+            pid = receipt.platform_id
+            first = from_fresh.get(pid)
+            if first is None:
+                row = take(platform, pid)
+                if row is not None:
+                    messages[pid] = _Message(-1, *row, fresh=row[3] == 1)
+                    from_fresh[pid] = platform
+            elif first != platform and (platform, pid) not in also:
+                row = take(platform, pid)
+                if row is not None:
+                    others.setdefault(pid, []).append(_Message(-1, *row, fresh=row[3] == 1))
+                    also.add((platform, pid))
+        if also:
+            ids = list(dict.fromkeys([r.platform_id for p, r in items
+                                      if from_fresh.get(r.platform_id) != p and (p, r.platform_id) not in also]))
+        else:
+            ids = list(dict.fromkeys([r.platform_id for p, r in items if from_fresh.get(r.platform_id) != p]))
+    else:
+        ids = list(dict.fromkeys([r.platform_id for _, r in items]))
     if ids:
+        taken = {m.id for m in messages.values()} | {m.id for ms in others.values() for m in ms} if messages else ()
         for msg in bulk.fetch(conn, _SELECT_MESSAGES, (bulk.encode(ids),), _decode_messages):
+            if msg.id in taken:  # here from ``fresh`` already (a receipt of another platform names its id too)
+                continue
             pid = ids[msg.key]
             if pid in messages:
                 others.setdefault(pid, []).append(msg)
@@ -224,11 +254,11 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
 
 
 def _commit_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float, now: float,
-                     expected: dict[str, set[str]] | None = None) -> Tally:
+                     expected: dict[str, set[str]] | None = None, fresh: FreshMessages | None = None) -> Tally:
     """Apply receipts; those naming no stored message are kept aside as unmatched, except the
     ones naming an id in ``expected`` (its acknowledgement is being recorded): their indexes go
     to ``tally.held`` and nothing is written for them."""
-    tally = apply_receipts(conn, items, timeout)
+    tally = apply_receipts(conn, items, timeout, fresh)
     if tally.unmatched and expected:
         kept, kept_at = [], []
         for (platform, receipt), index in zip(tally.unmatched, tally.unmatched_at):
@@ -326,6 +356,7 @@ class ReceiptSink:
         self._expected: dict[str, set[str]] = defaultdict(set)  # per platform: submitted, not yet recorded
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self.fresh = FreshMessages()  # filled by the dispatcher's records (see fresh.py)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="receipt-sink")
@@ -417,7 +448,7 @@ class ReceiptSink:
         for platform, receipts, _ in entries:
             pairs.extend(zip(repeat(platform), receipts))
         now = self.clock.now()
-        tally = await self.db.write(_commit_receipts, pairs, self.config.receipt_timeout, now, self._expected)
+        tally = await self.db.write(_commit_receipts, pairs, self.config.receipt_timeout, now, self._expected, self.fresh)
         by_platform: dict[str, list[Receipt]] = defaultdict(list)
         held: list[tuple[str, Receipt, _Delivery]] = []
         if not tally.held:  # the usual case: every receipt committed

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from pathlib import Path
 import sqlite3
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence, TypeVar
@@ -23,9 +24,11 @@ from .checkpoint import SAFETY_PAGES, Checkpointer
 from .schema import MIGRATIONS
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
-def _in_transaction(conn: aiosqlite.Connection, fn: Callable[..., T], args: tuple) -> T:
+def _in_transaction(conn: aiosqlite.Connection, fn: Callable[..., T], args: tuple,
+                    on_commit: Callable[[T], None] | None = None) -> T:
     raw: sqlite3.Connection = conn._connection  # runs on aiosqlite's own thread
     raw.execute("BEGIN IMMEDIATE")
     try:
@@ -34,6 +37,11 @@ def _in_transaction(conn: aiosqlite.Connection, fn: Callable[..., T], args: tupl
         raw.execute("ROLLBACK")
         raise
     raw.execute("COMMIT")
+    if on_commit is not None:
+        try:
+            on_commit(result)
+        except Exception:  # the transaction stands; what observes it must not undo that
+            log.exception("an on_commit callback failed")
     return result
 
 
@@ -115,7 +123,7 @@ class Database:
                 await conn.execute("COMMIT")
                 self._committed()
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+    async def write(self, fn: Callable[..., T], *args: Any, on_commit: Callable[[T], None] | None = None) -> T:
         """Run ``fn(conn, *args)`` on the writer's thread inside one transaction: a single hop
         to aiosqlite's thread however many statements ``fn`` runs. ``conn`` is the plain
         ``sqlite3.Connection``. This is the hot-path form of ``transaction()``: each awaited
@@ -127,13 +135,17 @@ class Database:
         jobs one after another, each a whole transaction, so none can interleave with another,
         and the next one starts the moment the last commits instead of after a round trip
         through the event loop (which, busy with Python, may take milliseconds). A
-        ``transaction()`` that starts later queues its BEGIN behind the jobs already queued."""
+        ``transaction()`` that starts later queues its BEGIN behind the jobs already queued.
+
+        ``on_commit(result)``, if given, runs on the writer's thread right after the COMMIT and
+        before the next job: state kept beside the database (the receipt sink's fresh messages)
+        changes exactly when what it mirrors is committed, never on a rollback."""
         assert self.writer is not None
         if not self._write_lock.locked():
-            result = await self.writer._execute(_in_transaction, self.writer, fn, args)
+            result = await self.writer._execute(_in_transaction, self.writer, fn, args, on_commit)
         else:
             async with self._write_lock:
-                result = await self.writer._execute(_in_transaction, self.writer, fn, args)
+                result = await self.writer._execute(_in_transaction, self.writer, fn, args, on_commit)
         self._committed()
         return result
 
