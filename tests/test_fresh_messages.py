@@ -47,6 +47,8 @@ RECEIPTS = [
     ("sim", Receipt("P1-0", "delivered", 101.5)),  # a duplicate in the same flush
     ("sim", Receipt("P1-1", "failed", 102.0, code="UNDELIV", message="no")),
     ("sim", Receipt("P1-2", "delivered", 100.0 + TIMEOUT + 1)),  # after the deadline: late
+    ("sim", Receipt("P1-4", "delivered", 101.0)),
+    ("sim", Receipt("P1-4", "failed", 101.1, code="X", message="after it was delivered")),
     ("other", Receipt("P1-0", "failed", 103.0, code="X", message="other's own")),  # same id, other platform
     ("sim", Receipt("P2-0", "delivered", 101.0, part=0)),
     ("sim", Receipt("P2-0", "delivered", 101.2, part=1)),
@@ -85,7 +87,7 @@ async def test_receipts_for_fresh_messages_end_as_the_select_path_ends_them(tmp_
         stored = await with_fresh.fetchall("SELECT platform_id, id, task_id FROM messages")
         platforms = {1: "sim", 2: "sim", 3: "other"}
         for pid, mid, task_id in stored:
-            assert fresh._by_platform[platforms[task_id]][pid][:2] == (mid, task_id)
+            assert fresh.rows[platforms[task_id]][pid][:2] == (mid, task_id)
         tallies = []
         for db, cache in ((with_fresh, fresh), (without, None)):
             first = await db.write(apply_receipts, RECEIPTS, TIMEOUT, cache)
@@ -106,9 +108,10 @@ async def test_receipts_for_fresh_messages_end_as_the_select_path_ends_them(tmp_
         assert by_pid[(3, "P1-0")][3] == R.FAILED and "other's own" in by_pid[(3, "P1-0")][7]
         assert by_pid[(2, "P2-0")][3:6] == (R.SUCCEEDED, 101.2, 0b11)
         assert by_pid[(2, "P2-2")][3:6] == (R.SUCCEEDED, 104.0, 0b11)
-        # sent, succeeded (P1-0, P1-3), failed (P1-1, P1-2 late), late, duplicates (P1-0 twice, and a
-        # second receipt for the one part of P1-1, which had failed already)
-        assert tasks[0][1:6] == (6, 2, 2, 1, 3)
+        # sent, succeeded (P1-0, P1-3, P1-4), failed (P1-1, P1-2 late), late, duplicates (P1-0 twice,
+        # and a second receipt for the one part of P1-1 and of P1-4, each final already)
+        assert tasks[0][1:6] == (6, 3, 2, 1, 4)
+        assert by_pid[(1, "P1-4")][3:8] == (R.SUCCEEDED, 101.0, 1, 0, None)
     finally:
         await with_fresh.close()
         await without.close()

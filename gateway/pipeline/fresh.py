@@ -29,15 +29,17 @@ class FreshMessages:
 
     def __init__(self, limit: int = 200_000):
         self.limit = limit
-        self._by_platform: dict[str, dict[str, tuple[int, int, float, int]]] = {}
+        # per platform; the receipt sink takes rows straight from these dicts (``pop``: a row
+        # taken is forgotten), which is the whole protocol: see ``take``
+        self.rows: dict[str, dict[str, tuple[int, int, float, int]]] = {}
 
     def __len__(self) -> int:
-        return sum(map(len, self._by_platform.values()))
+        return sum(map(len, self.rows.values()))
 
     def add(self, platform: str, platform_ids: list[str], first_id: int, task_id: int, submitted_at: float,
             parts: int) -> None:
         """``platform_ids[i]`` was just committed as message ``first_id + i``, pending, untouched."""
-        rows = self._by_platform.setdefault(platform, {})
+        rows = self.rows.setdefault(platform, {})
         rows.update(zip(platform_ids, zip(range(first_id, first_id + len(platform_ids)), repeat(task_id),
                                           repeat(submitted_at), repeat(parts))))
         if len(rows) > self.limit:  # oldest first; down to three quarters, so this runs seldom
@@ -46,9 +48,9 @@ class FreshMessages:
 
     def take(self, platform: str, platform_id: str) -> tuple[int, int, float, int] | None:
         """The row of a fresh message, forgotten from here on: the caller is about to change it."""
-        rows = self._by_platform.get(platform)
+        rows = self.rows.get(platform)
         return rows.pop(platform_id, None) if rows else None
 
     def clear(self) -> None:
         """Message rows changed outside the receipt sink: read them from SQLite again."""
-        self._by_platform.clear()
+        self.rows.clear()

@@ -17,7 +17,7 @@ import logging
 import sqlite3
 from collections import defaultdict, deque
 from itertools import repeat
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 import msgspec
 
@@ -153,32 +153,21 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     tally = Tally()
     messages: dict[str, _Message] = {}
     others: dict[str, list[_Message]] = {}  # the same platform id on a message of another platform
+    delivered: dict[int, float] = {}  # message id → receipt time: fresh messages the usual receipt delivered
+    rest: Iterable[tuple[int, tuple[str, Receipt]]]
     if fresh:
-        from_fresh: dict[str, str] = {}  # platform id → the platform whose fresh message it names
-        also: set[tuple[str, str]] = set()  # (platform, id) of a second platform's fresh message with that id (rare)
-        take = fresh.take
-        for platform, receipt in items:
-            pid = receipt.platform_id
-            first = from_fresh.get(pid)
-            if first is None:
-                row = take(platform, pid)
-                if row is not None:
-                    messages[pid] = _Message(-1, *row, fresh=row[3] == 1)
-                    from_fresh[pid] = platform
-            elif first != platform and (platform, pid) not in also:
-                row = take(platform, pid)
-                if row is not None:
-                    others.setdefault(pid, []).append(_Message(-1, *row, fresh=row[3] == 1))
-                    also.add((platform, pid))
+        rest, owner, also = _take_fresh(items, fresh, timeout, tally, messages, others, delivered)
         if also:
-            ids = list(dict.fromkeys([r.platform_id for p, r in items
-                                      if from_fresh.get(r.platform_id) != p and (p, r.platform_id) not in also]))
+            ids = list(dict.fromkeys([r.platform_id for _, (p, r) in rest
+                                      if owner.get(r.platform_id) != p and (p, r.platform_id) not in also]))
         else:
-            ids = list(dict.fromkeys([r.platform_id for p, r in items if from_fresh.get(r.platform_id) != p]))
+            ids = list(dict.fromkeys([r.platform_id for _, (p, r) in rest if owner.get(r.platform_id) != p]))
     else:
+        rest = enumerate(items)
         ids = list(dict.fromkeys([r.platform_id for _, r in items]))
     if ids:
-        taken = {m.id for m in messages.values()} | {m.id for ms in others.values() for m in ms} if messages else ()
+        taken = ({*delivered, *(m.id for m in messages.values()), *(m.id for ms in others.values() for m in ms)}
+                 if fresh else ())
         for msg in bulk.fetch(conn, _SELECT_MESSAGES, (bulk.encode(ids),), _decode_messages):
             if msg.id in taken:  # here from ``fresh`` already (a receipt of another platform names its id too)
                 continue
@@ -198,7 +187,7 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     succeeded = tally.succeeded
     last_final = tally.last_final
     applied = 0
-    for index, (platform, receipt) in enumerate(items):
+    for index, (platform, receipt) in rest:
         msg = messages.get(receipt.platform_id)
         if msg is not None and task_platforms.get(msg.task_id) != platform:
             msg = next((m for m in others.get(receipt.platform_id, ()) if task_platforms.get(m.task_id) == platform), None)
@@ -230,18 +219,19 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     # rows as they changed, in a statement per kind of change (result, masks, reasons, late:
     # a number delivered, or failed with a given reason), or past a handful of kinds in the
     # general form
-    kinds: dict[tuple, list[_Message]] = defaultdict(list)
+    kinds: dict[tuple, dict[int, float | None]] = defaultdict(dict)  # kind → message id → receipt time
+    if delivered:
+        kinds[_DELIVERED_WHOLE] = delivered
     for m in messages.values() if not others else [*messages.values(), *(m for ms in others.values() for m in ms)]:
         if m.dirty:
-            kinds[(m.result, m.delivered, m.failed, m.reasons, m.late)].append(m)
+            kinds[(m.result, m.delivered, m.failed, m.reasons, m.late)][m.id] = m.receipt_at
     if len(kinds) <= _KINDS_MAX:
-        for (result, delivered, failed, reasons, late), ms in kinds.items():
-            times = {m.id: m.receipt_at for m in ms}
+        for (result, delivered_mask, failed_mask, reasons, late), times in kinds.items():
             # a receipt time of None leaves the stored one as it is (the number was final before)
             sql = _UPDATE_KIND_KEEP if None in times.values() else _UPDATE_KIND
-            conn.execute(sql, (result, delivered, failed, reasons, late, bulk.encode(times)))
+            conn.execute(sql, (result, delivered_mask, failed_mask, reasons, late, bulk.encode(times)))
     else:
-        rows = [(m.id, m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late) for ms in kinds.values() for m in ms]
+        rows = [(mid, *kind[:1], at, *kind[1:]) for kind, times in kinds.items() for mid, at in times.items()]
         conn.execute(_UPDATE_ROWS, (bulk.encode(rows),))
     for task_id in tally.tasks:
         conn.execute(
@@ -251,6 +241,69 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
              tally.duplicate.get(task_id, 0), tally.last_final.get(task_id), tally.last_final.get(task_id), task_id),
         )
     return tally
+
+
+_DELIVERED_WHOLE = (R.SUCCEEDED, 1, 0, None, 0)  # the kind of change of a one-part message delivered: result, masks, reasons, late
+
+
+def _take_fresh(items: list[tuple[str, Receipt]], fresh: FreshMessages, timeout: float, tally: Tally,
+                messages: dict[str, _Message], others: dict[str, list[_Message]], delivered: dict[int, float]):
+    """The receipts' messages that ``fresh`` holds, taken from it. The usual receipt (the whole
+    of a one-part message delivered in time, the first to name it in this flush) is applied here
+    and then, without a ``_Message``: its row goes to ``delivered`` and its number to the
+    tally. Any other receipt of a fresh message gets the message in ``messages`` (or ``others``)
+    at its fresh state, or at the state the usual receipt left it in.
+
+    Returns the receipts still to fold, with their places in ``items``; per platform id, the
+    platform whose fresh message it named first; and any (platform, id) of another platform's
+    fresh message naming the same id (rare)."""
+    by_platform = fresh.rows
+    usual: dict[str, tuple[int, int, float, float]] = {}  # platform id → (message id, task, submitted_at, at)
+    owner: dict[str, str] = {}
+    also: set[tuple[str, str]] = set()
+    rest: list[tuple[int, tuple[str, Receipt]]] = []
+    succeeded = tally.succeeded
+    last_final = tally.last_final
+    for index, pair in enumerate(items):
+        platform, receipt = pair
+        pid = receipt.platform_id
+        first = owner.get(pid)
+        if first is None:
+            rows = by_platform.get(platform)
+            row = rows.pop(pid, None) if rows else None
+            if row is None:
+                rest.append((index, pair))
+                continue
+            owner[pid] = platform
+            mid, task, sub, parts = row
+            at = receipt.at
+            deadline = sub + timeout
+            if (parts == 1 and receipt.part is None and receipt.status == "delivered"
+                    and at < deadline - _ROUNDING * (abs(deadline) + abs(sub))):
+                usual[pid] = (mid, task, sub, at)
+                delivered[mid] = at
+                succeeded[task] += 1
+                last = last_final.get(task)
+                if last is None or at > last:
+                    last_final[task] = at
+                continue
+            messages[pid] = _Message(-1, mid, task, sub, parts, fresh=parts == 1)
+        elif first == platform:
+            done = usual.pop(pid, None)
+            if done is not None:  # named again: from here on folded, from the state the first one left
+                mid, task, sub, at = done
+                del delivered[mid]
+                messages[pid] = _Message(-1, mid, task, sub, 1, R.SUCCEEDED, 1, fresh=False, receipt_at=at, dirty=True)
+                tally.applied += 1
+        elif (platform, pid) not in also:
+            rows = by_platform.get(platform)
+            row = rows.pop(pid, None) if rows else None
+            if row is not None:
+                also.add((platform, pid))
+                others.setdefault(pid, []).append(_Message(-1, *row, fresh=row[3] == 1))
+        rest.append((index, pair))
+    tally.applied += len(usual)
+    return rest, owner, also
 
 
 def _commit_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float, now: float,
