@@ -447,9 +447,10 @@ def _record_submission(conn, clock, batch: list[SubmitItem], ids: list[str], dec
     per_task: dict[int, list] = {}
     due_rows: list[tuple] = []
     last_due: dict[int, tuple] = {}
+    one_task = len({item.task_id for item in batch}) == 1  # the usual batch: its last due receipt is found once, after
     rid = next_rid
     for item, msg_id, decision in zip(batch, ids, decisions):
-        if msg_id in known:  # an idempotent resubmission: the handset got it already
+        if known and msg_id in known:  # an idempotent resubmission: the handset got it already
             continue
         if decision.outcome == "refused":
             refused[msg_id] = decision.code or "REFUSED"
@@ -465,12 +466,17 @@ def _record_submission(conn, clock, batch: list[SubmitItem], ids: list[str], dec
             if not r.swallowed:
                 row = (due, rid, msg_id, r.part, r.status, r.code)
                 due_rows.append(row)
-                if item.task_id not in last_due or row[:2] > last_due[item.task_id]:
+                if not one_task and (item.task_id not in last_due or row[:2] > last_due[item.task_id]):
                     last_due[item.task_id] = row[:2]
             rid += 1
-        per_task.setdefault(item.task_id, []).append(
+        task_messages = per_task.get(item.task_id)
+        if task_messages is None:
+            task_messages = per_task[item.task_id] = []
+        task_messages.append(
             (msg_id, item.number, item.parts, decision.outcome, decision.code, decision.latency, decision.rule, planned)
         )
+    if one_task and due_rows:
+        last_due[batch[0].task_id] = max(due_rows)[:2]  # (due, receipt id): ids are unique, so the rest never decides
     recorded = []
     for task_ref, messages in per_task.items():
         messages.sort(key=_first)
