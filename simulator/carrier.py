@@ -353,7 +353,7 @@ class SimulatedCarrier(Platform):
                     return
                 texts = {code: error_text(code) for code in {r[5] for r in rows}}
                 # positional: platform_id, status, at, part, code, message
-                receipts = [Receipt(r[2], r[4], r[0], r[3], r[5], texts[r[5]]) for r in rows]
+                receipts = [Receipt(pid, status, due, part, code, texts[code]) for due, _, pid, part, status, code in rows]
                 try:
                     await self.ctx.deliver_receipts(self.name, receipts)
                 except BaseException:

@@ -74,9 +74,13 @@ class DueQueue:
     def pop_due(self, now: float, limit: int) -> list[tuple]:
         """The receipts due by ``now``, oldest first, at most ``limit``."""
         heap = self._heap
-        if heap and len(heap) <= limit and max(heap)[0] <= now:  # all of it is due: one sort, in C
+        if heap and max(heap)[0] <= now:  # all of it is due: one sort, in C
             out = sorted(heap)
-            heap.clear()
+            if len(out) <= limit:
+                heap.clear()
+                return out
+            heap[:] = out[limit:]  # a sorted list is a heap
+            del out[limit:]
             return out
         out = []
         while heap and heap[0][0] <= now and len(out) < limit:

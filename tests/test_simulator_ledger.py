@@ -49,6 +49,12 @@ def test_due_queue_pops_in_due_then_id_order_up_to_now_and_limit():
     assert [r[1] for r in q.pop_due(5.0, 10)] == [3]
     assert q.next_due() == 9.0 and len(q) == 1
     assert q.pop_due(8.9, 10) == []
+    # all of it due but more than the limit: taken in order, and what stays is still a heap
+    q.push([(float(d), i, f"m{i}", None, "delivered", "DELIVERED") for i, d in enumerate([7, 3, 8, 3, 6, 2, 9], start=10)])
+    assert [r[1] for r in q.pop_due(10.0, 3)] == [15, 11, 13]
+    q.push([(0.5, 99, "early", None, "delivered", "DELIVERED")])
+    assert [r[1] for r in q.pop_due(10.0, 100)] == [99, 14, 10, 12, 1, 16]
+    assert len(q) == 0
 
 
 async def _carrier(path, clock, profile=None, gateway_db=None):
