@@ -27,7 +27,7 @@ from itertools import islice, repeat
 class FreshMessages:
     """Per platform: platform id → (message id, task id, submitted_at, parts)."""
 
-    def __init__(self, limit: int = 200_000):
+    def __init__(self, limit: int = 100_000):
         self.limit = limit
         # per platform; the receipt sink takes rows straight from these dicts (``pop``: a row
         # taken is forgotten), which is the whole protocol: see ``take``
