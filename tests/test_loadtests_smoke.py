@@ -72,6 +72,17 @@ def test_gil_contention_prints_its_table(tmp_path):
     assert list(tmp_path.iterdir()) == []  # its databases are removed
 
 
+def test_stages_replay_every_stage_and_split_the_sink():
+    """The replay asserts itself that every receipt found its message and every number was
+    counted; here: it runs, and prints each stage and the sink's SQL beside its Python."""
+    proc = subprocess.run([sys.executable, "-m", "loadtests.stages", "--batches", "6"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for line in ("| carrier: decide |", "| gateway: apply receipts |", "| `UPDATE messages SET …` |", "| Python (folding, encoding) |"):
+        assert line in proc.stdout
+    assert "6,000 numbers" in proc.stdout
+
+
 def test_locust_headless_firehose_sets_exit_code(tmp_path):
     """A 4-second headless firehose against a real server writes CSV + HTML and exits 0; an
     impossible threshold makes it exit 1."""

@@ -3,10 +3,10 @@
 Receipts from every platform queue in memory and are flushed together (group commit: up to
 ``receipt_flush_max`` at once, at once when the writer is free and a batch is waiting, after a
 few milliseconds when only a few single receipts arrived) in one transaction: the messages they
-name taken from those just recorded (``fresh.py``) or read in one SELECT, the results folded in Python, an UPDATE per kind of change, one counter
-UPDATE per task. ``deliver`` returns only when the
-transaction holding its receipts has committed (group commit), so a webhook acknowledged to a
-platform is never lost. Counters change in the same transaction as the rows they count, which
+name taken from those just recorded (``fresh.py``) or read in one SELECT, the results folded in
+Python, an UPDATE per kind of change, one counter UPDATE per task. ``deliver`` returns only when
+the transaction holding its receipts has committed (group commit), so a webhook acknowledged to
+a platform is never lost. Counters change in the same transaction as the rows they count, which
 is what keeps ``sent = succeeded + failed + pending`` true at every commit.
 """
 
