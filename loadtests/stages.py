@@ -44,16 +44,15 @@ class _Timed:
         self.spent = spent
 
     def execute(self, sql: str, *args):
-        t = time.perf_counter()
-        try:
-            return self.conn.execute(sql, *args)
-        finally:
-            self.spent[" ".join(sql.split()[:3])] += time.perf_counter() - t
+        return self._timed(self.conn.execute, sql, args)
 
     def executemany(self, sql: str, *args):
+        return self._timed(self.conn.executemany, sql, args)
+
+    def _timed(self, method, sql: str, args: tuple):
         t = time.perf_counter()
         try:
-            return self.conn.executemany(sql, *args)
+            return method(sql, *args)
         finally:
             self.spent[" ".join(sql.split()[:3])] += time.perf_counter() - t
 
