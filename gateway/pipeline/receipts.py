@@ -249,10 +249,10 @@ _DELIVERED_WHOLE = (R.SUCCEEDED, 1, 0, None, 0)  # the kind of change of a one-p
 def _take_fresh(items: list[tuple[str, Receipt]], fresh: FreshMessages, timeout: float, tally: Tally,
                 messages: dict[str, _Message], others: dict[str, list[_Message]], delivered: dict[int, float]):
     """The receipts' messages that ``fresh`` holds, taken from it. The usual receipt (the whole
-    of a one-part message delivered in time, the first to name it in this flush) is applied here
-    and then, without a ``_Message``: its row goes to ``delivered`` and its number to the
-    tally. Any other receipt of a fresh message gets the message in ``messages`` (or ``others``)
-    at its fresh state, or at the state the usual receipt left it in.
+    of a one-part message delivered in time, the first to name it in this flush) is applied
+    here, without a ``_Message``: its message id and time go to ``delivered``, its count to the
+    tally. Any other receipt of a fresh message finds the message in ``messages`` (or
+    ``others``) at its fresh state, or at the state the usual receipt left it in.
 
     Returns the receipts still to fold, with their places in ``items``; per platform id, the
     platform whose fresh message it named first; and any (platform, id) of another platform's
