@@ -25,12 +25,13 @@ from itertools import islice, repeat
 
 
 class FreshMessages:
-    """Per platform: platform id → (message id, task id, submitted_at, parts)."""
+    """Per platform: platform id → (message id, task id, submitted_at, parts).
+
+    The receipt sink takes a row by popping it from ``rows[platform]`` (``receipts._take_fresh``):
+    a row taken is forgotten, because the sink is about to change that message."""
 
     def __init__(self, limit: int = 100_000):
         self.limit = limit
-        # per platform; the receipt sink takes rows straight from these dicts (``pop``: a row
-        # taken is forgotten), which is the whole protocol: see ``take``
         self.rows: dict[str, dict[str, tuple[int, int, float, int]]] = {}
 
     def __len__(self) -> int:
@@ -45,11 +46,6 @@ class FreshMessages:
         if len(rows) > self.limit:  # oldest first; down to three quarters, so this runs seldom
             for pid in list(islice(rows, len(rows) - self.limit * 3 // 4)):
                 del rows[pid]
-
-    def take(self, platform: str, platform_id: str) -> tuple[int, int, float, int] | None:
-        """The row of a fresh message, forgotten from here on: the caller is about to change it."""
-        rows = self.rows.get(platform)
-        return rows.pop(platform_id, None) if rows else None
 
     def clear(self) -> None:
         """Message rows changed outside the receipt sink: read them from SQLite again."""
