@@ -11,18 +11,37 @@ import time
 
 from aiohttp import web
 
-from .auth import create_token
+from .auth import create_token, list_tokens, revoke_token, serve_token
 from .config import Config
 from .storage.db import Database
 
 
-async def _new_token(db_path: str, workspace: str, label: str) -> str:
+async def _with_db(db_path: str, fn, *args):
     db = Database(db_path)
     await db.open()
     try:
-        return await create_token(db, workspace, time.time(), label=label)
+        return await fn(db, *args)
     finally:
         await db.close()
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """Whether something already listens on host:port (checked before anything is printed, so a
+    second ``smslab serve`` says so in one line instead of a traceback after its token)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    for family, socktype, proto, _, addr in infos:
+        with socket.socket(family, socktype, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(addr)
+            except OSError:
+                return True
+    return False
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -53,13 +72,19 @@ def _serve(args: argparse.Namespace) -> int:
         if not Path(config.profile).is_file() and config.profile not in profiles.preset_names():
             print(f"smslab: --profile {config.profile!r} is neither a file nor a preset ({', '.join(profiles.preset_names())})", file=sys.stderr)
             return 2
-    token = asyncio.run(_new_token(config.db_path, args.workspace, "serve"))
+    if _port_taken(config.host, config.port):
+        print(f"smslab: {config.host}:{config.port} is already in use; stop what runs there or choose another --port",
+              file=sys.stderr)
+        return 2
+    token, new = asyncio.run(_with_db(config.db_path, serve_token, args.workspace, time.time()))
     app = create_app(config)
 
     async def announce(_app: web.Application) -> None:
         url = f"http://{config.host}:{config.port}/#token={token}"
         print(f"smslab serving on http://{config.host}:{config.port} (database {config.db_path}, clock {config.clock})", flush=True)
         print(f"Open the console: {url}", flush=True)
+        if not new:
+            print("(the same admin token as last time: `smslab token revoke` it to get a new one)", flush=True)
         print(f"API token for workspace '{args.workspace}': {token}", flush=True)
 
     app.on_startup.append(announce)
@@ -82,9 +107,33 @@ def _tune_gc(gen0: int) -> None:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    token = asyncio.run(_new_token(args.db, args.workspace, args.label))
-    print(f"Token for workspace '{args.workspace}' (shown once, stored hashed):")
+    token = asyncio.run(_with_db(args.db, create_token, args.workspace, time.time(), args.label, args.admin))
+    kind = "Admin token" if args.admin else "Token"
+    print(f"{kind} for workspace '{args.workspace}' (shown once, stored hashed):")
     print(token)
+    return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from .clock import to_rfc3339
+
+    tokens = asyncio.run(_with_db(args.db, list_tokens))
+    if not tokens:
+        print("no tokens")
+        return 0
+    print(f"{'ID':>4}  {'WORKSPACE':<20} {'ADMIN':<5}  {'LABEL':<12} {'CREATED':<24} FINGERPRINT")
+    for t in tokens:
+        print(f"{t['id']:>4}  {t['workspace']:<20} {'yes' if t['admin'] else 'no':<5}  {t['label'] or '':<12}"
+              f" {to_rfc3339(t['created_at']):<24} {t['fingerprint']}")
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    revoked = asyncio.run(_with_db(args.db, revoke_token, args.token))
+    if revoked is None:
+        print(f"smslab: no token {args.token!r} (give an ID from `smslab token list`, or the token itself)", file=sys.stderr)
+        return 2
+    print(f"revoked token {revoked['id']} of workspace '{revoked['workspace']}'; a running service refuses it within seconds")
     return 0
 
 
@@ -110,7 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--workspace", required=True)
     create.add_argument("--db", default="smslab.db")
     create.add_argument("--label", default=None)
+    create.add_argument("--admin", action="store_true",
+                        help="may also use service-wide controls (the virtual clock, /metrics)")
     create.set_defaults(func=_token_create)
+    listing = token_sub.add_parser("list", help="list tokens (never the tokens themselves)")
+    listing.add_argument("--db", default="smslab.db")
+    listing.set_defaults(func=_token_list)
+    revoke = token_sub.add_parser("revoke", help="revoke a token")
+    revoke.add_argument("token", help="an ID from `smslab token list`, or the token itself")
+    revoke.add_argument("--db", default="smslab.db")
+    revoke.set_defaults(func=_token_revoke)
 
     from .scaffold import add_plugin_commands
 

@@ -11,8 +11,22 @@ hot loops; they are turned into RFC 3339 strings only at the API edge.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
+
+# The range of instants the service accepts and reaches: from the Unix epoch to the start of the
+# year 9000. Every time given to it (a send time, a receipt's time, a clock advance) is checked
+# against this range before anything is stored, so that adding a retention or a timeout to any
+# stored time still gives a date that RFC 3339 (years 0001-9999) can write: a time past 9999
+# once made every list that showed it fail.
+MIN_TIME = 0.0
+MAX_TIME = 221845392000.0  # 9000-01-01T00:00:00Z
+
+
+def in_range(instant: float) -> bool:
+    """Whether ``instant`` (epoch seconds) is a finite time the service can hold."""
+    return math.isfinite(instant) and MIN_TIME <= instant <= MAX_TIME
 
 
 class Clock:
@@ -57,14 +71,16 @@ class VirtualClock(Clock):
         return True
 
     def set(self, instant: float) -> None:
-        """Move to ``instant``; virtual time never goes backwards."""
+        """Move to ``instant``; virtual time never goes backwards, nor past ``MAX_TIME``."""
         current = self.now()
-        self._base = max(current, float(instant))
+        self._base = min(max(current, float(instant)), MAX_TIME)
         self._anchor = time.monotonic()
 
     def resume(self, instant: float) -> None:
-        """Continue a virtual timeline saved by an earlier run of the service."""
-        self._base = float(instant)
+        """Continue a virtual timeline saved by an earlier run of the service (one saved out of
+        range by an older version is brought back into it)."""
+        instant = float(instant)
+        self._base = min(max(instant, MIN_TIME), MAX_TIME) if math.isfinite(instant) else time.time()
         self._anchor = time.monotonic()
 
     def advance(self, seconds: float) -> float:
@@ -75,16 +91,23 @@ class VirtualClock(Clock):
 def to_rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    dt = datetime.fromtimestamp(min(max(ts, MIN_TIME), MAX_TIME), tz=timezone.utc)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_rfc3339(text: str) -> float:
-    """Parse an RFC 3339 timestamp; a naive one is taken as UTC. Raises ValueError."""
+    """Parse an RFC 3339 timestamp; a naive one is taken as UTC. Raises ValueError, also for a
+    time outside ``MIN_TIME``..``MAX_TIME``."""
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    try:
+        dt = datetime.fromisoformat(value)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        instant = dt.timestamp()
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range") from None
+    if not in_range(instant):
+        raise ValueError(f"{text!r} is outside 1970-01-01T00:00:00Z..9000-01-01T00:00:00Z")
+    return instant

@@ -20,6 +20,11 @@ class Invalid(ServiceError):
     code = "invalid_request"
 
 
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(ServiceError):
     status = 404
     code = "not_found"
@@ -43,3 +48,8 @@ class TooLarge(ServiceError):
 class Unauthorized(ServiceError):
     status = 401
     code = "unauthorized"
+
+
+class Timeout(ServiceError):
+    status = 408
+    code = "request_timeout"

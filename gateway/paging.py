@@ -8,6 +8,16 @@ from .errors import Invalid
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 50
+MAX_ID = 2**63 - 1  # SQLite's largest integer: row ids are at most this
+
+
+def parse_id(text: str) -> int | None:
+    """A row id written as 1 to 19 ASCII digits, at most ``MAX_ID``; else None. ``int()`` alone
+    would take full-width digits, underscores and spaces, and a value SQLite cannot hold."""
+    if not (0 < len(text) <= 19 and text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
 
 
 def encode(last_id: int) -> str:
@@ -20,9 +30,10 @@ def decode(cursor: str | None) -> int | None:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = text.partition(":")
-        if kind != "id":
+        last = parse_id(value) if kind == "id" else None
+        if last is None:
             raise ValueError
-        return int(value)
+        return last
     except (ValueError, UnicodeDecodeError):
         raise Invalid("cursor: not a cursor this service gave out", field="cursor") from None
 
@@ -30,10 +41,6 @@ def decode(cursor: str | None) -> int | None:
 def limit_of(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid("limit: must be an integer", field="limit") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise Invalid(f"limit: must be between 1 and {MAX_LIMIT}", field="limit")
-    return value
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= MAX_LIMIT):
+        raise Invalid(f"limit: an integer between 1 and {MAX_LIMIT}", field="limit")
+    return int(raw)

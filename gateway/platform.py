@@ -86,6 +86,14 @@ class Platform:
     async def start(self, ctx: PlatformContext) -> None:
         self.ctx = ctx
 
+    def for_workspace(self, workspace_id: int) -> "Platform":
+        """The platform as one workspace sees it. The gateway calls ``max_recipients``,
+        ``moderation_delay``, ``moderate`` and ``submit`` for a task on the object this returns
+        for the task's workspace, so a platform can keep settings per workspace (the simulated
+        carrier keeps a profile, presets and ground truth per workspace). The default is the
+        platform itself: one behaviour for every workspace."""
+        return self
+
     async def stop(self) -> None:
         return None
 

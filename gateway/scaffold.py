@@ -292,7 +292,7 @@ def _new(args: argparse.Namespace) -> int:
     print(f"  {target}/{module}/platform.py   the platform: replace submit/on_clock with your carrier")
     print(f"  {target}/tests/                 the conformance suite and an entry-point check")
     print("Next:")
-    print(f"  pip install -e {target}")
+    print(f"  pip install -e '{target}[test]'")
     print(f"  cd {target} && python -m pytest")
     return 0
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -16,6 +16,7 @@ from . import paging
 from .clock import parse_rfc3339, to_rfc3339
 from .domain import numbers as N
 from .domain import results as R
+from .domain.labels import check_name, check_text
 from .domain.content import ContentError, render, summary
 from .domain.lifecycle import Status, modification_lock
 from .domain.segments import MAX_PARTS, segment, signed_text
@@ -23,6 +24,8 @@ from .errors import Conflict, Gone, Invalid, NotFound
 
 SMS_TYPES = ("marketing", "notification", "digital")
 SEND_TYPES = ("immediate", "scheduled")
+# ids are SQLite integers: a bigger one can name nothing, and would overflow on its way there
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
 class SubActivity(msgspec.Struct, forbid_unknown_fields=True):
@@ -43,7 +46,7 @@ class Content(msgspec.Struct, forbid_unknown_fields=True):
 
 class TaskCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: str
-    audience_id: int
+    audience_id: Id
     content: Content
     platform: str = "sim"
     sms_type: str = "marketing"
@@ -55,7 +58,7 @@ class TaskCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 class TaskPatch(msgspec.Struct, forbid_unknown_fields=True):
     name: str | None = None
-    audience_id: int | None = None
+    audience_id: Id | None = None
     content: Content | None = None
     platform: str | None = None
     sms_type: str | None = None
@@ -70,8 +73,11 @@ class GenerateAudience(msgspec.Struct, forbid_unknown_fields=True):
     results: list[str]
 
 
+# Until the send freezes it, a task's audience size is its audience's current size.
 _ROW_COLUMNS = (
-    "id, name, sub_activities, content_summary, audience_id, audience_name, audience_size, sent, succeeded, failed,"
+    "id, name, sub_activities, content_summary, audience_id, audience_name,"
+    " CASE WHEN dispatch_started_at IS NULL THEN COALESCE((SELECT a.size FROM audiences a"
+    " WHERE a.id = tasks.audience_id AND a.deleted = 0), 0) ELSE audience_size END, sent, succeeded, failed,"
     " platform, sms_type, send_type, send_at, status, status_reason, created_at, content, signature, skipped, segments,"
     " details_expire_at, details_purged, parts, encoding, late_receipts, duplicate_receipts, dispatch_started_at,"
     " completed_at, updated_at"
@@ -127,16 +133,18 @@ class TaskService:
         try:
             when = parse_rfc3339(send_at)
         except ValueError:
-            raise Invalid("send_at: not an RFC 3339 time", field="send_at") from None
+            raise Invalid("send_at: not an RFC 3339 time between 1970 and the year 9000", field="send_at") from None
         if when <= self.clock.now():
             raise Invalid("send_at: must be in the future", field="send_at")
         return when
 
-    def _simple(self, name: str, platform: str, sms_type: str, signature: str) -> None:
-        if not name.strip():
-            raise Invalid("name: must not be empty", field="name")
-        if len(name) > 200:
-            raise Invalid("name: at most 200 characters", field="name")
+    def _simple(self, name: str, platform: str, sms_type: str, signature: str, subs: list[SubActivity] | None) -> None:
+        check_name(name)
+        check_text(signature, "signature")
+        for i, sub in enumerate(subs or []):
+            check_name(sub.name, f"sub_activities.{i}.name")
+            if isinstance(sub.id, str):
+                check_name(sub.id, f"sub_activities.{i}.id")
         if platform not in self.platforms:
             raise Invalid(f"platform: unknown platform {platform!r}; installed: {', '.join(sorted(self.platforms))}", field="platform")
         if sms_type not in SMS_TYPES:
@@ -144,12 +152,12 @@ class TaskService:
         if len(signature) > 40:
             raise Invalid("signature: at most 40 characters", field="signature")
 
-    def _moderation_due(self, platform: str) -> float:
-        return self.clock.now() + self.platforms[platform].moderation_delay()
+    def _moderation_due(self, platform: str, ws: int) -> float:
+        return self.clock.now() + self.platforms[platform].for_workspace(ws).moderation_delay()
 
     # -- commands ------------------------------------------------------------------------------
     async def create(self, ws: int, body: TaskCreate) -> dict:
-        self._simple(body.name, body.platform, body.sms_type, body.signature)
+        self._simple(body.name, body.platform, body.sms_type, body.signature, body.sub_activities)
         data, text, seg = self._content(body.content, body.signature)
         send_at = self._send_at(body.send_type, body.send_at)
         audience_name = await self._audience(ws, body.audience_id)
@@ -163,7 +171,7 @@ class TaskService:
                     (ws, body.name.strip(), body.platform, body.sms_type, body.signature, json.dumps(data, ensure_ascii=False),
                      summary(data), body.audience_id, audience_name, body.send_type, send_at,
                      json.dumps(msgspec.to_builtins(body.sub_activities), ensure_ascii=False), Status.MODERATING,
-                     now, now, self._moderation_due(body.platform), seg.parts, seg.encoding),
+                     now, now, self._moderation_due(body.platform, ws), seg.parts, seg.encoding),
                 )
                 task_id = cur.lastrowid
         except sqlite3.IntegrityError:
@@ -191,7 +199,7 @@ class TaskService:
         platform = patch.platform if patch.platform is not None else platform
         sms_type = patch.sms_type if patch.sms_type is not None else sms_type
         signature = patch.signature if patch.signature is not None else signature
-        self._simple(name, platform, sms_type, signature)
+        self._simple(name, platform, sms_type, signature, patch.sub_activities)
         content_struct = patch.content if patch.content is not None else msgspec.convert(json.loads(content), Content)
         data, text, seg = self._content(content_struct, signature)
         new_send_type = patch.send_type if patch.send_type is not None else send_type
@@ -210,7 +218,7 @@ class TaskService:
                     " audience_name=?, send_type=?, send_at=?, sub_activities=?, status='moderating', status_reason=NULL,"
                     " updated_at=?, moderation_due_at=?, parts=?, encoding=? WHERE id=? AND workspace_id=? AND status=?",
                     (name.strip(), platform, sms_type, signature, json.dumps(data, ensure_ascii=False), summary(data), audience_id,
-                     audience_name, new_send_type, new_send_at, subs_json, now, self._moderation_due(platform), seg.parts,
+                     audience_name, new_send_type, new_send_at, subs_json, now, self._moderation_due(platform, ws), seg.parts,
                      seg.encoding, task_id, ws, status),
                 )
                 if cur.rowcount == 0:
@@ -300,6 +308,7 @@ class TaskService:
             where.append("platform=?")
             args.append(platform)
         if q:
+            check_text(q, "q")
             where.append("(name LIKE ? ESCAPE '\\' OR content_summary LIKE ? ESCAPE '\\' OR audience_name LIKE ? ESCAPE '\\')")
             pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             args += [pattern, pattern, pattern]
@@ -334,14 +343,33 @@ class TaskService:
             codes.append(R.RESULT_CODES[name])
         return codes
 
-    async def messages(self, ws: int, task_id: int, limit: int, cursor: int | None, result: str | None) -> dict:
+    async def messages(self, ws: int, task_id: int, limit: int, cursor: int | None, result: str | None,
+                       q: str | None = None) -> dict:
+        """A page of per-number rows, and ``total``: how many rows the filter chooses in all.
+
+        The total comes from the task's counters when only results are chosen (they equal the
+        rows: ``smslab check`` compares them), so a page of a million-number task costs no
+        COUNT; a search (``q``, digits of the number) counts what it matches."""
         await self._details_available(ws, task_id)
         codes = self._results([s for s in (result or "").split(",") if s], "result") or [0, 1, 2]
+        where = f"task_id=?{_results_sql(codes)}"
+        args: list[Any] = [task_id]
+        digits = _number_search(q)
+        if digits:
+            where += " AND number LIKE ?"
+            args.append(f"%{digits}%")
         rows = await self.db.fetchall(
-            f"SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE task_id=?{_results_sql(codes)}"
+            f"SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE {where}"
             " AND id > ? ORDER BY id LIMIT ?",
-            (task_id, cursor if cursor is not None else -1, limit + 1),
+            (*args, cursor if cursor is not None else -1, limit + 1),
         )
+        if digits:
+            (total,) = await self.db.fetchone(f"SELECT COUNT(*) FROM messages WHERE {where}", args)
+        else:
+            counters = await self.db.fetchone("SELECT sent, succeeded, failed FROM tasks WHERE id=?", (task_id,))
+            sent, succeeded, failed = counters
+            by_result = {R.PENDING: sent - succeeded - failed, R.SUCCEEDED: succeeded, R.FAILED: failed}
+            total = sum(by_result[c] for c in set(codes))
         more = len(rows) > limit
         rows = rows[:limit]
         items = [
@@ -349,12 +377,12 @@ class TaskService:
                 "number_masked": N.mask(number),
                 "result": R.RESULT_NAMES[res],
                 "receipt_at": to_rfc3339(receipt_at),
-                "failure_reasons": [{"code": c, "message": m} for c, m in json.loads(reasons)] if reasons else [],
+                "failure_reasons": _reasons_json(reasons),
                 "segments": parts,
             }
             for _id, number, res, receipt_at, reasons, parts in rows
         ]
-        return {"items": items, "next_cursor": paging.encode(rows[-1][0]) if more else None}
+        return {"items": items, "total": total, "next_cursor": paging.encode(rows[-1][0]) if more else None}
 
     async def generate_audience(self, ws: int, task_id: int, body: GenerateAudience) -> dict:
         from .audiences import check_name, get
@@ -379,6 +407,30 @@ class TaskService:
             )
             await conn.execute("UPDATE audiences SET size=?, ready=1 WHERE id=?", (cur.rowcount, audience_id))
         return await get(self.db, ws, audience_id)
+
+
+def _reasons_json(stored: str | None) -> list[dict]:
+    """Stored reasons are ``[code, text]``, or ``[code, text, part]`` for a receipt naming a part."""
+    out = []
+    for reason in json.loads(stored) if stored else ():
+        item = {"code": reason[0], "message": reason[1]}
+        if len(reason) > 2:
+            item["part"] = reason[2]
+        out.append(item)
+    return out
+
+
+def _number_search(q: str | None) -> str:
+    """The digits to look for in numbers: ``q`` may be written with a ``+``, spaces or dashes."""
+    if not q:
+        return ""
+    digits = q.translate(_NUMBER_SEPARATORS)
+    if not (digits.isascii() and digits.isdigit()):
+        raise Invalid("q: search numbers by their digits, e.g. 8000 or +86 138", field="q")
+    return digits
+
+
+_NUMBER_SEPARATORS = str.maketrans("", "", " +-()")
 
 
 def _results_sql(codes: list[int]) -> str:

@@ -14,7 +14,7 @@ import argparse
 import msgspec
 from aiohttp import web
 
-from simulator.webhooks import WireReceipts
+from gateway.wire.webhooks import WireReceipts
 
 _decoder = msgspec.json.Decoder(WireReceipts)
 _encode = msgspec.json.encode

@@ -16,6 +16,13 @@ Faults on top of the decisions of ``model.decide`` (all documented in docs/simul
 - a throughput limit over a sliding one-second window of *real* (monotonic) time: a batch that
   does not fit is refused whole with ``Throttled``, so the gateway waits and sends it again;
 - number rules ("magic numbers"), including numbers refused at submission.
+
+Each workspace has a carrier of its own (``for_workspace``): its profile, presets, outage
+windows, throughput window and reset, so one QA engineer's ``outage`` preset does not break a
+colleague's run. The books (messages, planned receipts, emissions) are shared and keyed as
+before, so a workspace's decisions are exactly those a carrier of its own would make. A workspace
+that never changed its profile follows the service's default (``--profile``, or the built-in
+one); the carrier object itself is that default.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any, Callable
 import msgspec
 
 from gateway.storage import bulk
+from gateway.wire.codes import error_text
 from gateway.platform import Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult, Throttled
 
 from . import profile as profiles
@@ -37,21 +45,6 @@ from .ledger import DueQueue, KeyRanges
 from .store import adopt_from_gateway, carrier_db_path, open_carrier_db
 from .model import RuleBook, decide_many, expected_result, outage_windows, plan, submit_outage_until
 
-ERROR_TEXT = {
-    "DELIVERED": "delivered",
-    "UNDELIV": "the message could not be delivered",
-    "EXPIRED": "the message expired before it could be delivered",
-    "REJECTD": "the message was rejected by the operator",
-    "MK:0005": "the number is out of service or blacklisted by the operator",
-    "MK:0001": "the handset is switched off",
-    "IB:0008": "the number is in the operator's blacklist",
-    "REFUSED": "the carrier refused the number",
-    "21211": "invalid 'To' phone number",
-    "21612": "the carrier cannot route to this number",
-    "21408": "permission to send to this region is not enabled",
-    "21610": "the recipient has unsubscribed (STOP)",
-    "21614": "the number is not a mobile number and cannot receive SMS",
-}
 
 EMIT_BATCH = 5000
 RANGES_KEPT = 64  # tasks whose batch key ranges stay in memory
@@ -119,32 +112,131 @@ async def save_profile_state(db, table: str, profile: profiles.Profile | None, a
         await db.write(lambda conn: conn.executemany(f"INSERT OR REPLACE INTO {table}(key, value) VALUES (?, ?)", rows))
 
 
-def error_text(code: str | None) -> str | None:
-    if code is None:
-        return None
-    return ERROR_TEXT.get(code, f"carrier error {code}")
 
 
+class CarrierTenant:
+    """One workspace's settings of the simulated carrier, and what it admits."""
 
-
-class SimulatedCarrier(Platform):
-    name = "sim"
-    # receipts pushed to /api/v1/platforms/sim/receipts (QA injecting receipts by hand, load
-    # tests) carry the caller's bearer token instead of a signature
-    webhook_requires_token = True
-    description = "The simulated carrier: seeded, reproducible delays, failures, duplicates and missing receipts."
-
-    def __init__(self, profile: profiles.Profile | None = None, *, monotonic: Callable[[], float] = time.monotonic):
-        self.profile = profile or profiles.Profile()
-        self.profile_version = 0
-        self._emit_lock = asyncio.Lock()
-        self._watermark: tuple[float, int] = (float("-inf"), 0)
-        # relative outage windows count from here: when the outages list last changed, or reset
-        self.outages_anchor: float | None = None
+    def __init__(self, key: int | None, default: "CarrierTenant | None", monotonic: Callable[[], float]):
+        self.key = key  # the workspace id; None for the service default
+        self.default = default  # whose profile and anchor this follows until it has its own
+        self.own_profile: profiles.Profile | None = None
+        self.own_anchor: float | None = None
         self.rate = RateWindow(monotonic)
         self.throttled = 0  # batches refused as throttled
         self.outage_refusals = 0  # batches refused by a submit outage
         self._rules: tuple[int, RuleBook] | None = None
+
+    @property
+    def profile(self) -> profiles.Profile:
+        if self.own_profile is None and self.default is not None:
+            return self.default.profile
+        return self.own_profile or profiles.Profile()
+
+    @property
+    def outages_anchor(self) -> float | None:
+        if self.own_anchor is None and self.default is not None:
+            return self.default.outages_anchor
+        return self.own_anchor
+
+    def state_key(self, name: str) -> str:
+        """Its keys in ``sim_state``: the default's are the unsuffixed ones earlier versions used."""
+        return name if self.key is None else f"{name}:{self.key}"
+
+    def rulebook(self, profile: profiles.Profile) -> RuleBook:
+        if self._rules is None or self._rules[0] != id(profile):
+            self._rules = (id(profile), RuleBook(profile.number_rules))
+        return self._rules[1]
+
+
+class WorkspaceCarrier(Platform):
+    """The ``sim`` platform as one workspace sees it (``SimulatedCarrier.for_workspace``)."""
+
+    name = "sim"
+    webhook_requires_token = True
+    description = "The simulated carrier: seeded, reproducible delays, failures, duplicates and missing receipts."
+
+    def __init__(self, carrier: "SimulatedCarrier", tenant: CarrierTenant):
+        self.carrier = carrier
+        self.tenant = tenant
+
+    @property
+    def profile(self) -> profiles.Profile:
+        return self.tenant.profile
+
+    @property
+    def outages_anchor(self) -> float | None:
+        return self.tenant.outages_anchor
+
+    @property
+    def throttled(self) -> int:
+        return self.tenant.throttled
+
+    @property
+    def outage_refusals(self) -> int:
+        return self.tenant.outage_refusals
+
+    def for_workspace(self, workspace_id: int) -> "WorkspaceCarrier":
+        return self.carrier.for_workspace(workspace_id)
+
+    async def set_profile(self, profile: profiles.Profile) -> None:
+        await self.carrier._set_profile(self.tenant, profile)
+
+    async def reset(self, profile: profiles.Profile | None = None) -> None:
+        await self.carrier._reset(self.tenant, profile)
+
+    def max_recipients(self) -> int | None:
+        return self.profile.max_recipients
+
+    def moderation_delay(self) -> float:
+        return self.profile.moderation.review_seconds
+
+    async def moderate(self, text: str, task: dict) -> list[str]:
+        lowered = text.lower()
+        return [f"the content contains the banned word \"{w}\"" for w in self.profile.moderation.banned_words if w.lower() in lowered]
+
+    async def submit(self, batch: list[SubmitItem]) -> list[SubmitResult]:
+        return await self.carrier._submit(self.tenant, batch)
+
+    def parse_webhook(self, headers: dict[str, str], body: bytes, now: float) -> list[Receipt]:
+        return self.carrier.parse_webhook(headers, body, now)
+
+    async def ground_truth(self, task_id: int, after: str | None, limit: int):
+        return await self.carrier.ground_truth(task_id, after, limit)
+
+    def describe(self) -> dict:
+        from gateway.clock import to_rfc3339
+
+        info = super().describe()
+        profile = self.profile
+        info.update(
+            receipts="in-process",
+            part_policy=profile.part_policy,
+            throughput_limit=profile.throughput_limit,
+            seed=profile.seed,
+            outages_anchor=to_rfc3339(self.outages_anchor),
+            throttled_batches=self.tenant.throttled,
+            outage_refusals=self.tenant.outage_refusals,
+            receipts_queued=len(self.carrier._due),
+        )
+        return info
+
+
+class SimulatedCarrier(WorkspaceCarrier):
+    """The ``sim`` platform: the books every workspace's carrier shares, and itself the carrier of
+    the service's default profile (what a workspace uses until it sets its own)."""
+
+    name = "sim"
+
+    def __init__(self, profile: profiles.Profile | None = None, *, monotonic: Callable[[], float] = time.monotonic):
+        self._monotonic = monotonic
+        default = CarrierTenant(None, None, monotonic)
+        default.own_profile = profile or profiles.Profile()
+        super().__init__(self, default)
+        self._tenants: dict[int, CarrierTenant] = {}
+        self._views: dict[int, WorkspaceCarrier] = {}
+        self._emit_lock = asyncio.Lock()
+        self._watermark: tuple[float, int] = (float("-inf"), 0)
         self._wake_handle: asyncio.TimerHandle | None = None
         # a submission (its transaction and the push of its receipts) and the taking of due
         # receipts exclude each other: see on_clock
@@ -158,17 +250,30 @@ class SimulatedCarrier(Platform):
         self.ctx = ctx
         self.db = db = await open_carrier_db(ctx.extras.get("sim_db") or carrier_db_path(ctx.database.path))
         await adopt_from_gateway(db, ctx.database)
+        await _fill_in_workspaces(db, ctx.database)
         initial = ctx.extras.get("sim_profile")
-        stored = await db.fetchone("SELECT value FROM sim_state WHERE key='profile'")
-        if stored is not None:
-            self.profile = profiles.from_json(stored[0].encode())
-        anchor = await db.fetchone("SELECT value FROM sim_state WHERE key='outages_anchor'")
-        if anchor is not None:
-            self.outages_anchor = float(anchor[0])
+        state = dict(await db.fetchall("SELECT key, value FROM sim_state WHERE key LIKE 'profile%' OR key LIKE 'outages_anchor%'"))
+        default = self.tenant
+        if "profile" in state:
+            default.own_profile = profiles.from_json(state["profile"].encode())
+        if "outages_anchor" in state:
+            default.own_anchor = float(state["outages_anchor"])
         if initial is not None:
-            await self.set_profile(initial)
-        elif anchor is None:
-            await self._save_state(anchor=ctx.clock.now())
+            # a profile given at start is every workspace's: their own ones are dropped
+            await db.write(lambda conn: conn.execute(
+                "DELETE FROM sim_state WHERE key LIKE 'profile:%' OR key LIKE 'outages_anchor:%'"))
+            await self._set_profile(default, initial)
+        else:
+            for key, value in state.items():
+                name, _, ws = key.partition(":")
+                if ws:
+                    tenant = self._tenant(int(ws))
+                    if name == "profile":
+                        tenant.own_profile = profiles.from_json(value.encode())
+                    else:
+                        tenant.own_anchor = float(value)
+            if default.own_anchor is None:
+                await self._save_state(default, anchor=ctx.clock.now())
         mark = await db.fetchone("SELECT value FROM sim_state WHERE key='emitted_until'")
         if mark is not None:
             due, rid = msgspec.json.decode(mark[0])
@@ -179,98 +284,82 @@ class SimulatedCarrier(Platform):
     async def stop(self) -> None:
         await self.db.close()
 
-    async def set_profile(self, profile: profiles.Profile) -> None:
+    def _tenant(self, workspace_id: int) -> CarrierTenant:
+        tenant = self._tenants.get(workspace_id)
+        if tenant is None:
+            tenant = self._tenants[workspace_id] = CarrierTenant(workspace_id, self.tenant, self._monotonic)
+        return tenant
+
+    def for_workspace(self, workspace_id: int | None) -> WorkspaceCarrier:
+        if workspace_id is None:
+            return self
+        view = self._views.get(workspace_id)
+        if view is None:
+            view = self._views[workspace_id] = WorkspaceCarrier(self, self._tenant(workspace_id))
+        return view
+
+    async def _set_profile(self, tenant: CarrierTenant, profile: profiles.Profile) -> None:
         """Applies to messages submitted from now on; planned receipts keep their plan.
 
         Outage windows given in seconds count from the moment the ``outages`` list last changed,
         so changing another field (a PATCH of ``duplicate_rate``, say) does not restart them."""
-        old = self.profile
-        self.profile = profile
-        self.profile_version += 1
-        moved = outages_moved(self.outages_anchor, old, profile)
-        await self._save_state(profile=profile, anchor=self.ctx.clock.now() if moved else None)
+        moved = outages_moved(tenant.outages_anchor, tenant.profile, profile)
+        tenant.own_profile = profile
+        await self._save_state(tenant, profile=profile, anchor=self.ctx.clock.now() if moved else tenant.outages_anchor)
 
-    async def _save_state(self, profile: profiles.Profile | None = None, anchor: float | None = None) -> None:
+    async def _save_state(self, tenant: CarrierTenant, profile: profiles.Profile | None = None,
+                          anchor: float | None = None) -> None:
         if anchor is not None:
-            self.outages_anchor = anchor
-        await save_profile_state(self.db, "sim_state", profile, anchor)
+            tenant.own_anchor = anchor
+        rows = []
+        if profile is not None:
+            rows.append((tenant.state_key("profile"), msgspec.json.encode(profile).decode()))
+        if anchor is not None:
+            rows.append((tenant.state_key("outages_anchor"), repr(anchor)))
+        if rows:
+            await self.db.write(lambda conn: conn.executemany("INSERT OR REPLACE INTO sim_state(key, value) VALUES (?, ?)", rows))
 
-    async def reset(self, profile: profiles.Profile | None = None) -> None:
-        """A fresh carrier: forget every message, planned receipt and the emission watermark, empty
-        the throughput window and restart relative outage windows from now. The active profile
-        stays (or ``profile`` replaces it). The gateway's own messages are untouched: numbers still
-        pending at the gateway get no receipt any more and end as RECEIPT_TIMEOUT."""
+    async def _reset(self, tenant: CarrierTenant, profile: profiles.Profile | None = None) -> None:
+        """A fresh carrier for one workspace: forget its messages and planned receipts, empty its
+        throughput window and restart its relative outage windows from now. Its profile stays
+        (or ``profile`` replaces it). The gateway's own messages are untouched: numbers still
+        pending at the gateway get no receipt any more and end as RECEIPT_TIMEOUT. Other
+        workspaces' carriers are not touched."""
         async with self._emit_lock, self._books_lock:
-            async with self.db.transaction() as conn:
-                await conn.execute("DELETE FROM sim_emissions")
-                await conn.execute("DELETE FROM sim_batches")
-                await conn.execute("DELETE FROM sim_state WHERE key='emitted_until'")
-            self._watermark = (float("-inf"), 0)
-            self._due.clear()
-            self._ranges.clear()
-            self.rate.reset()
-            self.throttled = self.outage_refusals = 0
-            if profile is not None:
-                self.profile = profile
-                self.profile_version += 1
-            await self._save_state(profile=self.profile, anchor=self.ctx.clock.now())
+            tasks = set(await self.db.write(_forget_workspace, tenant.key))
+            if tasks:
+                self._due.remove(lambda row: _task_of(row[2]) in tasks)
+                for task in tasks:
+                    self._ranges.pop(task, None)
+            tenant.rate.reset()
+            tenant.throttled = tenant.outage_refusals = 0
+            await self._save_state(tenant, profile=profile or tenant.profile, anchor=self.ctx.clock.now())
+            tenant.own_profile = profile or tenant.profile
 
-    def _rulebook(self, profile: profiles.Profile) -> RuleBook:
-        if self._rules is None or self._rules[0] != id(profile):
-            self._rules = (id(profile), RuleBook(profile.number_rules))
-        return self._rules[1]
-
-    # -- the platform contract ---------------------------------------------------------------
-    def max_recipients(self) -> int | None:
-        return self.profile.max_recipients
-
-    def moderation_delay(self) -> float:
-        return self.profile.moderation.review_seconds
-
-    async def moderate(self, text: str, task: dict) -> list[str]:
-        lowered = text.lower()
-        return [f"the content contains the banned word \"{w}\"" for w in self.profile.moderation.banned_words if w.lower() in lowered]
-
-    def describe(self) -> dict:
-        from gateway.clock import to_rfc3339
-
-        info = super().describe()
-        info.update(
-            receipts="in-process",
-            part_policy=self.profile.part_policy,
-            throughput_limit=self.profile.throughput_limit,
-            seed=self.profile.seed,
-            outages_anchor=to_rfc3339(self.outages_anchor),
-            throttled_batches=self.throttled,
-            outage_refusals=self.outage_refusals,
-            receipts_queued=len(self._due),
-        )
-        return info
-
-    async def submit(self, batch: list[SubmitItem]) -> list[SubmitResult]:
-        profile = self.profile
+    async def _submit(self, tenant: CarrierTenant, batch: list[SubmitItem]) -> list[SubmitResult]:
+        profile = tenant.profile
         db = self.db
-        anchor = self.outages_anchor if self.outages_anchor is not None else self.ctx.clock.now()
+        anchor = tenant.outages_anchor if tenant.outages_anchor is not None else self.ctx.clock.now()
         if profile.outages:
             until = submit_outage_until(profile, self.ctx.clock.now(), anchor)
             if until is not None:
                 from gateway.clock import to_rfc3339
 
-                self.outage_refusals += 1
+                tenant.outage_refusals += 1
                 raise PlatformError(f"simulated outage: the carrier refuses submissions until {to_rfc3339(until)}", retryable=True)
         if profile.throughput_limit is not None and batch:
-            wait = self.rate.take(len(batch), profile.throughput_limit)
+            wait = tenant.rate.take(len(batch), profile.throughput_limit)
             if wait is not None:
-                self.throttled += 1
+                tenant.throttled += 1
                 raise Throttled(f"throttled: above {profile.throughput_limit:g} messages per second", retry_after=wait)
-        rules = self._rulebook(profile)
+        rules = tenant.rulebook(profile)
         ids = [f"sim-{item.key}" for item in batch]
         # deciding is pure and needs no clock, so it happens before the transaction
         decisions = decide_many(profile, [(f"{item.task_id}:{item.number}", item.parts, item.number) for item in batch], rules)
         async with self._books_lock:
             known = await self._known(batch, ids)
             refused, due_rows, recorded, self._next_rid = await db.write(
-                _record_submission, self.ctx.clock, batch, ids, decisions, known, profile, anchor, self._next_rid
+                _record_submission, self.ctx.clock, batch, ids, decisions, known, profile, anchor, self._next_rid, tenant.key
             )
             # no await between the commit and here: the receipts are in the queue before an
             # emission can take due receipts again
@@ -368,7 +457,7 @@ class SimulatedCarrier(Platform):
     def parse_webhook(self, headers: dict[str, str], body: bytes, now: float) -> list[Receipt]:
         """The same body as the standalone carrier's webhooks; the bearer token (checked by the
         route, see ``webhook_requires_token``) stands in for the signature."""
-        from .webhooks import decode_receipts
+        from gateway.wire.webhooks import decode_receipts
 
         return decode_receipts(body, now, error_text)
 
@@ -435,7 +524,8 @@ class SimulatedCarrier(Platform):
 
 
 def _record_submission(conn, clock, batch: list[SubmitItem], ids: list[str], decisions: list,
-                       known: dict[str, tuple[str, str | None]], profile, anchor: float, next_rid: int):
+                       known: dict[str, tuple[str, str | None]], profile, anchor: float, next_rid: int,
+                       workspace: int | None = None):
     """Record a decided submission in one transaction on the carrier's database thread: one
     ``sim_batches`` row per task in it. Ids in ``known`` were recorded before (a resubmission)
     and are answered from that record, not sent again. Returns the refused ids with their
@@ -482,9 +572,9 @@ def _record_submission(conn, clock, batch: list[SubmitItem], ids: list[str], dec
         messages.sort(key=_first)
         last = last_due.get(task_ref, (None, None))
         cur = conn.execute(
-            "INSERT INTO sim_batches(task_ref, submitted_at, first_key, last_key, last_due, last_rid, messages)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (task_ref, now, messages[0][0], messages[-1][0], last[0], last[1], bulk.encode(messages)),
+            "INSERT INTO sim_batches(task_ref, submitted_at, first_key, last_key, last_due, last_rid, messages, workspace)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (task_ref, now, messages[0][0], messages[-1][0], last[0], last[1], bulk.encode(messages), workspace),
         )
         recorded.append((task_ref, cur.lastrowid, messages[0][0], messages[-1][0]))
     conn.execute("UPDATE sim_state SET value=? WHERE key='next_receipt_id'", (str(rid),))
@@ -542,3 +632,30 @@ def _log_emission(conn, due: float, rid: int, now: float) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO sim_state(key, value) VALUES ('emitted_until', ?)", (msgspec.json.encode([due, rid]).decode(),)
     )
+
+
+def _forget_workspace(conn, workspace: int | None) -> list[int]:
+    """Delete one workspace's batches (a reset); returns the tasks they held."""
+    where = "workspace IS NULL" if workspace is None else "workspace = ?"
+    args = () if workspace is None else (workspace,)
+    tasks = [t for (t,) in conn.execute(f"SELECT DISTINCT task_ref FROM sim_batches WHERE {where}", args)]
+    conn.execute(f"DELETE FROM sim_batches WHERE {where}", args)
+    return tasks
+
+
+def _task_of(platform_id: str) -> int:
+    """The task of a ``sim-{task}-{seq}`` id."""
+    return int(platform_id[4:platform_id.index("-", 4)])
+
+
+async def _fill_in_workspaces(db, gateway) -> None:
+    """Batches recorded before carriers were per workspace name none: look up their tasks'
+    workspaces in the gateway's database, once."""
+    tasks = [t for (t,) in await db.fetchall("SELECT DISTINCT task_ref FROM sim_batches WHERE workspace IS NULL")]
+    if not tasks:
+        return
+    owners = await gateway.fetchall(
+        "SELECT id, workspace_id FROM tasks WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(tasks),))
+    if owners:
+        await db.write(lambda conn: conn.executemany("UPDATE sim_batches SET workspace=? WHERE task_ref=? AND workspace IS NULL",
+                                                     [(ws, task) for task, ws in owners]))

@@ -62,6 +62,11 @@ class DueQueue:
     def clear(self) -> None:
         self._heap.clear()
 
+    def remove(self, dropped) -> None:
+        """Forget the receipts for which ``dropped(row)`` is true (a workspace's carrier reset)."""
+        self._heap = [row for row in self._heap if not dropped(row)]
+        heapq.heapify(self._heap)
+
     def push(self, rows: list[tuple]) -> None:
         heap = self._heap
         if len(rows) > len(heap):

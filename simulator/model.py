@@ -20,7 +20,7 @@ from statistics import NormalDist
 
 import msgspec
 
-from .profile import FixedDelay, LognormalDelay, NumberRule, Profile, UniformDelay, outage_time
+from .profile import MAX_DELAY, FixedDelay, LognormalDelay, NumberRule, Profile, UniformDelay, outage_time
 
 _STD_NORMAL = NormalDist()
 
@@ -97,7 +97,8 @@ def sample(delay, u: float) -> float:
         return delay.low + (delay.high - delay.low) * u
     assert isinstance(delay, LognormalDelay)
     u = min(max(u, 1e-12), 1 - 1e-12)
-    return delay.median * math.exp(delay.sigma * _STD_NORMAL.inv_cdf(u))
+    # a long tail stops at a year: a wide sigma must not plan a receipt past any clock
+    return min(delay.median * math.exp(delay.sigma * _STD_NORMAL.inv_cdf(u)), MAX_DELAY)
 
 
 # msgspec structs rather than frozen dataclasses or named tuples: the carrier builds two of these

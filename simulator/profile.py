@@ -14,39 +14,43 @@ from typing import Annotated, Literal, Union
 
 import msgspec
 
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
-Positive = Annotated[float, msgspec.Meta(gt=0)]
+# Bounds keep every derived time finite and representable: a receipt delay of 1e300 seconds
+# once planned receipts no clock could reach, and weights of 1e308 summed to infinity.
+MAX_DELAY = 365 * 86400.0  # a year of service time
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY)]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_DELAY)]
+Weight = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
 
 
 class FixedDelay(msgspec.Struct, tag="fixed", tag_field="kind", forbid_unknown_fields=True):
-    seconds: NonNegative = 0.0
+    seconds: Seconds = 0.0
 
 
 class UniformDelay(msgspec.Struct, tag="uniform", tag_field="kind", forbid_unknown_fields=True):
-    low: NonNegative = 0.0
-    high: NonNegative = 1.0
+    low: Seconds = 0.0
+    high: Seconds = 1.0
 
 
 class LognormalDelay(msgspec.Struct, tag="lognormal", tag_field="kind", forbid_unknown_fields=True):
-    median: Positive = 5.0
-    sigma: NonNegative = 1.0
+    median: PositiveSeconds = 5.0
+    sigma: Annotated[float, msgspec.Meta(ge=0, le=10)] = 1.0
 
 
 Delay = Union[FixedDelay, UniformDelay, LognormalDelay]
 
 
 class Outcomes(msgspec.Struct, forbid_unknown_fields=True):
-    delivered: NonNegative = 0.90
-    failed: NonNegative = 0.07
-    missing: NonNegative = 0.03
+    delivered: Weight = 0.90
+    failed: Weight = 0.07
+    missing: Weight = 0.03
 
 
 class Moderation(msgspec.Struct, forbid_unknown_fields=True):
     banned_words: list[str] = msgspec.field(default_factory=lambda: ["lottery"])
-    review_seconds: NonNegative = 30.0
+    review_seconds: Seconds = 30.0
 
 
-def _default_failure_codes() -> dict[str, NonNegative]:
+def _default_failure_codes() -> dict[str, Weight]:
     return {"UNDELIV": 3, "EXPIRED": 1, "MK:0005": 1}
 
 
@@ -73,7 +77,7 @@ class NumberRule(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     number: str | None = None
     prefix: str | None = None
     code: str | None = None
-    delay: NonNegative | None = None
+    delay: Seconds | None = None
     note: str | None = None
 
 
@@ -105,15 +109,15 @@ def default_number_rules() -> list[NumberRule]:
 class Profile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     seed: int = 42
     outcomes: Outcomes = msgspec.field(default_factory=Outcomes)
-    failure_codes: dict[str, NonNegative] = msgspec.field(default_factory=_default_failure_codes)
+    failure_codes: dict[Annotated[str, msgspec.Meta(min_length=1, max_length=64)], Weight] = msgspec.field(default_factory=_default_failure_codes)
     receipt_delay: Delay = msgspec.field(default_factory=lambda: LognormalDelay(5.0, 1.0))
     max_recipients: Annotated[int, msgspec.Meta(ge=0)] = 1_000_000
     moderation: Moderation = msgspec.field(default_factory=Moderation)
     duplicate_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
     reorder: bool = False
     part_policy: Literal["all", "first", "last"] = "all"
-    throughput_limit: Positive | None = None
-    submit_latency: Union[FixedDelay, UniformDelay, LognormalDelay, NonNegative] = 0.0
+    throughput_limit: Annotated[float, msgspec.Meta(gt=0, le=1e9)] | None = None
+    submit_latency: Union[FixedDelay, UniformDelay, LognormalDelay, Seconds] = 0.0
     outages: list[Outage] = msgspec.field(default_factory=list)
     number_rules: list[NumberRule] = msgspec.field(default_factory=default_number_rules)
 
@@ -168,6 +172,8 @@ def patched_from_body(profile: "Profile", body: bytes) -> "Profile":
         patch = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise ProfileError(f"body: malformed JSON ({exc})") from None
+    except RecursionError:
+        raise ProfileError("body: JSON nested too deeply") from None
     return merge(profile, patch)
 
 
@@ -240,6 +246,8 @@ def from_builtins(data: object) -> Profile:
         return validate(msgspec.convert(data, Profile))
     except msgspec.ValidationError as exc:
         raise ProfileError(str(exc)) from None
+    except RecursionError:
+        raise ProfileError("body: nested too deeply") from None
 
 
 def from_json(body: bytes) -> Profile:
@@ -249,6 +257,8 @@ def from_json(body: bytes) -> Profile:
         raise ProfileError(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ProfileError(f"body: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ProfileError("body: JSON nested too deeply") from None
 
 
 def to_builtins(profile: Profile) -> dict:

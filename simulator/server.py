@@ -6,7 +6,7 @@ each with an idempotency key; the carrier decides each message's fate with
 (``"{task_id}:{number}"``) as the in-process ``sim`` platform, so one profile and seed give the
 same outcomes, codes, delays and duplicates in both — and plans its receipts on its own clock.
 Due receipts are pushed in batches to the callback URL as signed webhooks (see
-:mod:`simulator.webhooks`); a delivery that fails (connection error, timeout, any non-2xx
+:mod:`gateway.wire.webhooks`); a delivery that fails (connection error, timeout, any non-2xx
 answer) is retried 60, 300 and 600 seconds of the carrier's clock later (Alibaba Cloud's 1, 5
 and 10 minutes), then abandoned. Everything — messages, decisions, planned receipts and each
 receipt's delivery state — is kept in the carrier's own SQLite file, so a restarted carrier
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import logging
 import re
 import sys
@@ -47,9 +48,10 @@ from gateway import paging
 from gateway.clock import Clock, VirtualClock, WallClock, to_rfc3339
 from gateway.errors import Conflict, Invalid, NotFound, ServiceError
 from gateway.storage.db import Database
+from gateway.web.bodies import read
 
 from . import profile as profiles
-from . import webhooks
+from gateway.wire import webhooks
 from .carrier import RateWindow, error_text, outages_moved, save_profile_state
 from .model import RuleBook, decide, expected_result, plan, submit_outage_until
 
@@ -163,8 +165,9 @@ class CarrierServer:
     def __init__(self, db_path: str, *, clock: str = "wall", clock_start: float | None = None,
                  profile: profiles.Profile | None = None,
                  callback: str | None = None, secret: str | None = None, retry_schedule=RETRY_SCHEDULE,
-                 delivery_batch: int = DELIVERY_BATCH, tick: float = TICK):
+                 delivery_batch: int = DELIVERY_BATCH, tick: float = TICK, token: str | None = None):
         self.db = CarrierDatabase(db_path)
+        self.token = token or None  # the control API's bearer token; None: open (loopback only)
         self.clock_mode = clock
         self.clock_start = clock_start
         self.clock: Clock = WallClock()
@@ -514,6 +517,24 @@ carrier_key = web.AppKey("carrier", CarrierServer)
 routes = web.RouteTableDef()
 
 
+PUBLIC_PATHS = ("/healthz",)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler):
+    """With a ``--token``, every endpoint but /healthz needs ``Authorization: Bearer <token>``.
+    Without one the carrier listens on loopback only (``_run`` refuses anything else)."""
+    token = request.app[carrier_key].token
+    if token is None or request.path in PUBLIC_PATHS:
+        return await handler(request)
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode()):
+        response = _error(401, "unauthorized", "the carrier's API needs 'Authorization: Bearer <token>' with its --token")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="smslab carrier"'
+        return response
+    return await handler(request)
+
+
 @web.middleware
 async def _errors(request: web.Request, handler):
     try:
@@ -543,7 +564,7 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.post("/submit")
 async def submit(request: web.Request) -> web.Response:
     c = request.app[carrier_key]
-    raw = await request.read()
+    raw = await read(request)
     stripped = raw.lstrip()
     if stripped.startswith(b"["):  # a bare list of messages is accepted too
         items = _decode(raw, list[SubmitIn])
@@ -580,7 +601,7 @@ async def get_profile(request: web.Request) -> web.Response:
 @routes.put("/profile")
 async def put_profile(request: web.Request) -> web.Response:
     c = request.app[carrier_key]
-    new = profiles.profile_from_request(await request.read())
+    new = profiles.profile_from_request(await read(request))
     await c.set_profile(new)
     return _json(profiles.to_builtins(new))
 
@@ -588,7 +609,7 @@ async def put_profile(request: web.Request) -> web.Response:
 @routes.patch("/profile")
 async def patch_profile(request: web.Request) -> web.Response:
     c = request.app[carrier_key]
-    new = profiles.profile_from_request(await request.read(), patching=c.profile)
+    new = profiles.profile_from_request(await read(request), patching=c.profile)
     await c.set_profile(new)
     return _json(profiles.to_builtins(new))
 
@@ -612,7 +633,7 @@ async def activate_preset(request: web.Request) -> web.Response:
 
 @routes.post("/moderate")
 async def moderate(request: web.Request) -> web.Response:
-    body = _decode(await request.read(), ModerateBody)
+    body = _decode(await read(request), ModerateBody)
     lowered = body.text.lower()
     words = request.app[carrier_key].profile.moderation.banned_words
     return _json({"reasons": [f'the content contains the banned word "{w}"' for w in words if w.lower() in lowered]})
@@ -627,7 +648,7 @@ async def get_clock(request: web.Request) -> web.Response:
 @routes.post("/clock/advance")
 async def advance_clock(request: web.Request) -> web.Response:
     c = request.app[carrier_key]
-    body = _decode(await request.read(), AdvanceBody)
+    body = _decode(await read(request), AdvanceBody)
     if not 0 <= body.seconds <= 10 * 365 * 86400:
         raise Invalid("seconds: must be between 0 and ten years", field="seconds")
     now = await c.advance(body.seconds)
@@ -669,7 +690,10 @@ async def reset(request: web.Request) -> web.Response:
 
 
 def create_app(carrier: CarrierServer) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_errors])
+    from gateway.web import protocol_errors
+
+    protocol_errors.install()
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_errors, _auth])
     app[carrier_key] = carrier
     app.add_routes(routes)
 
@@ -700,17 +724,36 @@ def _run(args: argparse.Namespace) -> int:
     if args.callback and not args.secret:
         print("smslab carrier: --callback needs --secret (or SMSLAB_CARRIER_SECRET) to sign webhooks", file=sys.stderr)
         return 2
+    if not args.token and not _loopback(args.host):
+        print(f"smslab carrier: refusing to listen on {args.host} without --token (or SMSLAB_CARRIER_TOKEN):"
+              " its API controls the carrier", file=sys.stderr)
+        return 2
     carrier = CarrierServer(args.db, clock=args.clock, clock_start=args.clock_start, profile=profile,
-                            callback=args.callback, secret=args.secret)
+                            callback=args.callback, secret=args.secret, token=args.token)
     app = create_app(carrier)
 
     async def announce(_app: web.Application) -> None:
         print(f"smslab carrier serving on http://{args.host}:{args.port} (database {args.db}, clock {args.clock}, "
               f"callback {args.callback or 'none'})", flush=True)
+        print("Its API needs 'Authorization: Bearer <--token>'." if args.token
+              else "Its API is open to this machine only (no --token).", flush=True)
 
     app.on_startup.append(announce)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
     return 0
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+    import socket
+
+    if not host:
+        return False  # every interface
+    try:
+        return all(ipaddress.ip_address(info[4][0]).is_loopback
+                   for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+    except (OSError, ValueError):
+        return False
 
 
 def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -726,6 +769,8 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--callback", default=env.get("SMSLAB_CARRIER_CALLBACK"),
                         help="URL receipts are pushed to, e.g. http://127.0.0.1:8080/api/v1/platforms/http/receipts")
     parser.add_argument("--secret", default=env.get("SMSLAB_CARRIER_SECRET"), help="shared secret that signs the webhooks")
+    parser.add_argument("--token", default=env.get("SMSLAB_CARRIER_TOKEN"),
+                        help="bearer token every API call but /healthz must carry (required to listen beyond loopback)")
     parser.add_argument("--clock", default="wall", choices=["wall", "virtual"],
                         help="wall time, or a virtual clock moved by POST /clock/advance")
     parser.add_argument("--clock-start", type=float, default=None,

@@ -72,6 +72,12 @@ MIGRATIONS = [
         emitted_at REAL NOT NULL
     );
     """,
+    # 2: each workspace has its own carrier (profile, presets, reset, ground truth): a batch
+    # records whose it is. Batches from before are filled in at start from the gateway's tasks.
+    """
+    ALTER TABLE sim_batches ADD COLUMN workspace INTEGER;
+    CREATE INDEX sim_batches_workspace ON sim_batches(workspace, task_ref);
+    """,
 ]
 
 

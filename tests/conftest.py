@@ -69,7 +69,7 @@ async def service(aiohttp_client, config):
 @pytest.fixture
 async def api(service):
     app = service.server.app
-    token = await create_token(app[db_key], "acme", app[clock_key].now())
+    token = await create_token(app[db_key], "acme", app[clock_key].now(), admin=True)
     return Api(service, token)
 
 

@@ -24,8 +24,9 @@ def smslab(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedPro
                           env={**os.environ, **(env or {})}, timeout=60, **kw)
 
 
-def create_token(db: str, workspace: str = "w") -> str:
-    return smslab("token", "create", "--workspace", workspace, "--db", db).stdout.strip().splitlines()[-1]
+def create_token(db: str, workspace: str = "w", admin: bool = True) -> str:
+    extra = ("--admin",) if admin else ()
+    return smslab("token", "create", "--workspace", workspace, "--db", db, *extra).stdout.strip().splitlines()[-1]
 
 
 class Server:

@@ -104,7 +104,9 @@ async def test_csv_upload(api):
     csv_body = "name,phone\nAnn,+8613800138000\nBob,\nEve,garbage\nZed,+8613800138000\n\"Quoted, name\",13800138009\n"
     status, aud = await api.call("POST", "/api/v1/audiences?name=csv", data=csv_body.encode(), headers={"Content-Type": "text/csv"})
     assert status == 201 and aud["size"] == 5 and aud["name"] == "csv"
-    status, body = await api.call("POST", "/api/v1/audiences?name=csv", data=b"name,mobile\nx,1\n", headers={"Content-Type": "text/csv"})
+    status, body = await api.call("POST", "/api/v1/audiences?name=csv", data=b"phone\n1\n", headers={"Content-Type": "text/csv"})
+    assert status == 409 and body["error"]["code"] == "name_taken"  # audience names are unique per workspace
+    status, body = await api.call("POST", "/api/v1/audiences?name=csv2", data=b"name,mobile\nx,1\n", headers={"Content-Type": "text/csv"})
     assert status == 400 and body["error"]["field"] == "phone"
     status, body = await api.call("POST", "/api/v1/audiences", data=b"phone\n1\n", headers={"Content-Type": "text/csv"})
     assert status == 400 and body["error"]["field"] == "name"
@@ -120,7 +122,7 @@ async def test_body_size_limit(tmp_path, aiohttp_client):
 
     app = create_app(make_config(tmp_path, max_json_body=1024, max_csv_body=2048))
     client = await aiohttp_client(app)
-    api = Api(client, await create_token(app[db_key], "w", 0))
+    api = Api(client, await create_token(app[db_key], "w", 0, admin=True))
     status, body = await api.call("POST", "/api/v1/audiences", json={"name": "big", "numbers": ["+8613800138000"] * 200})
     assert status == 413 and body["error"]["code"] == "body_too_large"
     csv_body = ("phone\n" + "+8613800138000\n" * 300).encode()
@@ -148,7 +150,7 @@ async def test_wall_clock_refuses_advance(tmp_path, aiohttp_client):
 
     app = create_app(make_config(tmp_path, clock="wall"))
     client = await aiohttp_client(app)
-    api = Api(client, await create_token(app[db_key], "w", 0))
+    api = Api(client, await create_token(app[db_key], "w", 0, admin=True))
     assert (await api.get("/api/v1/clock"))["mode"] == "wall"
     status, body = await api.call("POST", "/api/v1/clock/advance", json={"seconds": 5})
     assert status == 409 and body["error"]["code"] == "clock_not_virtual"
@@ -164,7 +166,8 @@ async def test_system_endpoints(api, service):
     aud = await api.audience(["+8613800138000"])
     await api.task(aud["id"])
     await api.advance(60)
-    text = await (await service.get("/metrics")).text()
+    assert (await service.get("/metrics")).status == 401  # metrics are the whole service's: admin tokens only
+    text = await (await service.get("/metrics", headers=api.headers)).text()
     assert 'smslab_submissions_total{platform="sim"} 1.0' in text
     assert "smslab_receipts_total" in text and "smslab_tasks{" in text
 

@@ -30,7 +30,7 @@ import pytest
 from aiohttp import web
 
 from simulator import profile as profiles
-from simulator import webhooks
+from gateway.wire import webhooks
 from simulator.model import decide
 from simulator.server import CarrierServer, create_app
 
@@ -247,6 +247,13 @@ async def test_webhooks_are_signed_batched_and_retried_on_the_carriers_clock(tmp
             assert await _until(lambda: _true(receiver.calls == 2))  # second failure: next in 300 s
             await _post(s, f"{url}/clock/advance", {"seconds": 300})
             assert await _until(lambda: _true(receiver.calls == 3))
+
+            async def all_sent():  # the carrier records the delivery once the receiver's answer is in
+                async with s.get(f"{url}/ground-truth/summary", params={"task_id": "3"}) as resp:
+                    receipts = (await resp.json())["receipts"]
+                return receipts["sent"] == receipts["planned"]
+
+            assert await _until(all_sent)
             async with s.get(f"{url}/ground-truth/summary", params={"task_id": "3"}) as resp:
                 summary = await resp.json()
             assert summary["receipts"]["sent"] == summary["receipts"]["planned"] == len(receiver.receipts)
@@ -353,8 +360,8 @@ def stack(tmp_path):
         _stop(carrier)
 
 
-async def _metric(session, gw_url: str, name: str, platform: str = "http") -> float:
-    async with session.get(f"{gw_url}/metrics") as resp:
+async def _metric(session, gw_url: str, name: str, platform: str = "http", auth: dict | None = None) -> float:
+    async with session.get(f"{gw_url}/metrics", headers=auth) as resp:
         text = await resp.text()
     m = re.search(rf'^{name}_total\{{platform="{platform}"\}} ([0-9.e+]+)$', text, re.M)
     return float(m.group(1)) if m else 0.0
@@ -367,7 +374,7 @@ async def test_gateway_and_carrier_as_two_processes(stack):
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
         await _wait_healthy(s, carrier_url, stack["carrier"], tmp / "carrier.log")
         await _wait_healthy(s, gw_url, stack["gateway"], tmp / "gateway.log")
-        out = subprocess.run([*stack["smslab"], "token", "create", "--workspace", "w", "--db", str(stack["gw_db"])],
+        out = subprocess.run([*stack["smslab"], "token", "create", "--workspace", "w", "--admin", "--db", str(stack["gw_db"])],
                              env=stack["env"], capture_output=True, text=True, timeout=30, check=True)
         token = out.stdout.strip().splitlines()[-1]
         auth = {"Authorization": f"Bearer {token}"}
@@ -414,7 +421,7 @@ async def test_gateway_and_carrier_as_two_processes(stack):
         assert truth["receipts"]["duplicates"] > 0  # duplicates were sent, and counted once
         # the gateway committed exactly the receipts the carrier pushed, no more and no fewer
         assert truth["receipts"]["sent"] == truth["receipts"]["planned"]
-        committed = await _metric(s, gw_url, "smslab_receipts")
+        committed = await _metric(s, gw_url, "smslab_receipts", auth=auth)
         assert committed == truth["receipts"]["sent"]
 
         # per number: the gateway's result equals the carrier's decision
@@ -464,7 +471,7 @@ async def test_gateway_and_carrier_as_two_processes(stack):
         bad = b'{"receipts": [{"platform_id": 1}]}'
         async with s.post(hook, data=bad, headers=webhooks.sign_headers(SECRET, bad)) as resp:
             assert resp.status == 400
-        assert await _metric(s, gw_url, "smslab_receipts") == committed
+        assert await _metric(s, gw_url, "smslab_receipts", auth=auth) == committed
         async with s.get(f"{gw_url}/api/v1/tasks/{task_id}", headers=auth) as resp:
             after = await resp.json()
         for field in ("sent", "succeeded", "failed", "pending", "status"):
@@ -474,7 +481,7 @@ async def test_gateway_and_carrier_as_two_processes(stack):
         async with s.post(hook, data=forged, headers=webhooks.sign_headers(SECRET, forged)) as resp:
             assert resp.status == 200, await resp.text()
             assert (await resp.json())["accepted"] == 1
-        assert await _metric(s, gw_url, "smslab_receipts") == committed + 1
+        assert await _metric(s, gw_url, "smslab_receipts", auth=auth) == committed + 1
         async with s.get(f"{gw_url}/api/v1/tasks/{task_id}", headers=auth) as resp:
             again = await resp.json()
         for field in ("sent", "succeeded", "failed", "pending"):

@@ -68,7 +68,7 @@ def service(aiohttp_client, tmp_path):
         config = Config(clock="virtual", clock_start=START, db_path=str(tmp_path / "t.db"))
         app = create_app(config, pm=pm)
         client = await aiohttp_client(app)
-        api = Api(client, await create_token(app[db_key], "hooks", START))
+        api = Api(client, await create_token(app[db_key], "hooks", START, admin=True))
         if "sim" in app[platforms_key]:
             await api.call("PUT", "/api/v1/simulator/profile", PERFECT)
         return api

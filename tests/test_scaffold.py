@@ -12,6 +12,7 @@ import argparse
 import importlib.util
 import os
 import subprocess
+import site
 import sys
 from pathlib import Path
 
@@ -62,9 +63,10 @@ def test_plugin_new_installs_and_passes_its_own_tests(tmp_path):
     assert f'{NAME} = "smslab_{NAME}.plugin"' in (dist / "pyproject.toml").read_text()
 
     venv = tmp_path / "venv"
-    made = _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)])
+    made = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
+    _see_this_environment(python)
 
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
     install = [*pip, "install", "--no-deps", "--no-index", "-e", str(dist)]
@@ -92,6 +94,20 @@ def test_plugin_new_installs_and_passes_its_own_tests(tmp_path):
     assert still.returncode != 0, "the plugin was not uninstalled"
 
 
+def _see_this_environment(python: Path) -> None:
+    """Let the throwaway venv import what this interpreter can (smslab, msgspec, pytest...).
+
+    ``--system-site-packages`` would not do: from inside a venv it points at the *base*
+    interpreter's packages, not this environment's. A ``.pth`` line that runs
+    ``site.addsitedir`` on each of this interpreter's site directories does, including their own
+    ``.pth`` files (editable installs)."""
+    purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    dirs = [d for d in (*site.getsitepackages(), site.getusersitepackages(), str(ROOT)) if Path(d).is_dir()]
+    Path(purelib).mkdir(parents=True, exist_ok=True)
+    (Path(purelib) / "_outer_environment.pth").write_text(
+        "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dirs) + "\n")
+
+
 def test_add_plugin_commands_wires_into_a_parser(tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="smslab")
     scaffold.add_plugin_commands(parser.add_subparsers(dest="command", required=True))
@@ -105,7 +121,8 @@ def test_add_plugin_commands_wires_into_a_parser(tmp_path, capsys):
     text = (root / "smslab_acme_sms" / "platform.py").read_text()
     assert 'name = "acme-sms"' in text and "class AcmeSmsPlatform(Platform)" in text
     compile(text, "platform.py", "exec")
-    assert "pip install -e" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"pip install -e '{root}[test]'" in out  # the plugin's own tests need its test extra
     # a second run refuses to overwrite
     assert args.func(args) == 2
     assert "already exists" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import pytest
 from gateway.auth import create_token
 from gateway.config import Config
 from gateway.web.app import create_app
-from gateway.web.keys import clock_key, db_key, platforms_key
+from gateway.web.keys import clock_key, db_key, platforms_key, tokens_key
 
 START = 1_714_557_600.0  # 2024-05-01T10:00:00Z: both runs of a comparison start at the same instant
 HOUR = 3600.0
@@ -73,11 +73,13 @@ class Api:
             "SELECT number, result, platform_id, reasons, receipt_at, late FROM messages WHERE task_id=?", (task_id,)
         )
         names = {0: "pending", 1: "succeeded", 2: "failed", 3: "queued"}
-        return {n: (names[r], pid, [c for c, _ in json.loads(reasons or "[]")], at, late) for n, r, pid, reasons, at, late in rows}
+        return {n: (names[r], pid, [reason[0] for reason in json.loads(reasons or "[]")], at, late)
+                for n, r, pid, reasons, at, late in rows}
 
     @property
     def carrier(self):
-        return self.app[platforms_key]["sim"]
+        """This workspace's simulated carrier (each workspace has its own profile and books)."""
+        return self.app[platforms_key]["sim"].for_workspace(self.workspace_id)
 
 
 @pytest.fixture
@@ -92,8 +94,10 @@ def service(aiohttp_client, tmp_path):
             cfg.setdefault("clock_start", START)
         app = create_app(Config(db_path=str(tmp_path / f"run{counter[0]}.db"), **cfg))
         client = await aiohttp_client(app)
-        token = await create_token(app[db_key], "ws", app[clock_key].now())
-        return Api(client, token)
+        token = await create_token(app[db_key], "ws", app[clock_key].now(), admin=True)
+        api = Api(client, token)
+        api.workspace_id = (await app[tokens_key].lookup(token)).workspace_id
+        return api
 
     return make
 

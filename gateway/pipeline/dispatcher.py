@@ -50,6 +50,7 @@ class Dispatcher:
         self.config = config
         self.metrics = metrics
         self.backing_off: set[int] = set()  # tasks whose dispatcher waits to retry a submission
+        self.stalled: set[int] = set()  # tasks whose dispatcher waits for the storage to take a record
         self._clock_moved = asyncio.Event()
 
     async def run(self, task_id: int) -> None:
@@ -64,6 +65,7 @@ class Dispatcher:
         platform = self.platforms.get(platform_name)
         if platform is None:
             raise TaskFailure(f"the platform {platform_name!r} is not installed")
+        platform = platform.for_workspace(ws)
         text = signed_text(signature, render(json.loads(content)))
         task_info = {"id": task_id, "name": name, "platform": platform_name, "sms_type": sms_type, "workspace_id": ws}
         skipped = Counter(json.loads(skipped))
@@ -122,8 +124,16 @@ class Dispatcher:
                     platform_ids = [row[3] for row in rows]
                     if self.sink is not None:
                         self.sink.expect(platform.name, platform_ids)
-                if recording is not None:
-                    await recording
+                previous, recording = recording, None
+                try:
+                    if previous is not None:
+                        await previous
+                except BaseException:
+                    # this batch was submitted but this run will not record it: receipts waiting
+                    # for it must not wait for ever (a rerun submits it again with the same keys)
+                    if self.sink is not None:
+                        self.sink.recorded(platform.name, platform_ids)
+                    raise
                 recording = asyncio.ensure_future(self._record(
                     platform_ids, task_id, platform.name, parts, rows, self.clock.now(), cursor, accepted,
                     json.dumps(dict(skipped)), self.config.receipt_timeout,
@@ -156,7 +166,23 @@ class Dispatcher:
                 fresh.add(platform_name, platform_ids, first_id, task_id, now, parts)
 
         try:
-            await self.db.write(_record_batch, task_id, platform_name, parts, rows, now, *args, on_commit=remember)
+            delay = 0.05
+            while True:
+                try:
+                    await self.db.write(_record_batch, task_id, platform_name, parts, rows, now, *args, on_commit=remember)
+                    return
+                except sqlite3.OperationalError as exc:
+                    # the storage refused (a full disk, a locked or failing file): what the
+                    # platform accepted must still be recorded, or it would not count as sent.
+                    # Nothing was written (the transaction rolled back), so the same record is
+                    # tried again until the storage takes it; ``advance`` does not wait meanwhile.
+                    log.warning("recording a batch of task %s failed (%s); retrying in %.2f s", task_id, exc, delay)
+                    self.stalled.add(task_id)
+                    try:
+                        await asyncio.sleep(delay)
+                    finally:
+                        self.stalled.discard(task_id)
+                    delay = min(delay * 2, 2.0)
         finally:
             if self.sink is not None:
                 self.sink.recorded(platform_name, platform_ids)
@@ -307,10 +333,12 @@ def _record_batch(conn: sqlite3.Connection, task_id: int, platform_name: str, pa
     # partial index first, since usually nothing is waiting at all
     if not rows or not conn.execute("SELECT EXISTS(SELECT 1 FROM unmatched_receipts WHERE matched=0)").fetchone()[0]:
         return first_id
+    # a receipt posted with a workspace's token matches only that workspace's numbers
     early = conn.execute(
         "SELECT id, platform_id, part, status, code, message, at FROM unmatched_receipts"
-        " WHERE matched=0 AND platform=? AND platform_id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        (platform_name, json.dumps([r[3] for r in rows])),
+        " WHERE matched=0 AND platform=? AND platform_id IN (SELECT value FROM json_each(?))"
+        " AND (workspace_id IS NULL OR workspace_id = (SELECT workspace_id FROM tasks WHERE id=?)) ORDER BY id",
+        (platform_name, json.dumps([r[3] for r in rows]), task_id),
     ).fetchall()
     if early:
         items = [(platform_name, Receipt(platform_id=e[1], part=e[2], status=e[3], code=e[4], message=e[5], at=e[6])) for e in early]

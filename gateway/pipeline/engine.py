@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
+import time
 
 from gateway.domain import results as R
 from gateway.domain.lifecycle import Status
@@ -28,11 +30,19 @@ from .dispatcher import Dispatcher, TaskFailure
 log = logging.getLogger(__name__)
 
 PURGE_CHUNK = 50_000
+STUCK_SECONDS = 60.0  # a step running longer than this (real time) is reported by /healthz
+MAINTENANCE_SECONDS = 30.0  # real seconds between housekeeping runs (abandoned uploads)
 
 
 class Engine:
-    def __init__(self, database, clock, platforms: dict, pm, config, metrics, dispatcher: Dispatcher):
+    def __init__(self, database, clock, platforms: dict, pm, config, metrics, dispatcher: Dispatcher,
+                 maintenance=None):
         self.db = database
+        self.maintenance = maintenance  # an async callable run every MAINTENANCE_SECONDS (abandoned uploads)
+        self._maintained_at = 0.0
+        self.step_started: float | None = None  # monotonic time the running step started, None between steps
+        self.last_step_ok: float | None = None
+        self.last_error: str | None = None
         self.clock = clock
         self.platforms = platforms
         self.pm = pm
@@ -41,14 +51,14 @@ class Engine:
         self.dispatcher = dispatcher
         self._step_lock = asyncio.Lock()
         self._dispatches: dict[int, asyncio.Task] = {}
+        self._resume_after: dict[int, float] = {}  # task → monotonic time: its dispatcher stopped on a storage error
         self._loop_task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._stopping = False
 
     # -- running -----------------------------------------------------------------------------
     async def start(self) -> None:
-        for (task_id,) in await self.db.fetchall("SELECT id FROM tasks WHERE status='sending' AND dispatch_done_at IS NULL"):
-            self._spawn_dispatch(task_id)
+        await self._resume_dispatches()
         self._loop_task = asyncio.create_task(self._loop(), name="engine")
 
     async def stop(self) -> None:
@@ -77,18 +87,43 @@ class Engine:
             try:
                 async with self._step_lock:
                     await self._step(self.clock.now())
+                await self._maintain()
                 if self.clock.mode == "virtual" and self.clock.rate and self.clock.now() - saved_at >= self.clock.rate:
                     await self.save_clock()
                     saved_at = self.clock.now()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("engine step failed")
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.log(logging.WARNING if isinstance(exc, sqlite3.OperationalError) else logging.ERROR,
+                        "engine step failed", exc_info=True)
+
+    def health(self) -> dict:
+        """For /healthz: is a step stuck, and did the last one fail?"""
+        running = None if self.step_started is None else time.monotonic() - self.step_started
+        info = {"status": "ok", "step_running_seconds": None if running is None else round(running, 3),
+                "last_error": self.last_error}
+        if running is not None and running > STUCK_SECONDS:
+            info["status"] = "stuck"
+        elif self.last_error is not None:
+            info["status"] = "failing"
+        return info
+
+    async def _maintain(self) -> None:
+        now = time.monotonic()
+        if self.maintenance is None or now - self._maintained_at < MAINTENANCE_SECONDS:
+            return
+        self._maintained_at = now
+        await self.maintenance()
 
     async def advance(self, seconds: float) -> float:
-        """Virtual clock only: move forward ``seconds``, processing every event on the way."""
-        target = self.clock.now() + seconds
+        """Virtual clock only: move forward ``seconds``, processing every event on the way.
+
+        The target is taken under the step lock: two clients advancing at once each move the
+        clock by their own ``seconds``, one after the other (read before the lock, both would
+        aim at the same instant and one advance would be lost)."""
         async with self._step_lock:
+            target = self.clock.now() + seconds
             while True:
                 await self._settle(self.clock.now())
                 upcoming = await self._next_event_after(self.clock.now())
@@ -112,8 +147,8 @@ class Engine:
         """Step, let the sends it started finish, and step again until nothing is left to do."""
         for _ in range(100_000):
             await self._step(now)
-            backing_off = self.dispatcher.backing_off
-            running = [t for tid, t in self._dispatches.items() if not t.done() and tid not in backing_off]
+            waiting = self.dispatcher.backing_off | self.dispatcher.stalled
+            running = [t for tid, t in self._dispatches.items() if not t.done() and tid not in waiting]
             if not running:
                 await self._step(now)
                 return
@@ -141,13 +176,20 @@ class Engine:
             await self._step(self.clock.now())
 
     async def _step(self, now: float) -> None:
-        for platform in self.platforms.values():
-            await platform.on_clock(now)
-        await self._moderate_due(now)
-        await self._start_due(now)
-        await self._sweep_timeouts(now)
-        await self._complete_finished(now)
-        await self._purge_expired(now)
+        self.step_started = time.monotonic()
+        try:
+            for platform in self.platforms.values():
+                await platform.on_clock(now)
+            await self._moderate_due(now)
+            await self._start_due(now)
+            await self._resume_dispatches()
+            await self._sweep_timeouts(now)
+            await self._complete_finished(now)
+            await self._purge_expired(now)
+        finally:
+            self.step_started = None
+        self.last_step_ok = time.monotonic()
+        self.last_error = None
 
     # -- status changes ----------------------------------------------------------------------
     async def _set_status(
@@ -178,6 +220,8 @@ class Engine:
         for task_id, name, platform_name, sms_type, signature, content, send_type, send_at, updated_at, ws in rows:
             reasons: list[str] = []
             platform = self.platforms.get(platform_name)
+            if platform is not None:
+                platform = platform.for_workspace(ws)
             try:
                 text = signed_text(signature, render(json.loads(content)))
             except ContentError as exc:
@@ -205,6 +249,16 @@ class Engine:
             if await self._set_status(task_id, Status.SCHEDULED, Status.SENDING, None):
                 self._spawn_dispatch(task_id)
 
+    async def _resume_dispatches(self) -> None:
+        """Send every task that is sending but has no dispatcher running: after a restart, and
+        after a dispatcher that the storage stopped (a full disk) gave up; it resumes from what
+        was recorded, resubmitting the rest with the same idempotency keys."""
+        now = time.monotonic()
+        for (task_id,) in await self.db.fetchall("SELECT id FROM tasks WHERE status='sending' AND dispatch_done_at IS NULL"):
+            if self._resume_after.get(task_id, 0.0) <= now:
+                self._resume_after.pop(task_id, None)
+                self._spawn_dispatch(task_id)
+
     def _spawn_dispatch(self, task_id: int) -> None:
         if task_id in self._dispatches and not self._dispatches[task_id].done():
             return
@@ -217,6 +271,12 @@ class Engine:
             await self._set_status(task_id, Status.SENDING, Status.FAILED, str(exc), ", completed_at=?", (self.clock.now(),))
         except asyncio.CancelledError:
             raise
+        except sqlite3.OperationalError as exc:
+            # the storage, not the task, failed: the task stays sending and the next step
+            # starts a dispatcher for it again (_resume_dispatches)
+            log.warning("dispatch of task %s stopped by the storage (%s); it resumes in a second", task_id, exc)
+            self.last_error = f"dispatch of task {task_id}: {exc}"
+            self._resume_after[task_id] = time.monotonic() + 1.0
         except Exception as exc:
             log.exception("dispatch of task %s failed", task_id)
             await self._set_status(task_id, Status.SENDING, Status.FAILED, f"internal error while sending: {exc}", ", completed_at=?", (self.clock.now(),))

@@ -68,10 +68,24 @@ class Tally:
         self.duplicate: dict[int, int] = defaultdict(int)
         self.unmatched: list[tuple[str, Receipt]] = []
         self.unmatched_at: list[int] = []  # their places in the applied list
+        self.unmatched_ws: list[int | None] = []  # the workspace each was posted by (None: by its platform)
         self.held: list[int] = []  # places of receipts left waiting for their acknowledgement (see ReceiptSink)
         self.last_final: dict[int, float] = {}  # per task: the latest time a number became final
         self.applied = 0
         self.lags: list[float] = []
+
+    def merge(self, other: "Tally", offset: int) -> None:
+        """Add what ``other`` did, whose receipts came ``offset`` places into the applied list."""
+        for mine, theirs in ((self.succeeded, other.succeeded), (self.failed, other.failed),
+                             (self.late, other.late), (self.duplicate, other.duplicate)):
+            for task, n in theirs.items():
+                mine[task] += n
+        self.unmatched += other.unmatched
+        self.unmatched_at += [offset + i for i in other.unmatched_at]
+        self.unmatched_ws += other.unmatched_ws
+        for task, at in other.last_final.items():
+            self.final_at(task, at)
+        self.applied += other.applied
 
     def final_at(self, task_id: int, at: float) -> None:
         last = self.last_final.get(task_id)
@@ -144,12 +158,18 @@ class _Deadlines:
 
 
 def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float,
-                   fresh: FreshMessages | None = None) -> Tally:
+                   fresh: FreshMessages | None = None, workspace: int | None = None) -> Tally:
     """Fold receipts into message rows and task counters inside the caller's transaction.
 
     Runs on the database thread (see ``Database.write``): the messages just recorded come from
     ``fresh``, the others from one SELECT for the whole batch; the folding in Python, an UPDATE
-    per kind of change, one counter UPDATE per task."""
+    per kind of change, one counter UPDATE per task.
+
+    ``workspace`` scopes the receipts to the messages of that workspace's tasks (receipts posted
+    with a workspace's token: platform ids such as ``sim-{task}-{seq}`` can be guessed, and a
+    token must not reach another workspace's numbers); a message of another workspace is as
+    unknown as one that does not exist. Scoped receipts never come with ``fresh``."""
+    assert workspace is None or fresh is None
     tally = Tally()
     messages: dict[str, _Message] = {}
     others: dict[str, list[_Message]] = {}  # the same platform id on a message of another platform
@@ -179,9 +199,13 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     task_platforms: dict[int, str] = {}
     if messages:
         task_ids = list({m.task_id for m in messages.values()} | {m.task_id for ms in others.values() for m in ms})
-        task_platforms = dict(
-            conn.execute("SELECT id, platform FROM tasks WHERE id IN (SELECT value FROM json_each(?))", (bulk.encode(task_ids),)).fetchall()
-        )
+        if workspace is None:
+            task_platforms = dict(conn.execute(
+                "SELECT id, platform FROM tasks WHERE id IN (SELECT value FROM json_each(?))", (bulk.encode(task_ids),)).fetchall())
+        else:  # another workspace's message gets no platform, so no receipt matches it
+            task_platforms = dict(conn.execute(
+                "SELECT id, platform FROM tasks WHERE id IN (SELECT value FROM json_each(?)) AND workspace_id=?",
+                (bulk.encode(task_ids), workspace)).fetchall())
 
     deadlines = _Deadlines(conn, timeout)
     succeeded = tally.succeeded
@@ -194,6 +218,7 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
         if msg is None:
             tally.unmatched.append((platform, receipt))
             tally.unmatched_at.append(index)
+            tally.unmatched_ws.append(workspace)
             continue
         if msg.fresh and receipt.status == "delivered" and not receipt.part:
             at = receipt.at
@@ -307,32 +332,50 @@ def _take_fresh(items: list[tuple[str, Receipt]], fresh: FreshMessages, timeout:
 
 
 def _commit_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], timeout: float, now: float,
-                     expected: dict[str, set[str]] | None = None, fresh: FreshMessages | None = None) -> Tally:
+                     expected: dict[str, set[str]] | None = None, fresh: FreshMessages | None = None,
+                     scoped: dict[int, list[tuple[str, Receipt]]] | None = None) -> Tally:
     """Apply receipts; those naming no stored message are kept aside as unmatched, except the
     ones naming an id in ``expected`` (its acknowledgement is being recorded): their indexes go
-    to ``tally.held`` and nothing is written for them."""
+    to ``tally.held`` and nothing is written for them.
+
+    ``scoped`` holds receipts posted with a workspace's token, by workspace; they come after
+    ``items`` in the places the tally reports. Their messages are dropped from ``fresh`` first
+    (they are read back and changed by the scoped fold, so the memory copy would go stale)."""
     tally = apply_receipts(conn, items, timeout, fresh)
+    offset = len(items)
+    for workspace, group in (scoped or {}).items():
+        if fresh is not None:
+            for platform, receipt in group:
+                rows = fresh.rows.get(platform)
+                if rows:
+                    rows.pop(receipt.platform_id, None)
+        tally.merge(apply_receipts(conn, group, timeout, workspace=workspace), offset)
+        offset += len(group)
     if tally.unmatched and expected:
-        kept, kept_at = [], []
-        for (platform, receipt), index in zip(tally.unmatched, tally.unmatched_at):
+        kept, kept_at, kept_ws = [], [], []
+        for (platform, receipt), index, ws in zip(tally.unmatched, tally.unmatched_at, tally.unmatched_ws):
             if receipt.platform_id in expected.get(platform, ()):
                 tally.held.append(index)
             else:
                 kept.append((platform, receipt))
                 kept_at.append(index)
-        tally.unmatched, tally.unmatched_at = kept, kept_at
+                kept_ws.append(ws)
+        tally.unmatched, tally.unmatched_at, tally.unmatched_ws = kept, kept_at, kept_ws
     if tally.unmatched:
         conn.executemany(
-            "INSERT INTO unmatched_receipts(platform, platform_id, part, status, code, message, at, received_at)"
-            " VALUES (?,?,?,?,?,?,?,?)",
-            [(p, r.platform_id, r.part, r.status, r.code, r.message, r.at, now) for p, r in tally.unmatched],
+            "INSERT INTO unmatched_receipts(platform, platform_id, part, status, code, message, at, received_at, workspace_id)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            [(p, r.platform_id, r.part, r.status, r.code, r.message, r.at, now, ws)
+             for (p, r), ws in zip(tally.unmatched, tally.unmatched_ws)],
         )
     return tally
 
 
-def _add_reason(msg: _Message, code: str, text: str) -> None:
+def _add_reason(msg: _Message, code: str, text: str, part: int | None = None) -> None:
+    """Reasons are kept per receipt, with the part a receipt names (a failed four-part message may
+    show four reasons, and the console says which part each came from)."""
     reasons = bulk.decode(msg.reasons) if msg.reasons else []
-    reasons.append([code, text])
+    reasons.append([code, text] if part is None else [code, text, part])
     msg.reasons = bulk.encode(reasons).decode()
 
 
@@ -361,7 +404,7 @@ def _fold(msg: _Message, receipt: Receipt, deadlines: _Deadlines, tally: Tally) 
         return
     msg.delivered, msg.failed = delivered, failed
     if receipt.status == "failed":
-        _add_reason(msg, receipt.code or "UNKNOWN", receipt.message or "")
+        _add_reason(msg, receipt.code or "UNKNOWN", receipt.message or "", receipt.part)
     msg.dirty = True
     tally.applied += 1
     if before == R.PENDING:
@@ -395,17 +438,23 @@ class ReceiptSink:
     flush after its batch is recorded; its ``deliver`` call returns then, so nothing is
     acknowledged before it is durable. Receipts for ids nobody expects are kept aside in
     ``unmatched_receipts`` at once, as before (and the dispatcher still matches those when a
-    later acknowledgement names them)."""
+    later acknowledgement names them).
+
+    Receipts posted with a workspace's token (``deliver(..., workspace=)``) are applied only to
+    that workspace's messages (see ``apply_receipts``). A flush that fails for any reason but
+    the storage itself (a bad receipt from a plugin, say) is retried entry by entry, so one bad
+    ``deliver`` call fails alone instead of failing every request that shared its transaction."""
 
     def __init__(self, database, clock, config, on_committed: Callable[[dict[str, list[Receipt]], Tally], Awaitable[Any]]):
         self.db = database
         self.clock = clock
         self.config = config
         self.on_committed = on_committed
-        self._queue: deque[tuple[str, list[Receipt], _Delivery]] = deque()
+        # entries: (platform, receipts, delivery, workspace or None)
+        self._queue: deque[tuple[str, list[Receipt], _Delivery, int | None]] = deque()
         self._queued = 0
-        self._retry: list[tuple[str, Receipt, _Delivery]] = []  # waited, now to be tried again
-        self._held: list[tuple[str, Receipt, _Delivery]] = []  # waiting for their ids to be recorded
+        self._retry: list[tuple[str, Receipt, _Delivery, int | None]] = []  # waited, now to be tried again
+        self._held: list[tuple[str, Receipt, _Delivery, int | None]] = []  # waiting for their ids to be recorded
         self._expected: dict[str, set[str]] = defaultdict(set)  # per platform: submitted, not yet recorded
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -421,7 +470,7 @@ class ReceiptSink:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        deliveries = [d for _, _, d in self._queue] + [d for _, _, d in self._held] + [d for _, _, d in self._retry]
+        deliveries = [entry[2] for entries in (self._queue, self._held, self._retry) for entry in entries]
         for delivery in deliveries:
             if not delivery.fut.done():
                 delivery.fut.set_exception(RuntimeError("the service is shutting down"))
@@ -438,12 +487,13 @@ class ReceiptSink:
             self._held.clear()
             self._wake.set()
 
-    async def deliver(self, platform: str, receipts: list[Receipt]) -> None:
-        """Queue receipts and return once they are committed."""
+    async def deliver(self, platform: str, receipts: list[Receipt], workspace: int | None = None) -> None:
+        """Queue receipts and return once they are committed. ``workspace``: they were posted
+        with that workspace's token and may change only its messages."""
         if not receipts:
             return
         delivery = _Delivery(asyncio.get_running_loop().create_future(), len(receipts))
-        self._queue.append((platform, receipts, delivery))
+        self._queue.append((platform, receipts, delivery, workspace))
         self._queued += len(receipts)
         self._wake.set()
         await delivery.fut
@@ -461,8 +511,8 @@ class ReceiptSink:
                 # and ingest from 205 k to 221 k receipts/s.
                 await asyncio.sleep(self.config.receipt_flush_interval)
             self._wake.clear()
-            # entries of (platform, receipts, delivery); receipts that waited come back one by one
-            entries = [(platform, [receipt], delivery) for platform, receipt, delivery in self._retry]
+            # entries of (platform, receipts, delivery, workspace); receipts that waited come back one by one
+            entries = [(platform, [receipt], delivery, ws) for platform, receipt, delivery, ws in self._retry]
             self._retry = []
             count = 0
             while self._queue and count < self.config.receipt_flush_max:
@@ -475,47 +525,75 @@ class ReceiptSink:
             if not entries:
                 backlog = False
                 continue
-            try:
-                by_platform, tally, held = await self._flush(entries)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the transaction rolled back: nothing half-applied
-                log.exception("receipt flush failed")
-                for _, _, delivery in entries:
-                    if not delivery.fut.done():
-                        delivery.fut.set_exception(exc)
-                continue
-            self._held.extend(held)
-            for _, receipts, delivery in entries:
-                delivery.pending -= len(receipts)
-            for _, _, delivery in held:  # still to be committed
-                delivery.pending += 1
-            for _, _, delivery in entries:  # committed: acknowledge before observers run
-                if delivery.pending == 0 and not delivery.fut.done():
-                    delivery.fut.set_result(None)
-            await self.on_committed(by_platform, tally)
+            for group in await self._flush_isolating(entries):
+                await self._committed(*group)
             backlog = bool(self._queue or self._retry)
 
-    async def _flush(self, entries: list[tuple[str, list[Receipt], _Delivery]]):
+    async def _flush_isolating(self, entries: list) -> list[tuple]:
+        """Flush ``entries`` in one transaction; should it fail for a reason other than the
+        storage (which would fail each of them alike), flush them one by one, so that only the
+        entries that fail alone get the error. Returns what committed, per transaction."""
+        try:
+            return [(entries, *await self._flush(entries))]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the transaction rolled back: nothing half-applied
+            if len(entries) == 1 or isinstance(exc, sqlite3.OperationalError):
+                log.warning("receipt flush failed: %s", exc, exc_info=not isinstance(exc, sqlite3.OperationalError))
+                self._fail(entries, exc)
+                return []
+            log.warning("a receipt flush of %d entries failed (%s); flushing them one by one", len(entries), exc)
+        done = []
+        for entry in entries:
+            try:
+                done.append(([entry], *await self._flush([entry])))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("receipts from %s were refused", entry[0])
+                self._fail([entry], exc)
+        return done
+
+    @staticmethod
+    def _fail(entries: list, exc: Exception) -> None:
+        for entry in entries:
+            if not entry[2].fut.done():
+                entry[2].fut.set_exception(exc)
+
+    async def _committed(self, entries: list, by_platform, tally: Tally, held: list) -> None:
+        self._held.extend(held)
+        for _, receipts, delivery, _ws in entries:
+            delivery.pending -= len(receipts)
+        for _, _, delivery, _ws in held:  # still to be committed
+            delivery.pending += 1
+        for _, _, delivery, _ws in entries:  # committed: acknowledge before observers run
+            if delivery.pending == 0 and not delivery.fut.done():
+                delivery.fut.set_result(None)
+        await self.on_committed(by_platform, tally)
+
+    async def _flush(self, entries: list[tuple[str, list[Receipt], _Delivery, int | None]]):
         pairs: list[tuple[str, Receipt]] = []
-        for platform, receipts, _ in entries:
-            pairs.extend(zip(repeat(platform), receipts))
+        scoped: dict[int, list[tuple[str, Receipt]]] = {}
+        for platform, receipts, _, ws in entries:
+            (pairs if ws is None else scoped.setdefault(ws, [])).extend(zip(repeat(platform), receipts))
         now = self.clock.now()
-        tally = await self.db.write(_commit_receipts, pairs, self.config.receipt_timeout, now, self._expected, self.fresh)
+        tally = await self.db.write(_commit_receipts, pairs, self.config.receipt_timeout, now, self._expected, self.fresh,
+                                    scoped or None)
         by_platform: dict[str, list[Receipt]] = defaultdict(list)
-        held: list[tuple[str, Receipt, _Delivery]] = []
+        held: list[tuple[str, Receipt, _Delivery, int | None]] = []
         if not tally.held:  # the usual case: every receipt committed
-            for platform, receipts, _ in entries:
+            for platform, receipts, _, _ws in entries:
                 by_platform[platform].extend(receipts)
         else:
+            # the places the tally reports: unscoped receipts first, then each workspace's
+            flat = [(p, r, d, ws) for p, rs, d, ws in entries if ws is None for r in rs]
+            for ws in scoped:
+                flat += [(p, r, d, w) for p, rs, d, w in entries if w == ws for r in rs]
             waiting = set(tally.held)
-            i = 0
-            for platform, receipts, delivery in entries:
-                for receipt in receipts:
-                    if i in waiting:
-                        held.append((platform, receipt, delivery))
-                    else:
-                        by_platform[platform].append(receipt)
-                    i += 1
+            for i, (platform, receipt, delivery, ws) in enumerate(flat):
+                if i in waiting:
+                    held.append((platform, receipt, delivery, ws))
+                else:
+                    by_platform[platform].append(receipt)
         tally.lags = [now - r.at for receipts in by_platform.values() for r in receipts]
         return by_platform, tally, held

@@ -33,16 +33,23 @@ def _in_transaction(conn: aiosqlite.Connection, fn: Callable[..., T], args: tupl
     raw.execute("BEGIN IMMEDIATE")
     try:
         result = fn(raw, *args)
+        raw.execute("COMMIT")
     except BaseException:
-        raw.execute("ROLLBACK")
+        _rollback(raw)
         raise
-    raw.execute("COMMIT")
     if on_commit is not None:
         try:
             on_commit(result)
         except Exception:  # the transaction stands; what observes it must not undo that
             log.exception("an on_commit callback failed")
     return result
+
+
+def _rollback(raw: sqlite3.Connection) -> None:
+    """Roll back what is still open. SQLite itself rolls back a transaction that ran out of disk
+    (SQLITE_FULL) or hit an I/O error; a ROLLBACK then would fail and hide the real error."""
+    if raw.in_transaction:
+        raw.execute("ROLLBACK")
 
 
 def _call_with_connection(conn: aiosqlite.Connection, fn: Callable[..., T], args: tuple) -> T:
@@ -73,6 +80,9 @@ class Database:
         self.reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._checkpointer: Checkpointer | None = None
+        # the last write transaction that failed on the storage itself (a full disk, I/O), until
+        # one commits again: /healthz reports it
+        self.write_error: str | None = None
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -116,12 +126,12 @@ class Database:
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            else:
                 await conn.execute("COMMIT")
-                self._committed()
+            except BaseException as exc:
+                await conn._execute(_rollback, conn._connection)
+                self._failed(exc)
+                raise
+            self._committed()
 
     async def write(self, fn: Callable[..., T], *args: Any, on_commit: Callable[[T], None] | None = None) -> T:
         """Run ``fn(conn, *args)`` on the writer's thread inside one transaction: a single hop
@@ -141,11 +151,15 @@ class Database:
         before the next job: state kept beside the database (the receipt sink's fresh messages)
         changes exactly when what it mirrors is committed, never on a rollback."""
         assert self.writer is not None
-        if not self._write_lock.locked():
-            result = await self.writer._execute(_in_transaction, self.writer, fn, args, on_commit)
-        else:
-            async with self._write_lock:
+        try:
+            if not self._write_lock.locked():
                 result = await self.writer._execute(_in_transaction, self.writer, fn, args, on_commit)
+            else:
+                async with self._write_lock:
+                    result = await self.writer._execute(_in_transaction, self.writer, fn, args, on_commit)
+        except sqlite3.OperationalError as exc:
+            self._failed(exc)
+            raise
         self._committed()
         return result
 
@@ -159,8 +173,13 @@ class Database:
         return result
 
     def _committed(self) -> None:
+        self.write_error = None
         if self._checkpointer is not None:
             self._checkpointer.committed()
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, sqlite3.OperationalError):
+            self.write_error = str(exc)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` on the reader's thread (a consistent WAL snapshot per statement)."""

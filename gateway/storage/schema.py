@@ -207,4 +207,80 @@ MIGRATIONS: list[str] = [
     CREATE INDEX messages_task ON messages(task_id);
     CREATE INDEX messages_unsettled ON messages(task_id) WHERE result <> 1;
     """,
+    # 9: trust between workspaces. Task ids are never handed out twice (AUTOINCREMENT: a deleted
+    # task's id stays retired, so a bookmark or an export never names someone else's task).
+    # Audience names are unique per workspace among audiences not deleted (earlier duplicates are
+    # renamed "name (#id)"). A receipt kept aside remembers the workspace whose token posted it
+    # (NULL: pushed by the platform itself), so it is matched and listed only there. Tokens get
+    # an id to list and revoke them by, and an admin flag for service-wide controls; tokens that
+    # `smslab serve` printed before this are admin tokens, as the single-user path needs.
+    """
+    CREATE TABLE tasks_v9 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workspace_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        sms_type TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        content TEXT NOT NULL,
+        content_summary TEXT NOT NULL,
+        audience_id INTEGER NOT NULL,
+        audience_name TEXT NOT NULL,
+        send_type TEXT NOT NULL,
+        send_at REAL,
+        sub_activities TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_reason TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        moderation_due_at REAL,
+        parts INTEGER NOT NULL,
+        encoding TEXT NOT NULL,
+        audience_size INTEGER NOT NULL DEFAULT 0,
+        sent INTEGER NOT NULL DEFAULT 0,
+        succeeded INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        skipped TEXT NOT NULL DEFAULT '{}',
+        segments INTEGER NOT NULL DEFAULT 0,
+        late_receipts INTEGER NOT NULL DEFAULT 0,
+        duplicate_receipts INTEGER NOT NULL DEFAULT 0,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        cursor INTEGER NOT NULL DEFAULT -1,
+        dispatch_started_at REAL,
+        dispatch_done_at REAL,
+        completed_at REAL,
+        details_expire_at REAL,
+        details_purged INTEGER NOT NULL DEFAULT 0,
+        last_result_at REAL,
+        UNIQUE (workspace_id, name)
+    );
+    INSERT INTO tasks_v9 SELECT id, workspace_id, name, platform, sms_type, signature, content, content_summary,
+        audience_id, audience_name, send_type, send_at, sub_activities, status, status_reason, created_at, updated_at,
+        moderation_due_at, parts, encoding, audience_size, sent, succeeded, failed, skipped, segments, late_receipts,
+        duplicate_receipts, accepted, cursor, dispatch_started_at, dispatch_done_at, completed_at, details_expire_at,
+        details_purged, last_result_at FROM tasks;
+    DROP TABLE tasks;
+    ALTER TABLE tasks_v9 RENAME TO tasks;
+    CREATE INDEX tasks_status ON tasks(status);
+
+    UPDATE audiences SET name = name || ' (#' || id || ')' WHERE deleted = 0 AND id NOT IN (
+        SELECT MIN(id) FROM audiences WHERE deleted = 0 GROUP BY workspace_id, name);
+    CREATE UNIQUE INDEX audiences_name ON audiences(workspace_id, name) WHERE deleted = 0;
+
+    ALTER TABLE unmatched_receipts ADD COLUMN workspace_id INTEGER;
+    CREATE INDEX unmatched_ws ON unmatched_receipts(workspace_id, id) WHERE matched = 0;
+
+    CREATE TABLE tokens_v9 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        hash TEXT NOT NULL UNIQUE,
+        workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
+        label TEXT,
+        admin INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    INSERT INTO tokens_v9(hash, workspace_id, label, admin, created_at)
+        SELECT hash, workspace_id, label, label = 'serve', created_at FROM tokens ORDER BY created_at, hash;
+    DROP TABLE tokens;
+    ALTER TABLE tokens_v9 RENAME TO tokens;
+    """,
 ]

@@ -7,6 +7,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
+from gateway.audiences import Uploads
 from gateway.auth import TokenCache
 from gateway.clock import Clock, VirtualClock, WallClock
 from gateway.config import Config
@@ -19,9 +20,9 @@ from gateway.plugins import build_plugin_manager, call_async
 from gateway.storage.db import Database
 from gateway.tasks import TaskService
 
-from . import middleware, routes_api, routes_system, routes_testbed
+from . import middleware, protocol_errors, routes_api, routes_system, routes_testbed
 from .keys import (clock_key, config_key, db_key, engine_key, metrics_key, platforms_key, pm_key, sink_key,
-                   tasks_key, tokens_key)
+                   tasks_key, tokens_key, uploads_key)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     await db.open()
     app[db_key] = db
     app[tokens_key] = TokenCache(db)
+    uploads = app[uploads_key] = Uploads()
+    swept = await uploads.sweep(db)  # left by a killed process or a full disk
+    if swept:
+        log.warning("removed %d audience upload(s) left unfinished by an earlier run", swept)
     clock = app[clock_key]
     if clock.mode == "virtual" and config.clock_start is None:
         saved = await db.fetchone("SELECT value FROM service_state WHERE key='virtual_now'")
@@ -81,7 +86,7 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     for platform in platforms.values():
         await platform.start(ctx)
     dispatcher = Dispatcher(db, clock, platforms, pm, config, metrics, sink)
-    engine = Engine(db, clock, platforms, pm, config, metrics, dispatcher)
+    engine = Engine(db, clock, platforms, pm, config, metrics, dispatcher, maintenance=lambda: uploads.sweep(db))
     ctx.wake = engine.wake
     app[engine_key] = engine
     app[tasks_key] = TaskService(db, clock, platforms, config, wake=engine.wake)
@@ -101,7 +106,9 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: Config | None = None, *, pm=None, clock: Clock | None = None) -> web.Application:
     config = config or Config.from_env()
-    app = web.Application(client_max_size=config.max_json_body, middlewares=[middleware.errors, middleware.auth])
+    protocol_errors.install()
+    app = web.Application(client_max_size=config.max_json_body,
+                          middlewares=[middleware.errors, middleware.body_limit, middleware.auth])
     app[config_key] = config
     app[clock_key] = clock or make_clock(config)
     app[metrics_key] = Metrics()

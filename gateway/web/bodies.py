@@ -3,13 +3,14 @@ the field ("name: Expected `str`, got `int`")."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from typing import Any, TypeVar
+from typing import Any, AsyncIterator, TypeVar
 
 import msgspec
 from aiohttp import web
 
-from gateway.errors import Invalid, TooLarge
+from gateway.errors import Invalid, Timeout, TooLarge
 
 T = TypeVar("T")
 _decoders: dict[type, msgspec.json.Decoder] = {}
@@ -43,13 +44,47 @@ def decode(data: bytes, type_: type[T]) -> T:
         raise field_error(exc) from None
     except msgspec.DecodeError as exc:
         raise Invalid(f"body: malformed JSON ({exc})", field="body") from None
+    except RecursionError:
+        raise Invalid("body: JSON nested too deeply", field="body") from None
 
 
-async def read(request: web.Request) -> bytes:
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise TooLarge(f"body: larger than the limit of {request.app._client_max_size} bytes", field="body") from None
+IDLE_SECONDS = 30.0  # a body that sends nothing for this long is abandoned (408)
+
+
+def refuse_declared_length(request: web.Request, limit: int) -> None:
+    """A declared ``Content-Length`` over ``limit`` is refused before a byte of the body is read:
+    a client announcing 2 GB learns at once, instead of after uploading it."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise TooLarge(f"body: {declared} bytes declared, larger than the limit of {limit} bytes", field="body")
+
+
+async def chunks(request: web.Request, limit: int, idle: float | None = None) -> AsyncIterator[bytes]:
+    """The body as it arrives, at most ``limit`` bytes in all; a pause longer than ``idle``
+    seconds (default ``IDLE_SECONDS``) ends it with a 408 (a stalled upload must not hold an
+    open audience forever)."""
+    idle = IDLE_SECONDS if idle is None else idle
+    refuse_declared_length(request, limit)
+    total = 0
+    content = request.content
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await content.readany()
+        except TimeoutError:
+            raise Timeout(f"body: nothing arrived for {idle:g} seconds; the request was abandoned", field="body") from None
+        if not chunk:
+            return
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge(f"body: larger than the limit of {limit} bytes", field="body")
+        yield chunk
+
+
+async def read(request: web.Request, limit: int | None = None) -> bytes:
+    """The whole body (JSON bodies are small: ``client_max_size`` bounds them)."""
+    parts = [chunk async for chunk in chunks(request, limit if limit is not None else request.app._client_max_size)]
+    return b"".join(parts)
 
 
 async def body(request: web.Request, type_: type[T]) -> T:

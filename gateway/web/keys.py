@@ -5,6 +5,7 @@ from __future__ import annotations
 import pluggy
 from aiohttp import web
 
+from gateway.audiences import Uploads
 from gateway.auth import TokenCache
 from gateway.clock import Clock
 from gateway.config import Config
@@ -24,3 +25,4 @@ engine_key = web.AppKey("engine", Engine)
 sink_key = web.AppKey("sink", ReceiptSink)
 tasks_key = web.AppKey("tasks", TaskService)
 tokens_key = web.AppKey("tokens", TokenCache)
+uploads_key = web.AppKey("uploads", Uploads)

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import csv
-import io
+from typing import Annotated
 
 import msgspec
 from aiohttp import web
 
 from gateway import audiences, paging
-from gateway.audiences import AudienceWriter, check_name
-from gateway.clock import to_rfc3339
-from gateway.errors import Conflict, Invalid, NotFound, TooLarge
+from gateway.audiences import AudienceWriter
+from gateway.clock import MAX_TIME, to_rfc3339
+from gateway.domain.labels import check_name
+from gateway.domain.phone_csv import CsvError, PhoneColumnReader
+from gateway.errors import Conflict, Invalid, NotFound
 from gateway.tasks import GenerateAudience, TaskCreate, TaskPatch
 
-from .bodies import body, json_response
-from .keys import clock_key, config_key, db_key, engine_key, platforms_key, tasks_key
-from .middleware import workspace_key
+from .bodies import body, chunks, json_response
+from .keys import clock_key, config_key, db_key, engine_key, platforms_key, tasks_key, uploads_key
+from .middleware import principal_key, require_admin, workspace_key
 
 routes = web.RouteTableDef()
 
@@ -26,77 +27,66 @@ class AudienceCreate(msgspec.Struct, forbid_unknown_fields=True):
     numbers: list[str | int | None]
 
 
+MAX_ADVANCE = 10 * 365 * 86400.0
+
+
 class ClockAdvance(msgspec.Struct, forbid_unknown_fields=True):
-    seconds: float
+    seconds: Annotated[float, msgspec.Meta(gt=0, le=MAX_ADVANCE)]
 
 
 def _id(request: web.Request, name: str = "id") -> int:
+    """A path id: ASCII digits naming a 64-bit row id, else nothing this service gave out (404).
+    (``int()`` alone would take "１", "1_0" and " 1", and a 2^63 would overflow in SQLite.)"""
     raw = request.match_info[name]
-    try:
-        return int(raw)
-    except ValueError:
-        raise NotFound(f"{name}: {raw!r} is not an id this service gave out") from None
+    value = paging.parse_id(raw)
+    if value is None:
+        raise NotFound(f"{name}: {raw!r} is not an id this service gave out")
+    return value
 
 
 # -- audiences -------------------------------------------------------------------------------
 @routes.post("/api/v1/audiences")
 async def create_audience(request: web.Request) -> web.Response:
     app = request.app
-    ws = request[workspace_key]
     config = app[config_key]
-    if request.content_type in ("text/csv", "application/csv", "text/plain"):
+    csv_body = request.content_type in ("text/csv", "application/csv", "text/plain")
+    if csv_body:
         name = check_name(request.query.get("name"))
-        writer = AudienceWriter(app[db_key], app[clock_key], config.default_region, ws, name)
-        try:
-            await _stream_csv(request, writer, config.max_csv_body)
-        except BaseException:
-            await writer.abort()
-            raise
-        return json_response(await writer.finish(), status=201)
-    data = await body(request, AudienceCreate)
-    name = check_name(data.name)
-    writer = AudienceWriter(app[db_key], app[clock_key], config.default_region, ws, name)
+    else:
+        data = await body(request, AudienceCreate)
+        name = check_name(data.name)
+    writer = AudienceWriter(app[db_key], app[clock_key], config.default_region, request[workspace_key], name,
+                            uploads=app[uploads_key])
+    await writer.begin()
     try:
-        for start in range(0, len(data.numbers), 5000):
-            await writer.add(data.numbers[start : start + 5000])
+        if csv_body:
+            await _stream_csv(request, writer, config.max_csv_body)
+        else:
+            for start in range(0, len(data.numbers), 5000):
+                await writer.add(data.numbers[start : start + 5000])
+        result = await writer.finish()
     except BaseException:
         await writer.abort()
         raise
-    return json_response(await writer.finish(), status=201)
+    return json_response(result, status=201)
 
 
 async def _stream_csv(request: web.Request, writer: AudienceWriter, limit: int) -> None:
-    """Read the CSV line by line from the socket: the body is never whole in memory."""
-    column: int | None = None
-    total = 0
-    chunk: list[str | None] = []
-    line_no = 0
-    async for raw_line in request.content:
-        total += len(raw_line)
-        if total > limit:
-            raise TooLarge(f"body: the CSV is larger than the limit of {limit} bytes", field="body")
-        line_no += 1
-        try:
-            text = raw_line.decode("utf-8-sig" if line_no == 1 else "utf-8")
-        except UnicodeDecodeError:
-            raise Invalid(f"body: line {line_no} is not UTF-8", field="body") from None
-        if not text.strip() and column is not None:
-            continue
-        fields = next(csv.reader(io.StringIO(text)), [])
-        if column is None:
-            header = [f.strip().lower() for f in fields]
-            if "phone" not in header:
-                raise Invalid("phone: the CSV header row needs a 'phone' column", field="phone")
-            column = header.index("phone")
-            continue
-        chunk.append(fields[column] if column < len(fields) else None)
-        if len(chunk) >= 5000:
-            await writer.add(chunk)
-            chunk = []
-    if column is None:
-        raise Invalid("phone: the CSV is empty; it needs a header row with a 'phone' column", field="phone")
-    if chunk:
-        await writer.add(chunk)
+    """Read the CSV as it arrives: the body is never whole in memory (see phone_csv)."""
+    reader = PhoneColumnReader()
+    batch: list[str | None] = []
+    try:
+        async for chunk in chunks(request, limit):
+            batch += reader.feed(chunk)
+            if len(batch) >= 5000:
+                await writer.add(batch)
+                batch = []
+        batch += reader.finish()
+    except CsvError as exc:
+        field = "phone" if "'phone' column" in str(exc) else "body"
+        raise Invalid(f"{field}: {exc}", field=field) from None
+    if batch:
+        await writer.add(batch)
 
 
 @routes.get("/api/v1/audiences")
@@ -156,7 +146,8 @@ async def delete_task(request: web.Request) -> web.Response:
 async def task_messages(request: web.Request) -> web.Response:
     q = request.query
     page = await request.app[tasks_key].messages(
-        request[workspace_key], _id(request), paging.limit_of(q.get("limit")), paging.decode(q.get("cursor")), q.get("result")
+        request[workspace_key], _id(request), paging.limit_of(q.get("limit")), paging.decode(q.get("cursor")), q.get("result"),
+        q.get("q"),
     )
     return json_response(page)
 
@@ -171,7 +162,8 @@ async def task_audience(request: web.Request) -> web.Response:
 # -- platforms -------------------------------------------------------------------------------
 @routes.get("/api/v1/platforms")
 async def list_platforms(request: web.Request) -> web.Response:
-    items = [p.describe() for _, p in sorted(request.app[platforms_key].items())]
+    ws = request[workspace_key]
+    items = [p.for_workspace(ws).describe() for _, p in sorted(request.app[platforms_key].items())]
     return json_response({"items": items, "next_cursor": None})
 
 
@@ -187,12 +179,14 @@ async def get_clock(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/clock/advance")
 async def advance_clock(request: web.Request) -> web.Response:
+    require_admin(request)
     clock = request.app[clock_key]
     data = await body(request, ClockAdvance)
     if not clock.can_advance:
         raise Conflict("the service runs on the wall clock, which cannot be advanced; start it with --clock virtual", code="clock_not_virtual")
-    if not 0 < data.seconds <= 10 * 365 * 86400:
-        raise Invalid("seconds: must be above 0 and at most ten years", field="seconds")
+    if clock.now() + data.seconds > MAX_TIME:
+        raise Invalid(f"seconds: the clock stops at {to_rfc3339(MAX_TIME)}; it can move at most"
+                      f" {max(MAX_TIME - clock.now(), 0):.0f} seconds more", field="seconds")
     await request.app[engine_key].advance(data.seconds)
     return json_response(_clock_json(clock))
 
@@ -205,17 +199,20 @@ async def unmatched_receipts(request: web.Request) -> web.Response:
     and leaves this list.)"""
     q = request.query
     limit, cursor = paging.limit_of(q.get("limit")), paging.decode(q.get("cursor"))
-    where, args = ["matched=0", "id > ?"], [cursor if cursor is not None else -1]
+    # a workspace sees the receipts its tokens posted; an admin also those the platforms pushed
+    # themselves (they belong to no workspace until matched)
+    scope = "(workspace_id = ? OR workspace_id IS NULL)" if request[principal_key].admin else "workspace_id = ?"
+    where, args = ["matched=0", scope], [request[workspace_key]]
     if q.get("platform"):
         where.append("platform=?")
         args.append(q["platform"])
     db = request.app[db_key]
+    (total,) = await db.fetchone(f"SELECT COUNT(*) FROM unmatched_receipts WHERE {' AND '.join(where)}", args)
     rows = await db.fetchall(
         "SELECT id, platform, platform_id, part, status, code, message, at, received_at FROM unmatched_receipts"
-        f" WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
-        (*args, limit + 1),
+        f" WHERE {' AND '.join(where)} AND id > ? ORDER BY id LIMIT ?",
+        (*args, cursor if cursor is not None else -1, limit + 1),
     )
-    (total,) = await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts WHERE matched=0")
     more = len(rows) > limit
     rows = rows[:limit]
     items = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from aiohttp import web
@@ -11,9 +12,11 @@ from gateway.errors import NotFound
 from gateway.platform import WebhookRejected
 
 from .bodies import json_response, read
-from .keys import clock_key, db_key, metrics_key, platforms_key, sink_key, tokens_key
-from .middleware import error_body
+from .keys import clock_key, db_key, engine_key, metrics_key, platforms_key, sink_key, tokens_key
+from .middleware import error_body, require_admin
 from .openapi import openapi_document
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 routes = web.RouteTableDef()
@@ -21,12 +24,28 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    await request.app[db_key].fetchone("SELECT 1")
-    return json_response({"status": "ok", "clock": request.app[clock_key].mode})
+    """200 when the service works; 503 naming what does not: a database that cannot be read, a
+    writer whose last transaction failed on the storage (a full disk) and none committed since,
+    an engine step that has run for over a minute (the clock's rules are not being applied)."""
+    app = request.app
+    db = app[db_key]
+    checks: dict = {}
+    try:
+        await db.fetchone("SELECT 1")
+        checks["database"] = {"status": "ok"}
+    except Exception as exc:
+        checks["database"] = {"status": "failing", "error": str(exc)}
+    checks["writer"] = {"status": "failing", "error": db.write_error} if db.write_error else {"status": "ok"}
+    if engine_key in app:
+        checks["engine"] = app[engine_key].health()
+    healthy = all(c["status"] == "ok" for c in checks.values())
+    body = {"status": "ok" if healthy else "degraded", "clock": app[clock_key].mode, "checks": checks}
+    return json_response(body, status=200 if healthy else 503)
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    require_admin(request)
     m = request.app[metrics_key]
     for status, count in await request.app[db_key].fetchall("SELECT status, COUNT(*) FROM tasks GROUP BY status"):
         m.tasks_by_status.labels(status).set(count)
@@ -39,25 +58,52 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document())
 
 
+WEBHOOK_REFUSED = ("the receipts were not accepted: they need the platform's signature or a valid bearer token,"
+                   " and this request has neither")
+
+
+def _refused() -> web.Response:
+    response = error_body(401, "webhook_rejected", WEBHOOK_REFUSED)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="smslab"'
+    return response
+
+
 @routes.post("/api/v1/platforms/{name}/receipts")
 async def platform_receipts(request: web.Request) -> web.Response:
-    """Receipts pushed by a platform. The plugin verifies them (signatures, or for the simulated
-    carrier a bearer token); the answer comes only after they are committed."""
+    """Receipts pushed by a platform. The plugin verifies them (signatures), or for a platform
+    that takes them from people (the simulated carrier: QA injecting receipts) the caller's
+    bearer token, whose workspace they are then confined to. The answer comes only after they
+    are committed.
+
+    Every unauthenticated refusal is the same 401, whether or not a platform of that name is
+    installed, so the route cannot be used to learn which platforms are (the detail is logged)."""
+    app = request.app
     name = request.match_info["name"]
-    platform = request.app[platforms_key].get(name)
+    platform = app[platforms_key].get(name)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    principal = await app[tokens_key].lookup(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
     if platform is None:
+        if principal is None:
+            return _refused()
         raise NotFound(f"no platform named {name!r}")
+    workspace = None
     if getattr(platform, "webhook_requires_token", False):
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or await request.app[tokens_key].lookup(token.strip()) is None:
-            return error_body(401, "unauthorized", "missing or invalid bearer token")
+        if principal is None:
+            return _refused()
+        workspace = principal.workspace_id
     raw = await read(request)
     try:
-        receipts = platform.parse_webhook(dict(request.headers), raw, request.app[clock_key].now())
+        receipts = platform.parse_webhook(dict(request.headers), raw, app[clock_key].now())
     except WebhookRejected as exc:
-        return error_body(exc.status, "webhook_rejected" if exc.status == 401 else "invalid_request", str(exc))
-    await request.app[sink_key].deliver(name, receipts)
+        if exc.status == 401 or (exc.status == 404 and principal is None):
+            log.info("receipts for platform %s refused: %s", name, exc)
+            return _refused()
+        message = str(exc)
+        field = message.split(": ", 1)[0] if exc.status == 400 and ": " in message else None
+        return error_body(exc.status, "invalid_request" if exc.status == 400 else "not_found", message,
+                          field if field and " " not in field else None)
+    await app[sink_key].deliver(name, receipts, workspace=workspace)
     return json_response({"accepted": len(receipts)})
 
 

@@ -16,10 +16,21 @@ routes = web.RouteTableDef()
 
 
 def _carrier(request: web.Request):
+    """The caller's workspace's simulated carrier: each workspace has its own profile, presets,
+    reset and ground truth."""
     carrier = request.app[platforms_key].get("sim")
     if carrier is None:
         raise NotFound("the simulated carrier (platform 'sim') is not loaded")
-    return carrier
+    return carrier.for_workspace(request[workspace_key])
+
+
+def _active_preset(profile) -> str | None:
+    """The preset the profile is, field for field (a preset changed by a PATCH is none)."""
+    current = profiles.to_builtins(profile)
+    for name in profiles.preset_names():
+        if profiles.to_builtins(profiles.load_preset(name)) == current:
+            return name
+    return None
 
 
 @routes.get("/api/v1/simulator/profile")
@@ -54,11 +65,13 @@ async def reset_carrier(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/simulator/presets")
 async def list_presets(request: web.Request) -> web.Response:
+    active = _active_preset(_carrier(request).profile)
     items = [
-        {"name": n, "description": profiles.preset_description(n), "profile": profiles.to_builtins(profiles.load_preset(n))}
+        {"name": n, "description": profiles.preset_description(n), "active": n == active,
+         "profile": profiles.to_builtins(profiles.load_preset(n))}
         for n in profiles.preset_names()
     ]
-    return json_response({"items": items, "next_cursor": None})
+    return json_response({"items": items, "active": active, "next_cursor": None})
 
 
 @routes.post("/api/v1/simulator/presets/{name}")
@@ -79,10 +92,9 @@ async def ground_truth(request: web.Request) -> web.Response:
     raw = request.query.get("task_id")
     if not raw:
         raise Invalid("task_id: required", field="task_id")
-    try:
-        task_id = int(raw)
-    except ValueError:
-        raise Invalid("task_id: must be an integer", field="task_id") from None
+    task_id = paging.parse_id(raw)
+    if task_id is None:
+        raise Invalid("task_id: a task id (digits)", field="task_id")
     row = await request.app[db_key].fetchone("SELECT 1 FROM tasks WHERE id=? AND workspace_id=?", (task_id, request[workspace_key]))
     if row is None:
         raise NotFound(f"task {task_id} not found")

@@ -22,11 +22,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import Mapping
+from typing import Annotated, Mapping
 
 import msgspec
 
-from gateway.clock import parse_rfc3339, to_rfc3339
+from gateway.clock import MAX_TIME, in_range, parse_rfc3339, to_rfc3339
 from gateway.platform import Receipt, WebhookRejected
 
 TIMESTAMP_HEADER = "X-Smslab-Timestamp"
@@ -35,13 +35,16 @@ SCHEME = "sha256"
 TOLERANCE = 300.0  # seconds a signed request stays acceptable (either way, for clock skew)
 
 
+MAX_PART = 62  # parts are tracked as bits of a 64-bit mask (a message has at most 63 parts)
+
+
 class WireReceipt(msgspec.Struct, forbid_unknown_fields=True):
-    platform_id: str
+    platform_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     status: str
     at: str | float | None = None
-    part: int | None = None
-    code: str | None = None
-    message: str | None = None
+    part: Annotated[int, msgspec.Meta(ge=0, le=MAX_PART)] | None = None
+    code: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    message: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
 
 
 class WireReceipts(msgspec.Struct, forbid_unknown_fields=True):
@@ -97,14 +100,16 @@ def verify(secret: str | bytes, headers: Mapping[str, str], body: bytes, *, now:
     sig = _header(headers, SIGNATURE_HEADER)
     if not ts_text or not sig:
         raise WebhookRejected(f"unsigned webhook: {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} are required", status=401)
-    try:
-        ts = int(ts_text.strip())
-    except ValueError:
-        raise WebhookRejected(f"{TIMESTAMP_HEADER}: not unix seconds", status=401) from None
-    expected = signature(secret, ts, body)
-    # a header may carry several signatures (key rotation), comma separated: any may match
-    candidates = [s.strip() for s in sig.split(",") if s.strip()]
-    if not any(hmac.compare_digest(expected.encode(), c.encode()) for c in candidates):
+    ts_text = ts_text.strip()
+    if not (ts_text.isascii() and ts_text.isdigit() and len(ts_text) <= 12):
+        raise WebhookRejected(f"{TIMESTAMP_HEADER}: not unix seconds", status=401)
+    ts = int(ts_text)
+    expected = signature(secret, ts, body).encode()
+    # a header may carry several signatures (key rotation), comma separated: any may match. A
+    # header is whatever bytes the client sent (non-ASCII arrives as surrogate escapes), so the
+    # candidates are compared as those bytes: a mismatch, never an error
+    candidates = [c.strip().encode("utf-8", "surrogateescape") for c in sig.split(",") if c.strip()]
+    if not any(hmac.compare_digest(expected, c) for c in candidates):
         raise WebhookRejected(f"{SIGNATURE_HEADER}: the signature does not match", status=401)
     references = [time.time() if now is None else now]
     if also_now is not None:
@@ -132,20 +137,20 @@ def decode_receipts(body: bytes, now: float, error_text=None) -> list[Receipt]:
     """Receipts from a (verified) webhook body. Raises WebhookRejected(status=400) naming the field."""
     try:
         pushed = _decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise WebhookRejected(f"body: {exc}", status=400) from None
+    except msgspec.ValidationError as exc:
+        from gateway.web.bodies import field_error
+
+        raise WebhookRejected(field_error(exc).message, status=400) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise WebhookRejected(f"body: malformed JSON ({exc})", status=400) from None
     out: list[Receipt] = []
     append = out.append
     texts: dict[str, str | None] = {}  # error_text per code, looked up once per body
     for i, r in enumerate(pushed.receipts):
         status = r.status
         if status != "delivered" and status != "failed":
-            raise WebhookRejected(f"receipts[{i}].status: delivered or failed", status=400)
-        if not r.platform_id:
-            raise WebhookRejected(f"receipts[{i}].platform_id: must not be empty", status=400)
+            raise WebhookRejected(f"receipts.{i}.status: delivered or failed", status=400)
         part = r.part
-        if part is not None and part < 0:
-            raise WebhookRejected(f"receipts[{i}].part: must be 0 or more", status=400)
         at = r.at
         if at is None:
             at = now
@@ -153,7 +158,9 @@ def decode_receipts(body: bytes, now: float, error_text=None) -> list[Receipt]:
             try:
                 at = parse_rfc3339(at)
             except ValueError:
-                raise WebhookRejected(f"receipts[{i}].at: not an RFC 3339 time", status=400) from None
+                raise WebhookRejected(f"receipts.{i}.at: not an RFC 3339 time between 1970 and the year 9000", status=400) from None
+        elif not in_range(at):
+            raise WebhookRejected(f"receipts.{i}.at: epoch seconds between 0 and {MAX_TIME:.0f}, or an RFC 3339 time", status=400)
         else:
             at = float(at)
         code = r.code or ("DELIVERED" if status == "delivered" else "UNDELIV")

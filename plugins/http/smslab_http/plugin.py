@@ -10,6 +10,7 @@ extras key     environment variable         default
 ``name``       ``SMSLAB_HTTP_NAME``         ``http``
 ``url``        ``SMSLAB_HTTP_CARRIER_URL``  ``http://127.0.0.1:9090``
 ``secret``     ``SMSLAB_HTTP_SECRET``       (none: the platform is not registered)
+``token``      ``SMSLAB_HTTP_CARRIER_TOKEN`` (none) the carrier's ``--token`` for its API
 ``timeout``    ``SMSLAB_HTTP_TIMEOUT``      ``30`` (seconds per submission)
 =============  ===========================  ==========================
 """
@@ -27,8 +28,9 @@ import aiohttp
 import msgspec
 
 from gateway.hookspecs import hookimpl
+from gateway.wire.codes import error_text
 from gateway.platform import Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult, Throttled
-from simulator import webhooks
+from gateway.wire import webhooks
 
 log = logging.getLogger("smslab.http")
 
@@ -40,6 +42,7 @@ class Settings:
     name: str = "http"
     url: str = "http://127.0.0.1:9090"
     secret: str = ""
+    token: str = ""
     timeout: float = 30.0
 
     @classmethod
@@ -50,6 +53,7 @@ class Settings:
         s.name = str(given.get("name") or env.get("SMSLAB_HTTP_NAME") or s.name)
         s.url = str(given.get("url") or given.get("carrier_url") or env.get("SMSLAB_HTTP_CARRIER_URL") or s.url).rstrip("/")
         s.secret = str(given.get("secret") or env.get("SMSLAB_HTTP_SECRET") or "")
+        s.token = str(given.get("token") or env.get("SMSLAB_HTTP_CARRIER_TOKEN") or "")
         s.timeout = float(given.get("timeout") or env.get("SMSLAB_HTTP_TIMEOUT") or s.timeout)
         return s
 
@@ -102,7 +106,8 @@ class HttpCarrier(Platform):
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self, ctx: PlatformContext) -> None:
         self.ctx = ctx
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.timeout))
+        headers = {"Authorization": f"Bearer {self.settings.token}"} if self.settings.token else None
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.timeout), headers=headers)
         if not self.settings.secret:
             log.info("platform %s: no SMSLAB_HTTP_SECRET; every webhook will be refused", self.name)
         await self._refresh_profile()
@@ -210,13 +215,9 @@ class HttpCarrier(Platform):
         """401 for a missing or wrong signature or a timestamp more than 5 minutes from now (the
         wall clock, or the service clock when it is virtual); 400 for a body that does not decode."""
         webhooks.verify(self.settings.secret, headers, body, also_now=now)
-        return webhooks.decode_receipts(body, now, _error_text)
+        return webhooks.decode_receipts(body, now, error_text)
 
 
-def _error_text(code: str | None) -> str | None:
-    from simulator.carrier import error_text
-
-    return error_text(code)
 
 
 @hookimpl
@@ -226,6 +227,14 @@ def smslab_register_platforms(config):
     extras = getattr(config, "extras", None) or {}
     settings = Settings.resolve(extras)
     if not settings.secret:
-        log.warning("smslab-http is installed but SMSLAB_HTTP_SECRET is not set: platform %r not registered", settings.name)
+        global _told
+        if not _told:  # once per process, and only for whoever asked to see info
+            _told = True
+            log.info("platform %r is off: to send through `smslab carrier`, set SMSLAB_HTTP_SECRET to the carrier's"
+                     " --secret (and SMSLAB_HTTP_CARRIER_URL, SMSLAB_HTTP_CARRIER_TOKEN if it is not at %s without one)",
+                     settings.name, Settings.url)
         return []
     return [HttpCarrier(settings)]
+
+
+_told = False

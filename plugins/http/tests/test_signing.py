@@ -1,4 +1,4 @@
-"""Signing and verification of receipt webhooks (simulator.webhooks) and the plugin's parse_webhook."""
+"""Signing and verification of receipt webhooks (gateway.wire.webhooks) and the plugin's parse_webhook."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import pytest
 
 from gateway.platform import WebhookRejected
-from simulator import webhooks
+from gateway.wire import webhooks
 from smslab_http.plugin import HttpCarrier, Settings
 
 SECRET = "s3cret"
