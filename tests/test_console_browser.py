@@ -111,7 +111,7 @@ def service(tmp_path_factory):
         yield Service(os.environ["SMSLAB_CONSOLE_URL"], os.environ["SMSLAB_CONSOLE_TOKEN"])
         return
     db = tmp_path_factory.mktemp("console") / "smslab.db"
-    created = _cli("token", "create", "--workspace", "console-test", "--db", str(db))
+    created = _cli("token", "create", "--workspace", "console-test", "--db", str(db), "--admin")
     assert created.returncode == 0, f"token create failed:\n{created.stdout}\n{created.stderr}"
     token = created.stdout.strip().splitlines()[-1].strip()
     port = _free_port()
@@ -391,7 +391,7 @@ def test_full_journey(service, browser):
     for r in rows.all():
         assert r.get_attribute("data-result") == "failed"
     first_reason = rows.first.get_by_test_id("failure-reason").first.inner_text()
-    assert re.match(r"^\S+: .+", first_reason), first_reason
+    assert re.match(r"^(Parts? [\d–, ]+: )?\S+( ×\d+)? — .+", first_reason), first_reason
     assert re.fullmatch(r"\D*\d{4}", rows.first.get_by_test_id("message-number").inner_text())
     _shot(page, "04-details-failed-1280")
 
@@ -454,6 +454,8 @@ def test_narrow_screen(service, browser):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     _shot(page, "09-new-task-390")
     page.get_by_test_id("nav-testbed").click()
+    expect(page.get_by_test_id("profile-summary")).to_be_visible()
+    page.get_by_test_id("profile-editor-toggle").click()
     expect(page.get_by_test_id("profile-json")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     _shot(page, "10-testbed-390")
@@ -552,5 +554,499 @@ def test_csv_template_live_progress_and_delete(service, browser):
     page.get_by_test_id("tasks-prev").click()
     expect(page.get_by_test_id("tasks-page")).to_have_text("Page 1")
     expect(page.get_by_test_id("task-row")).to_have_count(20)
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+# ---------------------------------------------------------------------------- issue items 28–32
+#
+# A module-scoped fixture makes, through the API, what these tests look at: a 1,200-number task of
+# three-part messages (some numbers skipped for each reason, one refused by the platform, one whose
+# receipts come 73 hours late), and two tasks that fail (every number refused; no valid number).
+
+BIG_PROFILE = {
+    "seed": 11,
+    "outcomes": {"delivered": 0.5, "failed": 0.5, "missing": 0},
+    "failure_codes": {"UNDELIV": 1},
+    "receipt_delay": {"kind": "fixed", "seconds": 1},
+    "duplicate_rate": 0.5,
+    "part_policy": "all",
+    "moderation": {"banned_words": [], "review_seconds": 0},
+}
+BIG_VALID = [f"+86139{i:08d}" for i in range(1195)]
+REFUSED_NUMBER = "+15005550001"  # a magic number: refused at submission
+LATE_NUMBER = "+15005550031"  # a magic number: delivered after 73 hours, after RECEIPT_TIMEOUT
+BIG_LINES = BIG_VALID + [BIG_VALID[0], "", "12ab-not-a-number", REFUSED_NUMBER, LATE_NUMBER]  # 1,200
+# 180 characters; with the signature 【smslab】 (UCS-2: 67 characters a part) that is 3 parts
+BIG_TEXT = ("Three parts: " + "abcdefghij" * 20)[:180]
+WIDTHS = [1280, 390]
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def _ok(result, status=200):
+    code, body = result
+    assert code == status, body
+    return body
+
+
+def _new_api_task(service, name: str, audience_id: int, text: str) -> dict:
+    return _ok(service.api("POST", "/tasks", {
+        "name": name, "platform": "sim", "sms_type": "marketing", "signature": "smslab",
+        "content": {"text": text}, "audience_id": audience_id, "send_type": "immediate", "sub_activities": [],
+    }), 201)
+
+
+def _wait_task(service, task_id: int, pred, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        task = _ok(service.api("GET", f"/tasks/{task_id}"))
+        if pred(task):
+            return task
+        assert time.monotonic() < deadline, task
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def big(service):
+    _ok(service.api("PUT", "/simulator/profile", BIG_PROFILE))
+    crowd = _ok(service.api("POST", "/audiences", {"name": "Big crowd", "numbers": BIG_LINES}), 201)
+    refused = _ok(service.api("POST", "/audiences", {"name": "Refused crowd", "numbers": [REFUSED_NUMBER, "+15005550004"]}), 201)
+    hopeless = _ok(service.api("POST", "/audiences", {"name": "Hopeless crowd", "numbers": ["", "12ab"]}), 201)
+    task = _new_api_task(service, "Big send", crowd["id"], BIG_TEXT)
+    failed_refused = _new_api_task(service, "All refused", refused["id"], "Hello")
+    failed_empty = _new_api_task(service, "Nothing to send", hopeless["id"], "Hello")
+    _ok(service.api("POST", "/clock/advance", {"seconds": 300}))
+    _wait_task(service, task["id"], lambda t: t["pending"] == 1 and t["sent"] == 1196)
+    _ok(service.api("POST", "/clock/advance", {"seconds": 73 * 3600 + 60}))
+    task = _wait_task(service, task["id"], lambda t: t["status"] == "completed" and t["late_receipts"] > 0)
+    for t in (failed_refused, failed_empty):
+        _wait_task(service, t["id"], lambda x: x["status"] == "failed")
+    return {
+        "task": task,
+        "refused": _ok(service.api("GET", f"/tasks/{failed_refused['id']}")),
+        "empty": _ok(service.api("GET", f"/tasks/{failed_empty['id']}")),
+    }
+
+
+def _open_details(page, service, task_id: int) -> None:
+    page.goto(f"{service.base}/#/tasks/{task_id}")
+    expect(page.get_by_test_id("detail-name")).to_be_visible(timeout=WAIT_MS)
+
+
+def _no_overflow(page, width: int) -> None:
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "nothing may scroll sideways"
+
+
+# -- 28: failure reasons name their part, identical ones are grouped
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_failure_reasons_show_parts(service, browser, big, width):
+    page = _new_page(browser, width)
+    _sign_in(page, service)
+    _open_details(page, service, big["task"]["id"])
+    page.get_by_test_id("messages-result").select_option("failed")
+    rows = page.get_by_test_id("message-row")
+    expect(rows).to_have_count(20)
+    for row in rows.all()[:10]:
+        lines = row.get_by_test_id("failure-reason").all_inner_texts()
+        assert lines, "a failed number shows its reasons"
+        assert len(lines) == len(set(lines)), f"a reason is repeated: {lines}"
+        for line in lines:
+            m = re.fullmatch(r"(Parts?) ([\d–, ]+): UNDELIV — .+", line)
+            assert m, line
+            numbers = [int(x) for x in re.findall(r"\d+", m.group(2))]
+            assert all(1 <= n <= 3 for n in numbers), f"parts are 1-based, of 3: {line}"
+    _no_overflow(page, width)
+    page.get_by_test_id("detail-messages").evaluate("e => e.scrollIntoView()")
+    _shot(page, f"20-reasons-parts-{width}", full_page=False)
+
+    # receipts that name no part: identical ones are counted; different ones keep their own lines
+    def fake(route):
+        route.fulfill(status=200, content_type="application/json", body=json.dumps({
+            "items": [{
+                "number_masked": "*********1234", "result": "failed", "receipt_at": "2026-01-01T00:00:00Z", "segments": 4,
+                "failure_reasons": [
+                    {"code": "UNDELIV", "message": "the message could not be delivered"},
+                    {"code": "UNDELIV", "message": "the message could not be delivered"},
+                    {"code": "UNDELIV", "message": "the message could not be delivered"},
+                    {"code": "EXPIRED", "message": "validity period expired", "part": 1},
+                    {"code": "UNDELIV", "message": "the message could not be delivered", "part": 0},
+                    {"code": "UNDELIV", "message": "the message could not be delivered", "part": 2},
+                    {"code": "UNDELIV", "message": "the message could not be delivered", "part": 3},
+                ],
+            }],
+            "total": 1, "next_cursor": None,
+        }))
+
+    page.route(re.compile(r".*/api/v1/tasks/\d+/messages.*"), fake)
+    page.get_by_test_id("messages-result").select_option("")
+    expect(page.get_by_test_id("message-row")).to_have_count(1)
+    lines = page.get_by_test_id("failure-reason").all_inner_texts()
+    assert lines == [
+        "Parts 1, 3–4: UNDELIV — the message could not be delivered",
+        "UNDELIV ×3 — the message could not be delivered",
+        "Part 2: EXPIRED — validity period expired",
+    ], lines
+    page.get_by_test_id("detail-messages").evaluate("e => e.scrollIntoView()")
+    _shot(page, f"21-reasons-grouped-{width}", full_page=False)
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+# -- 29: every tooltip stays inside the viewport
+
+
+def _assert_tip_inside(page, anchor, how: str) -> None:
+    tip = anchor.locator(":scope > [data-testid=tooltip]")
+    expect(tip).to_be_visible()
+    box = tip.bounding_box()
+    vw, vh = page.evaluate("[document.documentElement.clientWidth, document.documentElement.clientHeight]")
+    text = tip.inner_text()
+    assert box is not None
+    assert box["x"] >= 0 and box["y"] >= 0, f"{how}: tooltip {text!r} leaves the viewport at the top/left: {box}"
+    assert box["x"] + box["width"] <= vw + 0.5, f"{how}: tooltip {text!r} is clipped on the right: {box}, viewport {vw}"
+    assert box["y"] + box["height"] <= vh + 0.5, f"{how}: tooltip {text!r} opens below the viewport: {box}, viewport {vh}"
+
+
+def _room_around(page) -> None:
+    """Room above and below the page, so that any element can be scrolled to either edge of the viewport."""
+    page.evaluate("(() => { const v = document.querySelector('#view'); v.style.paddingTop = '1200px'; v.style.paddingBottom = '1200px'; })()")
+
+
+def _check_tips(page, root_selector: str, limit: int = 40) -> int:
+    _room_around(page)
+    anchors = page.locator(f"{root_selector} .has-tip")
+    checked = 0
+    for i in range(min(anchors.count(), limit)):
+        anchor = anchors.nth(i)
+        if not anchor.is_visible():
+            continue
+        # at the bottom edge of the viewport, hovered: it must open above, inside the viewport
+        anchor.evaluate("e => e.scrollIntoView({block: 'end', inline: 'nearest'})")
+        anchor.hover()
+        _assert_tip_inside(page, anchor, "hovered at the bottom")
+        page.mouse.move(1, 1)
+        # at the top, focused with the keyboard: below it, inside the viewport
+        anchor.evaluate("e => e.scrollIntoView({block: 'start', inline: 'nearest'})")
+        anchor.focus()
+        _assert_tip_inside(page, anchor, "focused at the top")
+        anchor.evaluate("e => e.blur()")
+        checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_tooltips_stay_inside_viewport(service, browser, big, width):
+    page = _new_page(browser, width, 844 if width < 500 else 900)
+    _sign_in(page, service)
+    expect(_row(page, "All refused")).to_be_visible()
+    # Execution Failed reasons, locked Edit/Delete, sub-activities: every tooltip on the first page
+    assert _check_tips(page, "#task-table") >= 6
+    # for the eye: a reason at the bottom edge opens above, a locked Edit at the top opens below
+    status = _row(page, "All refused").get_by_test_id("task-status")
+    status.evaluate("e => e.scrollIntoView({block: 'end'})")
+    status.hover()
+    assert status.get_by_test_id("tooltip").get_attribute("data-placement") == "above"
+    _shot(page, f"22-list-tooltip-above-{width}", full_page=False)
+    locked = _row(page, "All refused").get_by_test_id("action-edit-locked")
+    locked.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.mouse.move(1, 1)
+    locked.focus()
+    assert locked.get_by_test_id("tooltip").get_attribute("data-placement") == "below"
+    _shot(page, f"22b-list-tooltip-below-{width}", full_page=False)
+    locked.evaluate("e => e.blur()")
+    # the details page head: status reason and locked actions
+    _open_details(page, service, big["refused"]["id"])
+    assert _check_tips(page, ".page-head") >= 3
+    page.get_by_test_id("detail-edit-locked").hover()
+    _shot(page, f"23-details-tooltip-{width}", full_page=False)
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+# -- 30: the create form checks every field, shows each error at its input and clears it
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_task_form_field_errors(service, browser, big, width):
+    page = _new_page(browser, width)
+    _sign_in(page, service)
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method in ("POST", "PATCH") and "/api/v1/tasks" in r.url else None)
+    page.get_by_test_id("nav-new-task").click()
+    expect(page.get_by_test_id("task-form")).to_be_visible()
+    page.get_by_test_id("task-form-send-scheduled").check()
+    page.get_by_test_id("task-form-send-at").fill("")
+    page.get_by_test_id("task-form-submit").click()
+
+    banner = page.get_by_test_id("task-form-error")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("Fix the 4 fields marked below")
+    for key, input_id in [("name", "task-form-name"), ("text", "task-form-text"), ("audience", "task-form-audience"),
+                          ("send_at", "task-form-send-at")]:
+        err = page.locator(f".field[data-field={key}]").get_by_test_id(f"task-form-error-{key}")
+        expect(err).to_be_visible()
+        assert err.inner_text().strip()
+        # next to its input: inside the same field, right below it
+        field = page.locator(f".field[data-field={key}]")
+        expect(field.get_by_test_id(input_id)).to_have_attribute("aria-invalid", "true")
+        ib, eb = field.get_by_test_id(input_id).bounding_box(), err.bounding_box()
+        assert 0 <= eb["y"] - (ib["y"] + ib["height"]) < 80, (key, ib, eb)
+    assert "Expected" not in page.locator("#task-form").inner_text()
+    assert posts == [], "nothing is sent while a field is wrong"
+    _no_overflow(page, width)
+    _shot(page, f"24-form-errors-{width}")
+
+    # each error goes as soon as its field is fixed; the banner counts what is left, then goes
+    page.get_by_test_id("task-form-name").fill("Form check")
+    expect(page.get_by_test_id("task-form-error-name")).to_be_hidden()
+    expect(banner).to_contain_text("Fix the 3 fields")
+    page.get_by_test_id("task-form-text").fill("Hello there")
+    expect(page.get_by_test_id("task-form-error-text")).to_be_hidden()
+    page.get_by_test_id("task-form-send-in-60").click()
+    expect(page.get_by_test_id("task-form-error-send_at")).to_be_hidden()
+    expect(banner).to_contain_text("Fix the field marked below: Audience")
+    option = page.get_by_test_id("task-form-audience").locator("option").filter(has_text=re.compile(r"^Big crowd \("))
+    page.get_by_test_id("task-form-audience").select_option(option.first.get_attribute("value"))
+    expect(page.get_by_test_id("task-form-error-audience")).to_be_hidden()
+    expect(banner).to_have_count(0)
+
+    # the service's errors go next to the field they name: a taken name (409, field "name") ...
+    page.get_by_test_id("task-form-name").fill("Big send")
+    page.get_by_test_id("task-form-submit").click()
+    name_err = page.get_by_test_id("task-form-error-name")
+    expect(name_err).to_contain_text("already exists")
+    expect(banner).to_contain_text("Name")
+    page.get_by_test_id("task-form-name").fill("Big send 2")
+    expect(name_err).to_be_hidden()
+    expect(banner).to_have_count(0)
+
+    # ... and a dotted field ("sub_activities.0.name") goes to its input too
+    page.route(re.compile(r".*/api/v1/tasks$"), lambda route: route.fulfill(
+        status=400, content_type="application/json", body=json.dumps({"error": {
+            "code": "invalid", "field": "sub_activities.0.name",
+            "message": "sub_activities.0.name: must not contain the control character U+0007"}})))
+    page.get_by_test_id("task-form-sub-activities").fill("A1:Launch")
+    page.get_by_test_id("task-form-submit").click()
+    subs_err = page.get_by_test_id("task-form-error-sub_activities")
+    expect(subs_err).to_have_text("Sub-activity 1 (name): must not contain the control character U+0007.")
+    _shot(page, f"25-form-server-error-{width}", full_page=False)
+    page.get_by_test_id("task-form-sub-activities").fill("A1:Launch day")
+    expect(subs_err).to_be_hidden()
+    expect(banner).to_have_count(0)
+    page.unroute(re.compile(r".*/api/v1/tasks$"))
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+# -- 31: numbers list total, page size and search; ground truth; presets and profile summary
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_numbers_total_page_size_and_search(service, browser, big, width):
+    task = big["task"]
+    page = _new_page(browser, width)
+    _sign_in(page, service)
+    _open_details(page, service, task["id"])
+    rng = page.get_by_test_id("messages-range")
+    expect(rng).to_have_text(f"1–20 of {_fmt(task['sent'])}")
+    expect(page.get_by_test_id("message-row")).to_have_count(20)
+    page.get_by_test_id("messages-limit").select_option("50")
+    expect(rng).to_have_text(f"1–50 of {_fmt(task['sent'])}")
+    expect(page.get_by_test_id("message-row")).to_have_count(50)
+    page.get_by_test_id("messages-next").click()
+    expect(rng).to_have_text(f"51–100 of {_fmt(task['sent'])}")
+    page.get_by_test_id("messages-result").select_option("failed")
+    expect(rng).to_have_text(f"1–50 of {_fmt(task['failed'])}")
+
+    # search by digits (a + and spaces are fine); the total is what the search found
+    page.get_by_test_id("messages-result").select_option("")
+    page.get_by_test_id("messages-q").fill("+86 139 0000 119")
+    page.get_by_test_id("messages-search").click()
+    _, found = service.api("GET", f"/tasks/{task['id']}/messages?q=861390000119&limit=50")
+    expect(rng).to_have_text(f"1–{found['total']} of {found['total']}")
+    expect(page.get_by_test_id("message-row")).to_have_count(found["total"])
+    assert found["total"] == 5  # +86139 0000 1190 … 1194
+    _no_overflow(page, width)
+    _shot(page, f"26-numbers-search-{width}", full_page=False)
+
+    # letters are refused next to the box, without asking the service
+    page.get_by_test_id("messages-q").fill("abc")
+    page.get_by_test_id("messages-search").click()
+    expect(page.get_by_test_id("messages-q-error")).to_contain_text("digits")
+    expect(page.get_by_test_id("message-row")).to_have_count(5)
+    page.get_by_test_id("messages-q").fill("")
+    expect(page.get_by_test_id("messages-q-error")).to_be_hidden()
+    page.get_by_test_id("messages-search").click()
+    expect(rng).to_have_text(f"1–50 of {_fmt(task['sent'])}")
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_ground_truth_view(service, browser, big, width):
+    task = big["task"]
+    page = _new_page(browser, width)
+    _sign_in(page, service)
+    _open_details(page, service, task["id"])
+    page.get_by_test_id("detail-ground-truth").click()
+    expect(page.get_by_test_id("truth-title")).to_be_visible()
+    assert page.url.endswith(f"#/tasks/{task['id']}/ground-truth")
+    rows = page.get_by_test_id("truth-row")
+    expect(rows).to_have_count(20)
+    expect(page.get_by_test_id("truth-range")).to_have_text("1–20")
+    _, first = service.api("GET", f"/simulator/ground-truth?task_id={task['id']}&limit=1")
+    item = first["items"][0]
+    row = rows.first
+    expect(row.get_by_test_id("truth-number")).to_have_text(item["number"])
+    expect(row.get_by_test_id("truth-outcome")).to_have_text(item["outcome"].capitalize())
+    expect(row.get_by_test_id("truth-expected")).to_have_text(re.compile(item["expected_result"].capitalize()))
+    expect(row.get_by_test_id("truth-receipt")).to_have_count(len(item["receipts"]))
+    expect(row.get_by_test_id("truth-receipt-part").first).to_have_text(re.compile(r"^Part 1 · "))
+    expect(row.get_by_test_id("truth-receipt-times").first).to_contain_text("due 20")
+    expect(row.get_by_test_id("truth-receipt-times").first).to_contain_text("sent to the gateway 20")
+    assert page.get_by_test_id("truth-flag-duplicate").count() > 0, "duplicates (rate 0.5) are flagged"
+    _no_overflow(page, width)
+    _shot(page, f"27-ground-truth-{width}", full_page=False)
+
+    page.get_by_test_id("truth-limit").select_option("100")
+    expect(rows).to_have_count(100)
+    page.get_by_test_id("truth-next").click()
+    expect(page.get_by_test_id("truth-range")).to_have_text("101–200")
+    page.get_by_test_id("truth-back").click()
+    expect(page.get_by_test_id("detail-name")).to_contain_text("Big send")
+
+    # a refused number and a swallowed receipt read as such
+    page.route(re.compile(r".*/api/v1/simulator/ground-truth.*"), lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps({"items": [
+            {"platform_id": None, "number": "+15005550001", "parts": 1, "submitted_at": "2026-01-01T00:00:00Z",
+             "outcome": "refused", "code": "21211", "submit_latency": 0, "rule": "number:+15005550001",
+             "expected_result": "refused", "receipts": []},
+            {"platform_id": "sim-1-9", "number": "+8613900000009", "parts": 1, "submitted_at": "2026-01-01T00:00:00Z",
+             "outcome": "delivered", "code": "DELIVERED", "submit_latency": 0, "rule": None,
+             "expected_result": "receipt_timeout", "receipts": [
+                 {"part": None, "status": "delivered", "code": "DELIVERED", "at": "2026-01-01T00:00:05Z",
+                  "duplicate": False, "swallowed": True, "emitted_at": None}]},
+        ], "next_cursor": None})))
+    page.get_by_test_id("detail-ground-truth").click()
+    expect(rows).to_have_count(2)
+    expect(rows.first.get_by_test_id("truth-outcome")).to_have_text("Refused at submission")
+    expect(rows.first.get_by_test_id("truth-rule")).to_have_text("Forced by the magic number +15005550001")
+    expect(rows.nth(1).get_by_test_id("truth-flag-swallowed")).to_be_visible()
+    expect(rows.nth(1).get_by_test_id("truth-expected")).to_contain_text("RECEIPT_TIMEOUT")
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_presets_active_marker_and_profile_summary(service, browser, width):
+    page = _new_page(browser, width)
+    _sign_in(page, service)
+    page.get_by_test_id("nav-testbed").click()
+    page.get_by_test_id("preset-activate-realistic").click()
+    expect(page.get_by_test_id("profile-saved")).to_contain_text("realistic")
+    markers = page.get_by_test_id("preset-active-marker")
+    expect(markers).to_have_count(1)
+    expect(page.locator("[data-preset=realistic]").get_by_test_id("preset-active-marker")).to_have_text("active")
+    summary = page.get_by_test_id("profile-summary")
+    expect(summary.get_by_test_id("summary-outcomes")).to_contain_text("90 % delivered · 7 % failed · 3 % no receipt")
+    expect(summary.get_by_test_id("summary-duplicates")).to_contain_text("1 % of receipts are sent twice")
+    expect(summary.get_by_test_id("summary-delay")).to_contain_text("about 5 s")
+    expect(summary.get_by_test_id("summary-throughput")).to_have_text("no limit")
+    expect(summary.get_by_test_id("summary-outages")).to_have_text("none")
+    _no_overflow(page, width)
+    _shot(page, f"28-testbed-realistic-{width}")
+
+    page.get_by_test_id("preset-activate-outage").click()
+    expect(page.locator("[data-preset=outage]").get_by_test_id("preset-active-marker")).to_be_visible()
+    expect(markers).to_have_count(1)
+    expect(summary.get_by_test_id("summary-outages")).to_contain_text("Submissions refused from 0 s after activation to 15 s after activation")
+
+    # a hand edit that makes the profile differ from every preset: no marker any more
+    page.get_by_test_id("profile-editor-toggle").click()
+    editor = page.get_by_test_id("profile-json")
+    expect(editor).to_be_visible()
+    profile = json.loads(editor.input_value())
+    profile["duplicate_rate"] = 0.25
+    profile["throughput_limit"] = 1500
+    editor.fill(json.dumps(profile, indent=2))
+    page.get_by_test_id("profile-save").click()
+    expect(page.get_by_test_id("profile-saved")).to_be_visible()
+    expect(markers).to_have_count(0)
+    expect(page.get_by_test_id("profile-active-preset")).to_contain_text("no preset")
+    expect(summary.get_by_test_id("summary-duplicates")).to_contain_text("25 %")
+    expect(summary.get_by_test_id("summary-throughput")).to_contain_text("1,500 messages/s")
+    _no_overflow(page, width)
+    _shot(page, f"29-testbed-edited-{width}")
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+# -- 32: wording (kept last: it jumps past retention)
+
+
+def test_wording(service, browser, big):
+    task = big["task"]
+    page = _new_page(browser, 1280)
+    _sign_in(page, service)
+    _open_details(page, service, task["id"])
+    skipped = 1 + 1 + 1 + 1
+    assert task["audience_size"] == 1200 and task["sent"] == 1200 - skipped
+    expect(page.get_by_test_id("count-audience-size")).to_contain_text("1,200")
+    expect(page.get_by_test_id("count-segments")).to_contain_text(_fmt(task["segments"]))
+    expect(page.get_by_test_id("detail-explanation")).to_have_text(
+        f"1,200 numbers in the audience, {_fmt(task['sent'])} sent. Not sent: 1 empty number, 1 invalid number,"
+        f" 1 duplicate number, 1 refused by the platform. The text is 3 parts long, so the platform bills"
+        f" {_fmt(task['segments'])} messages for {_fmt(task['sent'])} numbers.")
+    labels = page.get_by_test_id("detail-skipped").get_by_test_id("skip-label").all_inner_texts()
+    assert labels == ["Empty number", "Invalid number", "Duplicate number", "Over the recipient limit",
+                      "Refused by the platform"], labels
+    late = task["late_receipts"]
+    expect(page.get_by_test_id("detail-late-receipts")).to_contain_text(
+        f"{_fmt(late)} receipt{'' if late == 1 else 's'} arrived after the receipt timeout")
+    dups = task["duplicate_receipts"]
+    assert dups > 1
+    expect(page.get_by_test_id("detail-duplicate-receipts")).to_have_text(f"{_fmt(dups)} duplicate receipts were ignored.")
+    text = page.locator("#view").inner_text()
+    assert "(s)" not in text
+    assert not re.search(r"\b1 (numbers|duplicates|receipts|parts|messages|characters)\b", text), text
+    raw = re.findall(r"(?<![\d,.:*+-])\d{4,}(?![\d,:-])", text)
+    assert raw == [], f"counts without thousands separators: {raw}"
+    _shot(page, "30-wording-details-1280")
+
+    # human sentences for failed tasks, in the details and in the list's tooltips
+    _open_details(page, service, big["refused"]["id"])
+    expect(page.get_by_test_id("detail-status-reason")).to_have_text(
+        "The task failed: every submission was refused by the platform.")
+    expect(page.get_by_test_id("detail-skipped").locator("li[data-reason=refused]")).to_contain_text("Refused by the platform")
+    _open_details(page, service, big["empty"]["id"])
+    expect(page.get_by_test_id("detail-status-reason")).to_have_text(
+        "The task failed: no number could be sent (1 empty number, 1 invalid number).")
+    _goto_list(page)
+    status = _row(page, "All refused").get_by_test_id("task-status")
+    status.hover()
+    expect(status.get_by_test_id("tooltip")).to_have_text("The task failed: every submission was refused by the platform.")
+    locked = _row(page, "All refused").get_by_test_id("action-edit-locked")
+    locked.hover()
+    expect(locked.get_by_test_id("tooltip")).to_contain_text("The task failed; it can no longer change.")
+    assert "execution failed;" not in page.locator("#view").inner_text().lower()
+
+    # past retention: the expiry is said once
+    _advance(page, 7 * 24 * 3600)
+    _open_details(page, service, task["id"])
+    expect(page.get_by_test_id("details-expired")).to_be_visible(timeout=WAIT_MS)
+    message = page.get_by_test_id("details-expired-message").inner_text()
+    assert message and message[0].isupper() and message.endswith(".")
+    view = page.locator("#view").inner_text()
+    assert view.count(message) == 1 and view.count("Details expired") == 1, view
+    expect(page.get_by_test_id("generate-expired")).to_be_visible()
+    _shot(page, "31-wording-expired-1280")
+    page.set_viewport_size({"width": 390, "height": 844})
+    _no_overflow(page, 390)
+    _shot(page, "32-wording-expired-390")
     assert page.errors == [], page.errors
     page.context.close()

@@ -19,12 +19,25 @@ export const STATUS_LABELS = {
 const RESULT_LABELS = { succeeded: 'Succeeded', failed: 'Failed', pending: 'No feedback' };
 const SMS_TYPES = { marketing: 'Marketing', notification: 'Notification', digital: 'Digital' };
 const SEND_TYPES = { immediate: 'Immediate', scheduled: 'Scheduled' };
-const SKIP_LABELS = {
+// Why a number was not sent: one capitalised label per reason; a reason a plugin adds is humanised.
+export const SKIP_LABELS = {
   empty: 'Empty number',
   invalid: 'Invalid number',
   duplicate: 'Duplicate number',
-  over_limit: 'Over the platform limit',
+  over_limit: 'Over the recipient limit',
+  refused: 'Refused by the platform',
+  opted_out: 'Opted out',
 };
+// The same reasons inside a sentence, with their count ("2 empty numbers", "1 refused by the platform").
+const SKIP_PHRASES = {
+  empty: (n) => plural(n, 'empty number'),
+  invalid: (n) => plural(n, 'invalid number'),
+  duplicate: (n) => plural(n, 'duplicate number'),
+  over_limit: (n) => `${fmtNum(n)} over the recipient limit`,
+  refused: (n) => `${fmtNum(n)} refused by the platform`,
+  opted_out: (n) => `${fmtNum(n)} opted out`,
+};
+const PAGE_SIZES = [20, 50, 100];
 const JUMPS = [
   { seconds: 300, label: '+5 min' },
   { seconds: 3600, label: '+1 h' },
@@ -39,7 +52,8 @@ const state = {
   renderSeq: 0,
   timers: new Set(),
   list: { status: '', platform: '', q: '', cursors: [null], page: 0 },
-  messages: { taskId: null, result: '', cursors: [null], page: 0 },
+  messages: { taskId: null, result: '', q: '', limit: PAGE_SIZE, cursors: [null], page: 0 },
+  truth: { taskId: null, limit: PAGE_SIZE, cursors: [null], page: 0 },
   previewOpen: false,
 };
 
@@ -87,28 +101,160 @@ function fmtTime(iso) {
   return d.toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
 }
 
+/** RFC 3339 times inside a service message, written like the rest of the console. */
+function withHumanTimes(text) {
+  return String(text).replace(/\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})/g, (m) => fmtTime(m));
+}
+
 function fmtNum(n) {
   if (n === null || n === undefined) return '—';
   return typeof n === 'number' ? n.toLocaleString('en-US') : String(n);
 }
 
 function fmtDuration(seconds) {
-  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
-  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
-  if (seconds % 60 === 0) return `${seconds / 60} min`;
-  return `${seconds} s`;
+  if (seconds % 86400 === 0) return `${fmtNum(seconds / 86400)} d`;
+  if (seconds % 3600 === 0) return `${fmtNum(seconds / 3600)} h`;
+  if (seconds % 60 === 0) return `${fmtNum(seconds / 60)} min`;
+  return `${fmtNum(seconds)} s`;
 }
 
-/** An element with a native title AND a CSS tooltip child, so hovering shows `text` either way. */
+/** Seconds for people: 0.3 s, 5 s, 1 min 30 s, 2 h, 3 d 4 h. */
+export function fmtSeconds(value) {
+  const s = Number(value);
+  if (!Number.isFinite(s)) return String(value);
+  if (s < 60) return `${Number(s.toFixed(s < 10 ? 2 : 1)).toLocaleString('en-US')}\u00a0s`;
+  const units = [[86400, 'd'], [3600, 'h'], [60, 'min'], [1, 's']];
+  const out = [];
+  let rest = Math.round(s);
+  for (const [size, unit] of units) {
+    const n = Math.floor(rest / size);
+    if (n) { out.push(`${fmtNum(n)}\u00a0${unit}`); rest -= n * size; }
+    if (out.length === 2) break;
+  }
+  return out.join(' ');
+}
+
+/** "1 duplicate", "2 duplicates", "1,234 numbers": every count in a sentence goes through here. */
+export function plural(n, one, many = `${one}s`) {
+  return `${fmtNum(n)} ${Number(n) === 1 ? one : many}`;
+}
+
+function percentOf(part, whole) {
+  if (!whole) return '0 %';
+  const v = (part / whole) * 100;
+  return `${Number(v.toFixed(v > 0 && v < 1 ? 1 : 0))} %`;
+}
+
+/** "opted_out" → "Opted out": a reason or key a plugin adds, made readable. */
+export function humanize(key) {
+  const text = String(key).replace(/[_-]+/g, ' ').replace(/\s+/g, ' ').trim();
+  return text ? text[0].toUpperCase() + text.slice(1) : '';
+}
+
+export function skipLabel(reason) {
+  return SKIP_LABELS[reason] || humanize(reason);
+}
+
+function skipPhrase(reason, n) {
+  const f = SKIP_PHRASES[reason];
+  return f ? f(n) : `${fmtNum(n)} ${humanize(reason).toLowerCase()}`;
+}
+
+/** A service message made into a sentence: capital first letter, a full stop at the end. */
+export function sentence(text) {
+  const t = String(text || '').trim();
+  if (!t) return '';
+  const first = t[0].toUpperCase() + t.slice(1);
+  return /[.!?…]$/.test(first) ? first : `${first}.`;
+}
+
+/** Known service reasons written with raw counts ("no number could be sent (19985 empty)") get
+ *  labels and thousands separators; anything else is kept as the service wrote it. */
+function reasonText(reason) {
+  const t = String(reason || '').trim();
+  const m = t.match(/^no number could be sent \((.+)\)$/);
+  if (m) {
+    const parts = m[1].split(/,\s*/).map((p) => {
+      const pm = p.match(/^(\d+) (\S+)$/);
+      return pm ? skipPhrase(pm[2], Number(pm[1])) : p;
+    });
+    return `no number could be sent (${parts.join(', ')})`;
+  }
+  return t;
+}
+
+/** Why a task is Rejected or Execution Failed, as one human sentence. */
+export function statusSentence(task) {
+  const r = reasonText(task.status_reason);
+  if (!r) return '';
+  if (task.status === 'failed') return sentence(`The task failed: ${r}`);
+  if (task.status === 'rejected') return sentence(`Moderation rejected the task: ${r}`);
+  return sentence(r);
+}
+
+/** An element with a native title AND a tooltip child, so hovering or focusing shows `text`.
+ *  The tooltip is placed by measuring (see placeTip): below the element, or above it when there
+ *  is no room below, and moved left or right so that it stays inside the viewport. */
 function withTip(el, text, { align = 'left' } = {}) {
   if (!text) return el;
   el.title = text;
   el.classList.add('has-tip');
+  el.dataset.tipAlign = align;
   if (!el.hasAttribute('tabindex') && !/^(A|BUTTON|INPUT|SELECT|TEXTAREA)$/.test(el.tagName)) {
     el.tabIndex = 0;
   }
-  el.append(h('span', { class: `tip tip-${align}`, role: 'tooltip', testid: 'tooltip' }, text));
+  el.append(h('span', { class: 'tip', role: 'tooltip', testid: 'tooltip' }, text));
+  el.addEventListener('mouseenter', () => openTip(el));
+  el.addEventListener('mouseleave', () => { if (!el.contains(document.activeElement)) closeTip(el); });
+  el.addEventListener('focusin', () => openTip(el));
+  el.addEventListener('focusout', () => { if (!el.matches(':hover')) closeTip(el); });
   return el;
+}
+
+const TIP_MARGIN = 8; // px kept free between a tooltip and the viewport's edges
+const TIP_GAP = 6; // px between the element and its tooltip
+
+function openTip(el) {
+  document.querySelectorAll('.has-tip.tip-open').forEach((other) => { if (other !== el && !other.contains(el)) closeTip(other); });
+  el.classList.add('tip-open');
+  placeTip(el);
+}
+
+function closeTip(el) {
+  el.classList.remove('tip-open');
+}
+
+/** Put an open tooltip where it fits: below or above its element, clamped left and right. */
+export function placeTip(el) {
+  const tip = el.querySelector(':scope > .tip');
+  if (!tip || !el.classList.contains('tip-open')) return;
+  const vw = document.documentElement.clientWidth;
+  const vh = document.documentElement.clientHeight;
+  tip.style.maxWidth = `${Math.max(120, Math.min(320, vw - 2 * TIP_MARGIN))}px`;
+  tip.style.left = '0px';
+  tip.style.top = '0px';
+  const a = el.getBoundingClientRect();
+  const t = tip.getBoundingClientRect();
+  const below = a.bottom + TIP_GAP;
+  const above = a.top - TIP_GAP - t.height;
+  let top;
+  let placement;
+  if (below + t.height <= vh - TIP_MARGIN) { top = below; placement = 'below'; }
+  else if (above >= TIP_MARGIN) { top = above; placement = 'above'; }
+  else {
+    // Neither side has room (a very short viewport): take the roomier side and keep it inside.
+    placement = a.top > vh - a.bottom ? 'above' : 'below';
+    top = Math.max(TIP_MARGIN, Math.min(placement === 'above' ? above : below, vh - TIP_MARGIN - t.height));
+  }
+  let left = el.dataset.tipAlign === 'right' ? a.right - t.width : a.left;
+  left = Math.max(TIP_MARGIN, Math.min(left, vw - TIP_MARGIN - t.width));
+  tip.style.left = `${Math.round(left)}px`;
+  tip.style.top = `${Math.round(top)}px`;
+  tip.dataset.placement = placement;
+}
+
+function placeOpenTips() {
+  document.querySelectorAll('.has-tip.tip-open').forEach(placeTip);
 }
 
 function clearTimers() {
@@ -152,6 +298,15 @@ export class ApiError extends Error {
     this.code = code;
     this.field = field;
   }
+}
+
+/** An error's message without the "field: " prefix the service starts it with, for showing it
+ *  next to that field ("name: a task named … already exists" → "a task named … already exists"). */
+export function fieldMessage(err) {
+  const msg = String((err && err.message) || err || '');
+  const field = err && err.field;
+  if (field && msg.startsWith(`${field}: `)) return msg.slice(field.length + 2);
+  return msg;
 }
 
 async function api(method, path, body, { contentType } = {}) {
@@ -342,10 +497,10 @@ function statusBadge(task, { align = 'right' } = {}) {
     class: `status status-${task.status}`, testid: 'task-status', dataset: { status: task.status },
   }, label);
   if ((task.status === 'rejected' || task.status === 'failed') && task.status_reason) {
-    withTip(el, task.status_reason, { align });
+    withTip(el, statusSentence(task), { align });
     el.dataset.reason = task.status_reason;
   } else if (task.status_reason) {
-    el.title = task.status_reason;
+    el.title = sentence(task.status_reason);
   }
   return el;
 }
@@ -355,7 +510,7 @@ function subActivitiesCell(subs) {
   if (subs.length === 0) return h('span', { class: 'muted' }, '—');
   const names = subs.map((s) => s.name || String(s.id));
   if (subs.length === 1) return h('span', { testid: 'sub-activities' }, names[0]);
-  const el = h('span', { class: 'pill', testid: 'sub-activities' }, `${subs.length} sub-activities`);
+  const el = h('span', { class: 'pill', testid: 'sub-activities' }, plural(subs.length, 'sub-activity', 'sub-activities'));
   return withTip(el, names.join(', '));
 }
 
@@ -367,8 +522,25 @@ function actionButton(label, { allowed, reason, testid, onclick, kind = '' }) {
   return withTip(wrap, reason || 'Not allowed now.', { align: 'right' });
 }
 
-function lockText(task) {
-  return task.lock_reason || 'Edit and delete are allowed only for a rejected task, or a scheduled task more than 5 minutes before its send time.';
+const LOCK_RULE = 'Only a rejected task, or a scheduled task more than 5 minutes before its send time, can be edited or deleted.';
+
+/** Why Edit and Delete are greyed out, as human sentences (the service's lock_reason names the
+ *  status in its API form, e.g. "the task is execution failed"). */
+export function lockText(task) {
+  const byStatus = {
+    sending: 'The task is sending; it can no longer change.',
+    completed: 'The task has completed; it can no longer change.',
+    failed: 'The task failed; it can no longer change.',
+  };
+  if (byStatus[task.status]) return `${byStatus[task.status]} ${LOCK_RULE}`;
+  const reason = String(task.lock_reason || '');
+  if (task.send_type !== 'scheduled' && /immediate/.test(reason)) {
+    return 'An immediate task can be changed only after moderation rejected it.';
+  }
+  if (/5 minutes/.test(reason)) {
+    return 'The send time is 5 minutes away or less; the task can no longer change.';
+  }
+  return reason ? sentence(reason) : LOCK_RULE;
 }
 
 async function deleteTask(task, after) {
@@ -382,10 +554,12 @@ async function deleteTask(task, after) {
   }
 }
 
-function pager({ page, hasPrev, hasNext, onPrev, onNext, prefix }) {
+function pager({ page, hasPrev, hasNext, onPrev, onNext, prefix, label = null }) {
   return h('div', { class: 'pager', testid: `${prefix}-pager` },
     h('button', { type: 'button', class: 'btn btn-small', testid: `${prefix}-prev`, disabled: !hasPrev, onclick: onPrev }, '‹ Prev'),
-    h('span', { class: 'muted', testid: `${prefix}-page` }, `Page ${page + 1}`),
+    label === null
+      ? h('span', { class: 'muted', testid: `${prefix}-page` }, `Page ${fmtNum(page + 1)}`)
+      : h('span', { class: 'muted', testid: `${prefix}-range` }, label),
     h('button', { type: 'button', class: 'btn btn-small', testid: `${prefix}-next`, disabled: !hasNext, onclick: onNext }, 'Next ›'));
 }
 
@@ -476,7 +650,7 @@ async function loadTaskPage(body, seq) {
     const poll = () => {
       if (seq !== state.renderSeq) return;
       // Do not pull rows from under the pointer (a tooltip may be open) or while a dialog is up.
-      if (body.matches(':hover') || document.hidden) { later(poll, LIST_POLL_MS); return; }
+      if (body.matches(':hover') || body.contains(document.activeElement) || document.hidden) { later(poll, LIST_POLL_MS); return; }
       loadTaskPage(body, seq);
     };
     later(poll, LIST_POLL_MS);
@@ -515,7 +689,7 @@ function taskRow(t) {
 
 async function viewTaskDetails(view, seq, id) {
   if (state.messages.taskId !== id) {
-    state.messages = { taskId: id, result: '', cursors: [null], page: 0 };
+    state.messages = { taskId: id, result: '', q: '', limit: PAGE_SIZE, cursors: [null], page: 0 };
     state.previewOpen = false;
   }
   let task;
@@ -535,6 +709,10 @@ async function viewTaskDetails(view, seq, id) {
       h('h1', { testid: 'detail-name' }, task.name, ' ', statusBadge(task, { align: 'left' }))),
     h('div', { class: 'head-actions' },
       h('button', { type: 'button', class: 'btn', testid: 'detail-refresh', onclick: () => route() }, 'Refresh'),
+      task.platform === 'sim' ? h('a', {
+        class: 'btn', href: `#/tasks/${task.id}/ground-truth`, testid: 'detail-ground-truth',
+        title: 'What the simulated carrier decided for each number, and every receipt it sent',
+      }, 'Ground truth') : null,
       actionButton('Edit', {
         allowed: task.can_edit, reason: lockText(task), testid: 'detail-edit',
         onclick: () => { window.location.hash = `#/tasks/${task.id}/edit`; },
@@ -545,8 +723,7 @@ async function viewTaskDetails(view, seq, id) {
       })));
 
   const reason = (task.status === 'rejected' || task.status === 'failed') && task.status_reason
-    ? h('div', { class: 'alert alert-error', testid: 'detail-status-reason' },
-      h('strong', {}, `${STATUS_LABELS[task.status]}: `), task.status_reason)
+    ? h('div', { class: 'alert alert-error', testid: 'detail-status-reason' }, statusSentence(task))
     : null;
 
   // Build the page off-screen and swap it in once the numbers are loaded, so the 2-second
@@ -639,24 +816,31 @@ function countsCard(task) {
       'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(pct), testid: 'progress-bar',
     }, h('div', { class: 'progress-fill', style: `width:${Math.min(100, pct)}%` })),
     h('div', { class: 'progress-text', testid: 'progress-text' },
-      `${fmtNum(done)} of ${fmtNum(sent)} sent numbers have feedback (${pct}%)`,
+      `Feedback for ${fmtNum(done)} of ${plural(sent, 'sent number')} (${pct}%)`,
       task.status === 'sending' ? h('span', { class: 'muted', testid: 'auto-refresh' }, ' · refreshing every 2 s') : null));
 
   const skippedList = h('ul', { class: 'skipped', testid: 'detail-skipped' },
     Object.keys(skipped).length
       ? Object.entries(skipped).map(([k, v]) => h('li', { dataset: { reason: k } },
-        h('span', {}, SKIP_LABELS[k] || k), h('span', { class: 'num' }, fmtNum(v))))
+        h('span', { testid: 'skip-label' }, skipLabel(k)), h('span', { class: 'num' }, fmtNum(v))))
       : h('li', { class: 'muted' }, 'None'));
 
-  const extra = [];
-  if (task.late_receipts) extra.push(`${fmtNum(task.late_receipts)} late receipt(s)`);
-  if (task.duplicate_receipts) extra.push(`${fmtNum(task.duplicate_receipts)} duplicate receipt(s)`);
+  const notes = [];
+  if (task.late_receipts) {
+    notes.push(h('li', { testid: 'detail-late-receipts' },
+      `${plural(task.late_receipts, 'receipt')} arrived after the receipt timeout`,
+      h('span', { class: 'muted' }, ' (each part of a message has its own receipt; a late one is recorded and changes no result).')));
+  }
+  if (task.duplicate_receipts) {
+    notes.push(h('li', { testid: 'detail-duplicate-receipts' },
+      `${plural(task.duplicate_receipts, 'duplicate receipt')} ${task.duplicate_receipts === 1 ? 'was' : 'were'} ignored.`));
+  }
 
   return h('section', { class: 'card', testid: 'detail-counts' },
     h('div', { class: 'card-head' }, h('h2', {}, 'Sending status'),
-      h('span', { class: 'muted', testid: 'detail-expire-at' }, task.details_expire_at
-        ? `Per-number details ${task.details_expired ? 'expired' : 'kept until'} ${fmtTime(task.details_expire_at)}`
-        : 'Not sent yet')),
+      task.details_expired ? null : h('span', { class: 'muted', testid: 'detail-expire-at' }, task.details_expire_at
+        ? `Per-number details kept until ${fmtTime(task.details_expire_at)}`
+        : (task.sent ? '' : (task.status === 'failed' || task.status === 'rejected' ? 'Nothing was sent' : 'Not sent yet')))),
     h('div', { class: 'stats' },
       stat('Audience size', task.audience_size, 'count-audience-size'),
       stat('Sent', task.sent, 'count-sent'),
@@ -669,39 +853,108 @@ function countsCard(task) {
     h('div', { class: 'two-col' },
       h('div', {}, h('h3', {}, 'Skipped by reason'), skippedList),
       h('div', {}, h('h3', {}, 'Why the counts differ'),
-        h('p', { testid: 'detail-explanation' }, task.explanation || 'Audience size = sent + skipped.'),
-        extra.length ? h('p', { class: 'muted', testid: 'detail-receipt-notes' }, extra.join(' · ')) : null)));
+        h('p', { testid: 'detail-explanation' }, explainCounts(task)),
+        notes.length ? h('ul', { class: 'receipt-notes', testid: 'detail-receipt-notes' }, notes) : null)));
+}
+
+/** Why audience size and sent differ, from the task's figures (every count formatted). */
+export function explainCounts(task) {
+  if (!task.started_at) {
+    if (task.status === 'rejected') return 'Moderation rejected the task, so nothing was sent.';
+    if (task.status === 'failed') return 'The task failed before sending, so nothing was sent.';
+    return 'The task has not started sending yet.';
+  }
+  const lines = [`${plural(task.audience_size || 0, 'number')} in the audience, ${fmtNum(task.sent || 0)} sent.`];
+  const reasons = Object.entries(task.skipped || {}).filter(([, v]) => Number(v) > 0);
+  if (reasons.length) lines.push(`Not sent: ${reasons.map(([k, v]) => skipPhrase(k, Number(v))).join(', ')}.`);
+  const parts = task.parts_per_message || 0;
+  if (parts > 1) {
+    lines.push(`The text is ${fmtNum(parts)} parts long, so the platform bills ${plural(task.segments || 0, 'message')}`
+      + ` for ${plural(task.sent || 0, 'number')}.`);
+  }
+  return lines.join(' ');
 }
 
 function messagesCard(task, gen) {
   const M = state.messages;
+  const reload = () => { M.cursors = [null]; M.page = 0; return loadMessages(task, body, gen, controls); };
   const sel = h('select', { id: 'messages-result', testid: 'messages-result', class: 'input' },
     h('option', { value: '' }, 'All results'),
     Object.entries(RESULT_LABELS).map(([v, l]) => h('option', { value: v, selected: M.result === v }, l)));
-  const body = h('div', { testid: 'messages-body' }, h('p', { class: 'muted' }, 'Loading numbers…'));
-  sel.addEventListener('change', () => {
-    M.result = sel.value; M.cursors = [null]; M.page = 0;
-    loadMessages(task, body, gen);
+  sel.addEventListener('change', () => { M.result = sel.value; reload(); });
+  const size = h('select', { id: 'messages-limit', testid: 'messages-limit', class: 'input' },
+    PAGE_SIZES.map((n) => h('option', { value: String(n), selected: M.limit === n }, `${n} per page`)));
+  size.addEventListener('change', () => { M.limit = Number(size.value); reload(); });
+  const search = h('input', {
+    id: 'messages-q', testid: 'messages-q', type: 'search', class: 'input', inputmode: 'tel', autocomplete: 'off',
+    placeholder: 'e.g. 8000 or +86 138', value: M.q, 'aria-describedby': 'messages-q-error',
   });
+  const searchError = h('small', { class: 'field-error', id: 'messages-q-error', testid: 'messages-q-error', hidden: true });
+  const showSearchError = (message) => {
+    searchError.textContent = message || '';
+    searchError.hidden = !message;
+    if (message) search.setAttribute('aria-invalid', 'true'); else search.removeAttribute('aria-invalid');
+  };
+  search.addEventListener('input', () => { if (!searchError.hidden && !numberSearchError(search.value)) showSearchError(''); });
+  const controls = h('form', {
+    class: 'filters filters-flat', testid: 'messages-filters', role: 'search', novalidate: true,
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const problem = numberSearchError(search.value);
+      showSearchError(problem);
+      if (problem) return;
+      M.q = search.value.trim();
+      reload();
+    },
+  },
+  h('label', { class: 'field-inline' }, h('span', {}, 'Result'), sel),
+  h('div', { class: 'field-inline grow', dataset: { field: 'q' } },
+    h('label', { for: 'messages-q' }, 'Search numbers by digits'),
+    h('div', { class: 'input-row' }, search,
+      h('button', { type: 'submit', class: 'btn', testid: 'messages-search' }, 'Search')),
+    searchError),
+  h('label', { class: 'field-inline' }, h('span', {}, 'Page size'), size));
+  controls.showSearchError = showSearchError;
+  const body = h('div', { testid: 'messages-body' }, h('p', { class: 'muted' }, 'Loading numbers…'));
   const card = h('section', { class: 'card', testid: 'detail-messages' },
-    h('div', { class: 'card-head' }, h('h2', {}, 'Numbers'),
-      h('label', { class: 'field-inline' }, h('span', {}, 'Result'), sel)),
-    body);
-  const ready = loadMessages(task, body, gen);
+    h('div', { class: 'card-head' }, h('h2', {}, 'Numbers')),
+    controls, body);
+  const ready = loadMessages(task, body, gen, controls);
   return { card, ready };
 }
 
-async function loadMessages(task, body, gen) {
+/** Why a number search cannot be sent, or '' (digits, with +, spaces, dashes or brackets). */
+export function numberSearchError(value) {
+  const v = String(value || '').trim();
+  if (!v) return '';
+  if (!/^[\d\s+\-()]+$/.test(v)) return 'Search by digits only, e.g. 8000 or +86 138.';
+  if (!/\d/.test(v)) return 'Type at least one digit.';
+  return '';
+}
+
+/** "1–20 of 1,234": which rows of how many this page shows. */
+export function rangeText(offset, count, total) {
+  if (!count) return `0 of ${fmtNum(total || 0)}`;
+  return `${fmtNum(offset + 1)}–${fmtNum(offset + count)} of ${fmtNum(total)}`;
+}
+
+async function loadMessages(task, body, gen, controls) {
   const M = state.messages;
   const seq = state.renderSeq;
   let page;
   try {
-    page = await api('GET', `/tasks/${task.id}/messages${qs({ result: M.result, limit: PAGE_SIZE, cursor: M.cursors[M.page] })}`);
+    page = await api('GET', `/tasks/${task.id}/messages${qs({
+      result: M.result, q: M.q, limit: M.limit, cursor: M.cursors[M.page],
+    })}`);
   } catch (e) {
     if (seq !== state.renderSeq) return;
     if (e.status === 410 || e.code === 'details_expired') {
+      controls.hidden = true;
       body.replaceChildren(expiredBox(e));
-      gen.replaceChildren(h('h2', {}, 'Generate audience'), expiredBox(e, 'generate-expired'));
+      gen.replaceChildren(h('h2', {}, 'Generate audience'), generateExpiredNote());
+    } else if (e.field === 'q') {
+      controls.showSearchError(sentence(fieldMessage(e)));
+      body.replaceChildren();
     } else {
       body.replaceChildren(errorBox(e, 'messages-error'));
     }
@@ -709,6 +962,8 @@ async function loadMessages(task, body, gen) {
   }
   if (seq !== state.renderSeq) return;
   const items = page.items || [];
+  const total = typeof page.total === 'number' ? page.total : null;
+  const offset = M.page * M.limit;
   const table = h('table', { class: 'table messages-table cards-on-narrow', testid: 'messages-table' },
     h('thead', {}, h('tr', {}, ['Number', 'Receipt time', 'Result', 'Failure reasons', 'Parts'].map((c) => h('th', { scope: 'col' }, c)))),
     h('tbody', {}, items.map((m) => h('tr', { testid: 'message-row', dataset: { result: m.result } },
@@ -716,25 +971,71 @@ async function loadMessages(task, body, gen) {
       td('Receipt time', h('span', { testid: 'message-receipt-at' }, fmtTime(m.receipt_at))),
       td('Result', h('span', { class: `result result-${m.result}`, testid: 'message-result' }, RESULT_LABELS[m.result] || m.result)),
       (m.failure_reasons || []).length
-        ? td('Failure reasons', h('ul', { class: 'reasons', testid: 'message-reasons' },
-          m.failure_reasons.map((r) => h('li', { testid: 'failure-reason' }, h('code', {}, r.code), `: ${r.message}`))))
+        ? td('Failure reasons', reasonsList(m.failure_reasons))
         : h('td', { 'data-label': 'Failure reasons', class: 'empty-cell' }, h('span', { class: 'muted' }, '—')),
       td('Parts', h('span', { class: 'num' }, fmtNum(m.segments)))))));
+  const filtered = M.result || M.q;
   body.replaceChildren(
     items.length ? table : h('div', { class: 'empty', testid: 'messages-empty' },
-      M.result ? `No number with result “${RESULT_LABELS[M.result]}”.` : 'No number has been sent yet.'),
+      filtered ? 'No number matches these filters.' : 'No number has been sent yet.'),
     pager({
       prefix: 'messages', page: M.page, hasPrev: M.page > 0, hasNext: Boolean(page.next_cursor),
-      onPrev: () => { M.page -= 1; loadMessages(task, body, gen); },
-      onNext: () => { M.cursors[M.page + 1] = page.next_cursor; M.page += 1; loadMessages(task, body, gen); },
+      label: total === null ? null : rangeText(offset, items.length, total),
+      onPrev: () => { M.page -= 1; loadMessages(task, body, gen, controls); },
+      onNext: () => { M.cursors[M.page + 1] = page.next_cursor; M.page += 1; loadMessages(task, body, gen, controls); },
     }));
+}
+
+/** Failure reasons for people. A reason naming a part says which (1-based: "Part 2: UNDELIV — …";
+ *  the same reason on several parts is one line, "Parts 1–3, 5: …"); identical reasons without a
+ *  part are counted ("UNDELIV ×3 — …"). */
+export function groupReasons(reasons) {
+  const groups = new Map();
+  for (const r of reasons || []) {
+    const key = `${r.code}\u0000${r.message}`;
+    if (!groups.has(key)) groups.set(key, { code: r.code, message: r.message, parts: new Set(), bare: 0 });
+    const g = groups.get(key);
+    if (r.part === null || r.part === undefined) g.bare += 1;
+    else g.parts.add(Number(r.part) + 1);
+  }
+  const out = [];
+  for (const g of groups.values()) {
+    if (g.parts.size) out.push({ code: g.code, message: g.message, parts: [...g.parts].sort((a, b) => a - b), count: 1 });
+    if (g.bare) out.push({ code: g.code, message: g.message, parts: null, count: g.bare });
+  }
+  return out;
+}
+
+/** [1, 2, 3, 5] → "Parts 1–3, 5"; [2] → "Part 2". */
+export function partsLabel(parts) {
+  const runs = [];
+  for (const p of parts) {
+    const last = runs[runs.length - 1];
+    if (last && p === last[1] + 1) last[1] = p; else runs.push([p, p]);
+  }
+  const text = runs.map(([a, b]) => (a === b ? String(a) : `${a}–${b}`)).join(', ');
+  return `${parts.length === 1 ? 'Part' : 'Parts'} ${text}`;
+}
+
+function reasonsList(reasons) {
+  return h('ul', { class: 'reasons', testid: 'message-reasons' }, groupReasons(reasons).map((g) => h('li', {
+    testid: 'failure-reason', dataset: { code: g.code },
+  },
+  g.parts ? h('span', { class: 'reason-part' }, `${partsLabel(g.parts)}: `) : null,
+  h('code', {}, g.code),
+  g.count > 1 ? h('span', { class: 'reason-count', testid: 'reason-count' }, ` ×${fmtNum(g.count)}`) : null,
+  g.message ? ` — ${g.message}` : null)));
 }
 
 function expiredBox(err, testid = 'details-expired') {
   return h('div', { class: 'alert alert-warn expired', role: 'status', testid },
     h('strong', {}, 'Details expired'),
-    h('p', { testid: `${testid}-message` }, err.message),
-    h('p', { class: 'muted' }, 'Per-number details are kept for 7 days (168 hours) after sending; the task counts remain.'));
+    h('p', { testid: `${testid}-message` }, sentence(withHumanTimes(fieldMessage(err)))));
+}
+
+function generateExpiredNote() {
+  return h('p', { class: 'muted', testid: 'generate-expired' },
+    'An audience can no longer be generated: the per-number details were deleted (see Numbers above).');
 }
 
 function generateCard(task) {
@@ -754,10 +1055,11 @@ function generateCard(task) {
       try {
         const aud = await api('POST', `/tasks/${task.id}/audiences`, { name: name.value.trim(), results });
         out.replaceChildren(h('div', { class: 'alert alert-ok', testid: 'generate-result' },
-          'Audience ', h('strong', {}, aud.name), ` created with ${fmtNum(aud.size)} number(s). `,
+          'Audience ', h('strong', {}, aud.name), ` created with ${plural(aud.size, 'number')}. `,
           h('a', { href: `#/tasks/new?audience=${aud.id}` }, 'Send a task to it')));
       } catch (e) {
-        out.replaceChildren(e.status === 410 ? expiredBox(e, 'generate-expired') : errorBox(e, 'generate-error'));
+        if (e.status === 410) form.replaceChildren(h('h2', {}, 'Generate audience'), generateExpiredNote());
+        else out.replaceChildren(errorBox(e, 'generate-error'));
       }
     },
   },
@@ -767,10 +1069,138 @@ function generateCard(task) {
   h('label', { for: 'generate-name' }, 'Audience name'), name,
   h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn btn-primary', testid: 'generate-submit' }, 'Generate audience')),
   out);
-  if (task.details_expired) {
-    form.replaceChildren(h('h2', {}, 'Generate audience'), expiredBox(new Error('Per-number details of this task were deleted; an audience cannot be generated.'), 'generate-expired'));
-  }
+  if (task.details_expired) form.replaceChildren(h('h2', {}, 'Generate audience'), generateExpiredNote());
   return form;
+}
+
+// ---------------------------------------------------------------- ground truth
+
+const OUTCOME_LABELS = {
+  delivered: 'Delivered',
+  failed: 'Failed',
+  missing: 'No receipt (missing)',
+  refused: 'Refused at submission',
+};
+const EXPECTED_LABELS = {
+  succeeded: 'Succeeded',
+  failed: 'Failed',
+  receipt_timeout: 'Failed: RECEIPT_TIMEOUT (no receipt within the timeout)',
+  refused: 'Not sent (skipped as refused)',
+};
+
+/** What the simulated carrier decided for each number of a task, and every receipt it planned,
+ *  with times: the reference a QA engineer compares the task details with. */
+async function viewGroundTruth(view, seq, id) {
+  const T = state.truth;
+  if (T.taskId !== id) state.truth = { taskId: id, limit: T.limit || PAGE_SIZE, cursors: [null], page: 0 };
+  let task;
+  try {
+    task = await api('GET', `/tasks/${id}`);
+  } catch (e) {
+    if (seq === state.renderSeq) view.replaceChildren(h('p', {}, h('a', { href: '#/tasks' }, '‹ All tasks')), errorBox(e, 'task-error'));
+    return;
+  }
+  if (seq !== state.renderSeq) return;
+  const size = h('select', { id: 'truth-limit', testid: 'truth-limit', class: 'input' },
+    PAGE_SIZES.map((n) => h('option', { value: String(n), selected: state.truth.limit === n }, `${n} per page`)));
+  const body = h('div', { testid: 'truth-body' }, h('p', { class: 'muted' }, 'Loading the carrier’s decisions…'));
+  size.addEventListener('change', () => {
+    Object.assign(state.truth, { limit: Number(size.value), cursors: [null], page: 0 });
+    loadGroundTruth(task, body, seq);
+  });
+  view.replaceChildren(
+    h('div', { class: 'page-head' },
+      h('div', {},
+        h('p', { class: 'crumbs' }, h('a', { href: `#/tasks/${task.id}`, testid: 'truth-back' }, `‹ ${task.name}`)),
+        h('h1', { testid: 'truth-title' }, 'Ground truth ', statusBadge(task, { align: 'left' }))),
+      h('div', { class: 'head-actions' },
+        h('label', { class: 'field-inline' }, h('span', {}, 'Page size'), size),
+        h('button', { type: 'button', class: 'btn', testid: 'truth-refresh', onclick: () => route() }, 'Refresh'))),
+    h('p', { class: 'muted lead' },
+      'What the simulated carrier decided for each number of this task, the result the gateway must end up showing, '
+      + 'and every receipt the carrier planned, with its time and when it was handed to the gateway. '
+      + 'Parts are numbered from 1.'),
+    body);
+  await loadGroundTruth(task, body, seq);
+}
+
+async function loadGroundTruth(task, body, seq) {
+  const T = state.truth;
+  let page;
+  try {
+    page = await api('GET', `/simulator/ground-truth${qs({ task_id: task.id, limit: T.limit, cursor: T.cursors[T.page] })}`);
+  } catch (e) {
+    if (seq === state.renderSeq) body.replaceChildren(errorBox(e, 'truth-error'));
+    return;
+  }
+  if (seq !== state.renderSeq) return;
+  const items = page.items || [];
+  const offset = T.page * T.limit;
+  const table = h('table', { class: 'table truth-table cards-on-narrow', testid: 'truth-table' },
+    h('thead', {}, h('tr', {}, ['Number', 'Submitted', 'Carrier decision', 'Expected result', 'Receipts'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, items.map((m) => truthRow(m))));
+  const lastPage = !page.next_cursor;
+  body.replaceChildren(
+    items.length ? table : h('div', { class: 'empty', testid: 'truth-empty' },
+      task.platform === 'sim' ? 'The carrier has no record for this task yet: nothing was submitted.'
+        : `This task was sent through “${task.platform}”, not the simulated carrier.`),
+    pager({
+      prefix: 'truth', page: T.page, hasPrev: T.page > 0, hasNext: Boolean(page.next_cursor),
+      label: items.length
+        ? (lastPage ? rangeText(offset, items.length, offset + items.length) : `${fmtNum(offset + 1)}–${fmtNum(offset + items.length)}`)
+        : null,
+      onPrev: () => { T.page -= 1; loadGroundTruth(task, body, seq); },
+      onNext: () => { T.cursors[T.page + 1] = page.next_cursor; T.page += 1; loadGroundTruth(task, body, seq); },
+    }));
+}
+
+function truthRow(m) {
+  const receipts = m.receipts || [];
+  const decision = [
+    h('span', { class: `outcome outcome-${m.outcome}`, testid: 'truth-outcome' }, OUTCOME_LABELS[m.outcome] || humanize(m.outcome)),
+    m.code && m.outcome !== 'delivered' ? [' ', h('code', {}, m.code)] : null,
+    h('small', { class: 'muted block' }, plural(m.parts || 1, 'part'),
+      m.submit_latency ? ` · accepted after ${fmtSeconds(m.submit_latency)}` : null),
+    m.rule ? h('small', { class: 'muted block', testid: 'truth-rule' }, ruleText(m.rule)) : null,
+  ];
+  const expectedResult = m.expected_result === 'receipt_timeout' ? 'failed' : m.expected_result;
+  return h('tr', { testid: 'truth-row', dataset: { outcome: m.outcome, expected: m.expected_result } },
+    td('Number', h('div', {}, h('span', { class: 'mono', testid: 'truth-number' }, m.number),
+      m.platform_id ? h('small', { class: 'muted block mono', title: 'The carrier’s message id' }, m.platform_id) : null)),
+    td('Submitted', h('span', { testid: 'truth-submitted' }, fmtTime(m.submitted_at))),
+    td('Carrier decision', h('div', {}, decision)),
+    td('Expected result', h('span', { class: `result result-${expectedResult}`, testid: 'truth-expected' },
+      EXPECTED_LABELS[m.expected_result] || humanize(m.expected_result))),
+    td('Receipts', receipts.length
+      ? h('ul', { class: 'truth-receipts', testid: 'truth-receipts' }, receipts.map((r) => truthReceipt(r, m.parts)))
+      : h('span', { class: 'muted', testid: 'truth-no-receipts' }, m.outcome === 'refused' ? 'None (not sent)' : 'None: the carrier never sends one')));
+}
+
+/** "number:+15005550031" → "Forced by the magic number +15005550031". */
+function ruleText(rule) {
+  const text = typeof rule === 'string' ? rule : JSON.stringify(rule);
+  const m = text.match(/^(number|prefix):(.*)$/);
+  if (!m) return `Forced by the rule ${text}`;
+  return m[1] === 'number' ? `Forced by the magic number ${m[2]}` : `Forced by the number prefix ${m[2]}`;
+}
+
+function truthReceipt(r, parts) {
+  const flags = [];
+  if (r.duplicate) flags.push(h('span', { class: 'flag flag-dup', testid: 'truth-flag-duplicate' }, 'duplicate'));
+  if (r.swallowed) flags.push(h('span', { class: 'flag flag-swallowed', testid: 'truth-flag-swallowed' }, 'swallowed (never sent)'));
+  return h('li', { testid: 'truth-receipt', dataset: { status: r.status } },
+    h('span', { class: 'truth-receipt-head' },
+      r.part === null || r.part === undefined
+        ? ((parts || 1) > 1 ? h('span', {}, 'Whole message · ') : null)
+        : h('span', { testid: 'truth-receipt-part' }, `Part ${fmtNum(r.part + 1)} · `),
+      h('span', { class: `receipt-status receipt-${r.status}` }, humanize(r.status)),
+      r.code && r.code !== 'DELIVERED' ? [' ', h('code', {}, r.code)] : null,
+      flags.length ? [' ', flags] : null),
+    h('small', { class: 'muted block', testid: 'truth-receipt-times' },
+      'due ', h('span', { class: 'nowrap' }, fmtTime(r.at)),
+      r.swallowed ? null : (r.emitted_at
+        ? [' · sent to the gateway ', h('span', { class: 'nowrap' }, fmtTime(r.emitted_at))]
+        : ' · not sent yet')));
 }
 
 // ---------------------------------------------------------------- task form (create / edit)
@@ -798,19 +1228,48 @@ function toLocalInputValue(iso) {
   return d.toISOString().slice(0, 19);
 }
 
-function parseSubActivities(text) {
-  const out = [];
-  for (const raw of text.split(/[\n,;]+/)) {
-    const line = raw.trim();
-    if (!line) continue;
-    const i = line.indexOf(':');
-    if (i < 0) throw new ApiError(0, 'invalid', `Sub-activity “${line}” must be written as id:name.`, 'sub_activities');
-    const id = line.slice(0, i).trim();
-    const name = line.slice(i + 1).trim();
-    if (!id || !name) throw new ApiError(0, 'invalid', `Sub-activity “${line}” needs both an id and a name.`, 'sub_activities');
-    out.push({ id, name });
+// Characters a name must not contain (the service refuses them with a 400): C0/C1 controls and
+// the Unicode bidirectional controls.
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+
+function controlCharError(value) {
+  const m = String(value).match(CONTROL_CHARS);
+  if (!m) return '';
+  const code = m[0].codePointAt(0).toString(16).toUpperCase().padStart(4, '0');
+  return `Remove the control character U+${code} (a line break, tab or invisible character).`;
+}
+
+/** "A1:Spring launch" lines → [{id, name}], or {error} naming the line that is wrong. */
+export function parseSubActivities(text) {
+  const items = [];
+  const lines = String(text).split(/[\n,;]+/).map((l) => l.trim()).filter(Boolean);
+  for (const [i, line] of lines.entries()) {
+    const at = lines.length > 1 ? `Line ${i + 1} (“${line}”)` : `“${line}”`;
+    const c = line.indexOf(':');
+    if (c < 0) return { items, error: `${at} must be written as id:name, e.g. A1:Spring launch.` };
+    const id = line.slice(0, c).trim();
+    const name = line.slice(c + 1).trim();
+    if (!id || !name) return { items, error: `${at} needs both an id and a name, e.g. A1:Spring launch.` };
+    const bad = controlCharError(id) || controlCharError(name);
+    if (bad) return { items, error: `${at}: ${bad}` };
+    if (name.length > 200) return { items, error: `${at}: the name may have at most 200 characters.` };
+    items.push({ id, name });
   }
-  return out;
+  return { items, error: '' };
+}
+
+/** Which form field a service error names ("content.template.params.code" → params). */
+export function formFieldOf(path, mode) {
+  if (!path) return null;
+  const p = String(path);
+  const direct = { name: 'name', platform: 'platform', sms_type: 'sms_type', signature: 'signature', audience_id: 'audience', send_at: 'send_at', send_type: 'send_at', 'content.text': 'text' };
+  if (direct[p]) return direct[p];
+  if (p.startsWith('sub_activities')) return 'sub_activities';
+  if (p.startsWith('content.template.topic')) return 'topic';
+  if (p.startsWith('content.template.body')) return 'body';
+  if (p.startsWith('content.template.params')) return 'params';
+  if (p === 'content' || p.startsWith('content.')) return mode === 'template' ? 'topic' : 'text';
+  return null;
 }
 
 async function viewTaskForm(view, seq, id, params) {
@@ -830,9 +1289,16 @@ async function viewTaskForm(view, seq, id, params) {
   if (seq !== state.renderSeq) return;
 
   const tpl = task && task.content && task.content.template;
-  const field = (labelText, input, help, fieldName) => h('div', { class: 'field', dataset: { field: fieldName || input.name || '' } },
-    h('label', { for: input.id }, labelText), input, help ? h('small', { class: 'help' }, help) : null,
-    h('small', { class: 'field-error', hidden: true }));
+  // Every input has its error line right under it (data-field = the key used below).
+  const labels = {};
+  const field = (labelText, input, help, key, ...extra) => {
+    labels[key] = labelText.replace(/ \(.*\)$/, '');
+    input.setAttribute('aria-describedby', `${input.id}-error`);
+    return h('div', { class: 'field', dataset: { field: key } },
+      h('label', { for: input.id }, labelText), input,
+      h('small', { class: 'field-error', id: `${input.id}-error`, testid: `task-form-error-${key}`, role: 'alert', hidden: true }),
+      extra, help ? h('small', { class: 'help' }, help) : null);
+  };
 
   const name = h('input', { id: 'task-name', name: 'name', testid: 'task-form-name', class: 'input', required: true, maxlength: '200', value: task ? task.name : '' });
   const platform = h('select', { id: 'task-platform', name: 'platform', testid: 'task-form-platform', class: 'input', required: true },
@@ -858,10 +1324,10 @@ async function viewTaskForm(view, seq, id, params) {
   body.value = tpl ? tpl.body || '' : '';
   const paramsIn = h('textarea', { id: 'task-template-params', name: 'params', testid: 'task-form-template-params', class: 'input mono', rows: '3', placeholder: '{"code": "1234"}' });
   paramsIn.value = tpl ? JSON.stringify(tpl.params || {}, null, 2) : '';
-  const textBlock = h('div', { class: 'mode-block', testid: 'task-form-text-block' }, field('Text', text, null, 'content'), counter);
+  const textBlock = h('div', { class: 'mode-block', testid: 'task-form-text-block' }, field('Text', text, null, 'text', counter));
   const tplBlock = h('div', { class: 'mode-block', testid: 'task-form-template-block' },
-    field('Template topic', topic, 'Shown as the task’s topic (digital SMS).', 'content'),
-    field('Template body', body),
+    field('Template topic', topic, 'Shown as the task’s topic (digital SMS).', 'topic'),
+    field('Template body', body, 'Placeholders are written ${name}.', 'body'),
     field('Parameters (JSON object)', paramsIn, null, 'params'));
   const syncMode = () => { textBlock.hidden = !modeText.checked; tplBlock.hidden = modeText.checked; };
   modeText.addEventListener('change', syncMode);
@@ -870,7 +1336,7 @@ async function viewTaskForm(view, seq, id, params) {
   const updateCounter = () => {
     const full = (signature.value.trim() ? `【${signature.value.trim()}】` : '') + text.value;
     const est = estimateSegments(full);
-    counter.textContent = `${est.characters} characters incl. signature · ${est.encoding} · ${est.parts} part(s) per number (estimate)`;
+    counter.textContent = `${plural(est.characters, 'character')} incl. signature · ${est.encoding} · ${plural(est.parts, 'part')} per number (estimate)`;
   };
   text.addEventListener('input', updateCounter);
   signature.addEventListener('input', updateCounter);
@@ -882,7 +1348,7 @@ async function viewTaskForm(view, seq, id, params) {
     audiences.map((a) => h('option', {
       value: String(a.id),
       selected: task ? String(task.audience_id) === String(a.id) : preselect === String(a.id),
-    }, `${a.name} (${fmtNum(a.size)} numbers)`)));
+    }, `${a.name} (${plural(a.size, 'number')})`)));
 
   const sendImmediate = h('input', { type: 'radio', name: 'send_type', value: 'immediate', id: 'send-immediate', testid: 'task-form-send-immediate', checked: !task || task.send_type !== 'scheduled' });
   const sendScheduled = h('input', { type: 'radio', name: 'send_type', value: 'scheduled', id: 'send-scheduled', testid: 'task-form-send-scheduled', checked: Boolean(task && task.send_type === 'scheduled') });
@@ -908,45 +1374,140 @@ async function viewTaskForm(view, seq, id, params) {
   const subs = h('textarea', { id: 'task-sub-activities', name: 'sub_activities', testid: 'task-form-sub-activities', class: 'input', rows: '2', placeholder: 'A1:Spring promo\nA2:Reminder' });
   subs.value = task ? (task.sub_activities || []).map((s) => `${s.id}:${s.name}`).join('\n') : '';
 
+  // -- validation: every field is checked before anything is sent; each error stays next to its
+  // input until that input is fixed; the banner at the top lists what is left and then goes.
+  const inputs = { name, platform, sms_type: smsType, signature, text, topic, body, params: paramsIn, audience, sub_activities: subs, send_at: sendAt };
+  const mode = () => (modeText.checked ? 'text' : 'template');
+  const active = (key) => {
+    if (key === 'text') return modeText.checked;
+    if (key === 'topic' || key === 'body' || key === 'params') return modeTpl.checked;
+    if (key === 'send_at') return sendScheduled.checked;
+    return true;
+  };
+  const parsedParams = () => {
+    if (!paramsIn.value.trim()) return { value: {} };
+    let p;
+    try { p = JSON.parse(paramsIn.value); } catch (e) { return { error: `Not valid JSON: ${e.message}.` }; }
+    if (!p || typeof p !== 'object' || Array.isArray(p)) return { error: 'Write a JSON object, e.g. {"code": "1234"}.' };
+    const bad = Object.entries(p).find(([, v]) => typeof v !== 'string' && typeof v !== 'number');
+    if (bad) return { error: `The value of “${bad[0]}” must be a string or a number.` };
+    return { value: p };
+  };
+  const sendAtValue = () => (sendAt.value.length === 16 ? `${sendAt.value}:00` : sendAt.value);
+  const validators = {
+    name: () => {
+      const v = name.value.trim();
+      if (!v) return 'Give the task a name.';
+      if (v.length > 200) return `At most 200 characters (this one has ${fmtNum(v.length)}).`;
+      return controlCharError(v);
+    },
+    platform: () => (platform.value ? '' : 'Choose a platform.'),
+    sms_type: () => (smsType.value ? '' : 'Choose an SMS type.'),
+    signature: () => {
+      const v = signature.value.trim();
+      if (v.length > 40) return `At most 40 characters (this one has ${fmtNum(v.length)}).`;
+      return controlCharError(v);
+    },
+    text: () => {
+      if (!text.value.trim()) return 'Write the text of the message.';
+      const est = estimateSegments((signature.value.trim() ? `【${signature.value.trim()}】` : '') + text.value);
+      return est.parts > 63 ? `Too long: ${fmtNum(est.parts)} parts per number; at most 63.` : '';
+    },
+    topic: () => (topic.value.trim() ? '' : 'Give the template a topic.'),
+    body: () => (body.value.trim() ? '' : 'Write the template body.'),
+    params: () => {
+      const p = parsedParams();
+      if (p.error) return p.error;
+      const missing = [...new Set([...body.value.matchAll(/\$\{(\w+)\}/g)].map((m) => m[1]))].filter((k) => !(k in p.value));
+      return missing.length ? `Give a value for ${missing.map((k) => `“${k}”`).join(', ')} (used in the body).` : '';
+    },
+    audience: () => (audience.value ? '' : (audiences.length ? 'Choose an audience.' : 'Create an audience first (link below).')),
+    sub_activities: () => parseSubActivities(subs.value).error,
+    send_at: () => {
+      if (!sendAt.value) return 'Choose the send time.';
+      const when = Date.parse(`${sendAtValue()}Z`);
+      if (Number.isNaN(when)) return 'Not a valid time.';
+      const now = state.clock ? Date.parse(state.clock.now) : Date.now();
+      return when <= now ? `Choose a time after the service clock’s now (${fmtTime(new Date(now).toISOString())}).` : '';
+    },
+  };
+  const fieldErrors = new Map(); // key → message shown next to the input
+  let general = null; // an error the service gave without a field
   const errors = h('div', { testid: 'task-form-errors' });
+  const renderBanner = () => {
+    const keys = Object.keys(inputs).filter((k) => fieldErrors.has(k));
+    if (general) {
+      errors.replaceChildren(errorBox(general, 'task-form-error'));
+    } else if (keys.length) {
+      errors.replaceChildren(h('div', { class: 'alert alert-error', role: 'alert', testid: 'task-form-error' },
+        keys.length === 1 ? 'Fix the field marked below: ' : `Fix the ${fmtNum(keys.length)} fields marked below: `,
+        keys.map((k, i) => [i ? ', ' : '', h('button', {
+          type: 'button', class: 'btn-inline', testid: `task-form-error-link-${k}`, onclick: () => inputs[k].focus(),
+        }, labels[k] || k)]), '.'));
+    } else {
+      errors.replaceChildren();
+    }
+  };
+  const setFieldError = (key, message) => {
+    const box = form.querySelector(`.field[data-field="${key}"] > .field-error`);
+    if (message) fieldErrors.set(key, message); else fieldErrors.delete(key);
+    if (box) { box.textContent = message || ''; box.hidden = !message; }
+    if (message) inputs[key].setAttribute('aria-invalid', 'true'); else inputs[key].removeAttribute('aria-invalid');
+  };
+  const check = (key) => { setFieldError(key, active(key) ? validators[key]() : ''); };
+  const recheck = (...keys) => {
+    let changed = false;
+    for (const key of keys) if (fieldErrors.has(key) || !active(key)) { check(key); changed = true; }
+    if (changed || general) { general = null; renderBanner(); }
+  };
+  // Fixing a field clears its error at once (and a field another one depends on is checked again).
+  const dependents = { signature: ['signature', 'text'], body: ['body', 'params'], text: ['text'] };
+  for (const [key, input] of Object.entries(inputs)) {
+    const again = () => recheck(...(dependents[key] || [key]));
+    input.addEventListener('input', again);
+    input.addEventListener('change', again);
+  }
+  for (const radio of [modeText, modeTpl, sendImmediate, sendScheduled]) {
+    radio.addEventListener('change', () => recheck('text', 'topic', 'body', 'params', 'send_at'));
+  }
+  for (const b of quick) b.addEventListener('click', () => recheck('send_at'));
+
+  const showServerError = (e) => {
+    const key = e instanceof ApiError ? formFieldOf(e.field, mode()) : null;
+    if (key && active(key)) {
+      const sub = String(e.field).match(/^sub_activities\.(\d+)\.(\w+)$/);
+      const msg = sentence(fieldMessage(e));
+      setFieldError(key, sub ? `Sub-activity ${Number(sub[1]) + 1} (${sub[2]}): ${msg.charAt(0).toLowerCase()}${msg.slice(1)}` : msg);
+      general = null;
+    } else {
+      general = e;
+    }
+    renderBanner();
+    (key && active(key) ? inputs[key] : errors).scrollIntoView({ block: 'center' });
+  };
+
   const form = h('form', {
     class: 'card form', id: 'task-form', testid: 'task-form', novalidate: true,
     onsubmit: async (ev) => {
       ev.preventDefault();
-      errors.replaceChildren();
-      form.querySelectorAll('.field-error').forEach((e) => { e.hidden = true; e.textContent = ''; });
-      let payload;
-      try {
-        payload = {
-          name: name.value.trim(),
-          platform: platform.value,
-          sms_type: smsType.value,
-          signature: signature.value.trim(),
-          audience_id: audience.value ? (/^\d+$/.test(audience.value) ? Number(audience.value) : audience.value) : null,
-          send_type: sendScheduled.checked ? 'scheduled' : 'immediate',
-          sub_activities: parseSubActivities(subs.value),
-        };
-        if (modeText.checked) {
-          payload.content = { text: text.value };
-        } else {
-          let p = {};
-          if (paramsIn.value.trim()) {
-            try { p = JSON.parse(paramsIn.value); } catch (e) {
-              throw new ApiError(0, 'invalid', `Parameters are not valid JSON: ${e.message}`, 'params');
-            }
-            if (!p || typeof p !== 'object' || Array.isArray(p)) throw new ApiError(0, 'invalid', 'Parameters must be a JSON object.', 'params');
-          }
-          payload.content = { template: { topic: topic.value.trim(), body: body.value, params: p } };
-        }
-        if (payload.send_type === 'scheduled') {
-          if (!sendAt.value) throw new ApiError(0, 'invalid', 'Choose the send time.', 'send_at');
-          const v = sendAt.value.length === 16 ? `${sendAt.value}:00` : sendAt.value;
-          payload.send_at = `${v}Z`;
-        }
-      } catch (e) {
-        showFormError(form, errors, e);
-        return;
-      }
+      general = null;
+      for (const key of Object.keys(inputs)) check(key);
+      renderBanner();
+      const first = Object.keys(inputs).find((k) => fieldErrors.has(k));
+      if (first) { inputs[first].focus(); return; }
+      const payload = {
+        name: name.value.trim(),
+        platform: platform.value,
+        sms_type: smsType.value,
+        signature: signature.value.trim(),
+        audience_id: /^\d+$/.test(audience.value) ? Number(audience.value) : audience.value,
+        send_type: sendScheduled.checked ? 'scheduled' : 'immediate',
+        sub_activities: parseSubActivities(subs.value).items,
+        content: modeText.checked
+          ? { text: text.value }
+          : { template: { topic: topic.value.trim(), body: body.value, params: parsedParams().value } },
+      };
+      if (payload.send_type === 'scheduled') payload.send_at = `${sendAtValue()}Z`;
       const submit = form.querySelector('[type=submit]');
       submit.disabled = true;
       try {
@@ -956,7 +1517,7 @@ async function viewTaskForm(view, seq, id, params) {
         flash(editing ? `Task "${saved.name}" saved; it goes through moderation again.` : `Task "${saved.name}" created.`);
         window.location.hash = `#/tasks/${saved.id}`;
       } catch (e) {
-        showFormError(form, errors, e);
+        showServerError(e);
       } finally {
         submit.disabled = false;
       }
@@ -966,18 +1527,17 @@ async function viewTaskForm(view, seq, id, params) {
   editing && !task.can_edit ? h('div', { class: 'alert alert-warn', testid: 'task-form-locked' }, lockText(task)) : null,
   errors,
   h('div', { class: 'grid2' },
-    field('Name', name, 'Unique within the workspace.'),
-    h('div', { class: 'field', dataset: { field: 'platform' } }, h('label', { for: 'task-platform' }, 'Platform'), platform, platformHelp,
-      h('small', { class: 'field-error', hidden: true })),
-    field('SMS type', smsType),
-    field('Signature', signature, 'Sent as 【signature】 and counted in the length.')),
+    field('Name', name, 'Unique within the workspace.', 'name'),
+    field('Platform', platform, null, 'platform', platformHelp),
+    field('SMS type', smsType, null, 'sms_type'),
+    field('Signature', signature, 'Sent as 【signature】 and counted in the length.', 'signature')),
   h('fieldset', {},
     h('legend', {}, 'Content'),
     h('div', { class: 'radios' },
       h('label', { class: 'check' }, modeText, ' Text'),
       h('label', { class: 'check' }, modeTpl, ' Template (topic, body, parameters)')),
     textBlock, tplBlock),
-  h('div', { class: 'grid2' }, field('Audience', audience, h('a', { href: '#/audiences' }, 'Create an audience'), 'audience_id'),
+  h('div', { class: 'grid2' }, field('Audience', audience, h('a', { href: '#/audiences' }, 'Create an audience'), 'audience'),
     field('Sub-activities (one id:name per line)', subs, null, 'sub_activities')),
   h('fieldset', {},
     h('legend', {}, 'Sending type'),
@@ -989,18 +1549,6 @@ async function viewTaskForm(view, seq, id, params) {
     h('button', { type: 'submit', class: 'btn btn-primary', testid: 'task-form-submit' }, editing ? 'Save changes' : 'Create task'),
     h('a', { class: 'btn', href: editing ? `#/tasks/${id}` : '#/tasks' }, 'Cancel')));
   view.replaceChildren(form);
-}
-
-function showFormError(form, errors, e) {
-  errors.replaceChildren(errorBox(e, 'task-form-error'));
-  if (e instanceof ApiError && e.field) {
-    const parts = String(e.field).split(/[.[\]]+/).filter(Boolean);
-    const f = [parts[parts.length - 1], parts[0]]
-      .map((name) => form.querySelector(`.field[data-field="${name}"]:not([hidden]) .field-error`))
-      .find((el) => el && el.offsetParent !== null);
-    if (f) { f.textContent = e.message; f.hidden = false; }
-  }
-  errors.scrollIntoView({ block: 'nearest' });
 }
 
 // ---------------------------------------------------------------- audiences
@@ -1019,6 +1567,15 @@ async function viewAudiences(view, seq) {
   srcCsv.addEventListener('change', sync);
   sync();
   const out = h('div', { testid: 'audience-output' });
+  // A name error (missing, a control character, or taken: 409 name_taken) stays under the name.
+  const nameError = h('small', { class: 'field-error', id: 'audience-name-error', testid: 'audience-name-error', role: 'alert', hidden: true });
+  name.setAttribute('aria-describedby', 'audience-name-error');
+  const showNameError = (message) => {
+    nameError.textContent = message || '';
+    nameError.hidden = !message;
+    if (message) name.setAttribute('aria-invalid', 'true'); else name.removeAttribute('aria-invalid');
+  };
+  name.addEventListener('input', () => { if (!nameError.hidden) showNameError(name.value.trim() ? controlCharError(name.value) : 'Give the audience a name.'); });
   const listBox = h('div', { testid: 'audience-list-body' }, h('p', { class: 'muted' }, 'Loading audiences…'));
 
   const form = h('form', {
@@ -1027,7 +1584,8 @@ async function viewAudiences(view, seq) {
       ev.preventDefault();
       out.replaceChildren();
       const n = name.value.trim();
-      if (!n) { out.replaceChildren(h('div', { class: 'alert alert-error', testid: 'audience-error' }, 'Give the audience a name.')); return; }
+      showNameError(n ? controlCharError(n) : 'Give the audience a name.');
+      if (!nameError.hidden) { name.focus(); return; }
       try {
         let aud;
         if (srcPaste.checked) {
@@ -1040,18 +1598,19 @@ async function viewAudiences(view, seq) {
           aud = await api('POST', `/audiences${qs({ name: n })}`, csv, { contentType: 'text/csv' });
         }
         out.replaceChildren(h('div', { class: 'alert alert-ok', testid: 'audience-created' },
-          'Audience ', h('strong', {}, aud.name), ` created with ${fmtNum(aud.size)} number(s). `,
+          'Audience ', h('strong', {}, aud.name), ` created with ${plural(aud.size, 'number')}. `,
           h('a', { href: `#/tasks/new?audience=${aud.id}`, testid: 'audience-created-send' }, 'Create a task for it')));
         form.reset();
         sync();
         loadAudienceList(listBox, seq, [null], 0);
       } catch (e) {
-        out.replaceChildren(errorBox(e, 'audience-error'));
+        if (e instanceof ApiError && e.field === 'name') showNameError(sentence(fieldMessage(e)));
+        else out.replaceChildren(errorBox(e, 'audience-error'));
       }
     },
   },
   h('h2', {}, 'Create an audience'),
-  h('div', { class: 'field' }, h('label', { for: 'audience-name' }, 'Name'), name),
+  h('div', { class: 'field', dataset: { field: 'name' } }, h('label', { for: 'audience-name' }, 'Name'), name, nameError),
   h('div', { class: 'radios' },
     h('label', { class: 'check' }, srcPaste, ' Paste numbers'),
     h('label', { class: 'check' }, srcCsv, ' Upload CSV')),
@@ -1097,15 +1656,55 @@ async function viewTestbed(view, seq) {
   const clockBox = h('div', { class: 'clockbar inline', id: 'testbed-clock', testid: 'testbed-clock' });
   const profileText = h('textarea', { id: 'profile-json', testid: 'profile-json', class: 'input mono', rows: '22', spellcheck: 'false' });
   const profileOut = h('div', { testid: 'profile-output' });
+  const summaryBox = h('div', { testid: 'profile-summary-box' }, h('p', { class: 'muted' }, 'Loading the profile…'));
   const presetsBox = h('div', { testid: 'presets' }, h('p', { class: 'muted' }, 'Loading presets…'));
+  const activeName = h('span', { class: 'muted', testid: 'profile-active-preset' });
 
+  const showProfile = (p) => {
+    profileText.value = JSON.stringify(p, null, 2);
+    summaryBox.replaceChildren(profileSummary(p));
+  };
   const loadProfile = async () => {
     try {
-      const p = await api('GET', '/simulator/profile');
-      profileText.value = JSON.stringify(p, null, 2);
+      showProfile(await api('GET', '/simulator/profile'));
     } catch (e) {
       profileOut.replaceChildren(errorBox(e, 'profile-error'));
     }
+  };
+  const loadPresets = async () => {
+    let data;
+    try {
+      data = (await api('GET', '/simulator/presets')) || {};
+    } catch (e) {
+      if (seq === state.renderSeq) presetsBox.replaceChildren(errorBox(e));
+      return;
+    }
+    if (seq !== state.renderSeq) return;
+    const presets = data.items || [];
+    const active = data.active || (presets.find((p) => p.active) || {}).name || null;
+    activeName.textContent = active ? `equals the preset “${active}”` : 'no preset: changed by hand';
+    presetsBox.replaceChildren(presets.length ? h('ul', { class: 'presets' }, presets.map((p) => {
+      const isActive = p.name === active;
+      return h('li', { testid: 'preset', class: isActive ? 'preset-active' : '', dataset: { preset: p.name, active: String(isActive) } },
+        h('div', { class: 'preset-text' },
+          h('div', { class: 'preset-name' }, h('strong', {}, p.name),
+            isActive ? h('span', { class: 'badge badge-active', testid: 'preset-active-marker' }, 'active') : null),
+          h('p', { class: 'muted' }, p.description || ''),
+          p.profile ? h('p', { class: 'preset-brief', testid: 'preset-brief' }, profileBrief(p.profile)) : null),
+        h('button', {
+          type: 'button', class: `btn btn-small${isActive ? '' : ' btn-primary-outline'}`, testid: `preset-activate-${p.name}`,
+          title: isActive ? 'Activate it again: outage windows count from the moment a preset is activated' : null,
+          onclick: async () => {
+            try {
+              showProfile(await api('POST', `/simulator/presets/${encodeURIComponent(p.name)}`));
+              profileOut.replaceChildren(h('div', { class: 'alert alert-ok', testid: 'profile-saved' }, `Preset “${p.name}” is now active.`));
+            } catch (e) {
+              profileOut.replaceChildren(errorBox(e, 'profile-error'));
+            }
+            await loadPresets();
+          },
+        }, isActive ? 'Activate again' : 'Activate'));
+    })) : h('p', { class: 'muted' }, 'No presets.'));
   };
   const saveProfile = async () => {
     profileOut.replaceChildren();
@@ -1115,21 +1714,26 @@ async function viewTestbed(view, seq) {
       return;
     }
     try {
-      const p = await api('PUT', '/simulator/profile', body);
-      profileText.value = JSON.stringify(p, null, 2);
+      showProfile(await api('PUT', '/simulator/profile', body));
       profileOut.replaceChildren(h('div', { class: 'alert alert-ok', testid: 'profile-saved' }, 'Profile saved; it applies to messages submitted from now on.'));
     } catch (e) {
       profileOut.replaceChildren(errorBox(e, 'profile-error'));
     }
+    await loadPresets();
   };
 
+  const editor = h('details', { class: 'json-editor', testid: 'profile-editor' },
+    h('summary', { testid: 'profile-editor-toggle' }, 'Edit as JSON'),
+    h('p', { class: 'muted' }, 'Every field of the profile (number rules, outages, moderation…). Save replaces the whole profile; a field left out takes its default.'),
+    profileText,
+    h('div', { class: 'form-actions' },
+      h('button', { type: 'button', class: 'btn btn-primary', testid: 'profile-save', onclick: saveProfile }, 'Save'),
+      h('button', { type: 'button', class: 'btn', testid: 'profile-reload', onclick: () => { profileOut.replaceChildren(); loadProfile(); loadPresets(); } }, 'Reload')));
+
   const profileCard = h('section', { class: 'card', testid: 'profile-card' },
-    h('div', { class: 'card-head' }, h('h2', {}, 'Active carrier profile'),
-      h('div', { class: 'head-actions' },
-        h('button', { type: 'button', class: 'btn', testid: 'profile-reload', onclick: () => { profileOut.replaceChildren(); loadProfile(); } }, 'Reload'),
-        h('button', { type: 'button', class: 'btn btn-primary', testid: 'profile-save', onclick: saveProfile }, 'Save'))),
-    h('p', { class: 'muted' }, 'The simulated carrier (platform “sim”): outcome weights, failure codes, receipt delays, moderation rules… Save replaces the whole profile; a field left out takes its default.'),
-    profileText, profileOut);
+    h('div', { class: 'card-head' }, h('h2', {}, 'Active carrier profile'), activeName),
+    h('p', { class: 'muted' }, 'How the simulated carrier (platform “sim”) treats the messages submitted from now on.'),
+    summaryBox, profileOut, editor);
 
   const presetsCard = h('section', { class: 'card', testid: 'presets-card' }, h('h2', {}, 'Presets'), presetsBox);
   const clockCard = h('section', { class: 'card', testid: 'clock-card' }, h('h2', {}, 'Clock'),
@@ -1139,30 +1743,93 @@ async function viewTestbed(view, seq) {
   view.replaceChildren(h('div', { class: 'page-head' }, h('h1', {}, 'Testbed')),
     h('div', { class: 'testbed-grid' }, h('div', {}, clockCard, presetsCard), profileCard));
   renderClockInto(clockBox, 'testbed-clock');
+  await Promise.all([loadProfile(), loadPresets()]);
+}
 
-  await loadProfile();
-  let presets;
-  try {
-    presets = ((await api('GET', '/simulator/presets')) || {}).items || [];
-  } catch (e) {
-    if (seq === state.renderSeq) presetsBox.replaceChildren(errorBox(e));
-    return;
-  }
-  if (seq !== state.renderSeq) return;
-  presetsBox.replaceChildren(presets.length ? h('ul', { class: 'presets' }, presets.map((p) => h('li', { testid: 'preset', dataset: { preset: p.name } },
-    h('div', {}, h('strong', {}, p.name), h('p', { class: 'muted' }, p.description || '')),
-    h('button', {
-      type: 'button', class: 'btn btn-small', testid: `preset-activate-${p.name}`,
-      onclick: async () => {
-        try {
-          const prof = await api('POST', `/simulator/presets/${encodeURIComponent(p.name)}`);
-          profileText.value = JSON.stringify(prof, null, 2);
-          profileOut.replaceChildren(h('div', { class: 'alert alert-ok', testid: 'profile-saved' }, `Preset “${p.name}” is now active.`));
-        } catch (e) {
-          profileOut.replaceChildren(errorBox(e, 'profile-error'));
-        }
-      },
-    }, 'Activate')))) : h('p', { class: 'muted' }, 'No presets.'));
+const num = (v) => Number(v) || 0;
+
+/** A delay as words: "always 1 s", "between 0 s and 5 s", "about 5 s (lognormal, σ 1)". */
+export function delayText(d) {
+  if (d === null || d === undefined) return 'none';
+  if (typeof d === 'number') return d ? `always ${fmtSeconds(d)}` : 'none';
+  if (d.kind === 'fixed') return num(d.seconds) ? `always ${fmtSeconds(d.seconds)}` : 'none (at once)';
+  if (d.kind === 'uniform') return `between ${fmtSeconds(d.low)} and ${fmtSeconds(d.high)}, evenly spread`;
+  if (d.kind === 'lognormal') return `about ${fmtSeconds(d.median)} (median; lognormal, σ ${fmtNum(num(d.sigma))}): most sooner, a few much later`;
+  return JSON.stringify(d);
+}
+
+function outcomeShares(o) {
+  const total = num(o.delivered) + num(o.failed) + num(o.missing);
+  return [['delivered', 'delivered'], ['failed', 'failed'], ['missing', 'no receipt']]
+    .map(([k, label]) => ({ key: k, label, weight: num(o[k]), share: percentOf(num(o[k]), total), total }));
+}
+
+/** One line for a preset: the outcome shares and the receipt delay. */
+function profileBrief(p) {
+  const shares = outcomeShares(p.outcomes || {}).filter((x) => x.weight > 0).map((x) => `${x.share} ${x.label}`);
+  const o = p.outcomes || {};
+  const receipts = num(o.delivered) + num(o.failed) > 0 ? `receipts ${briefDelay(p.receipt_delay)}` : null;
+  return [shares.join(' · '), receipts].filter(Boolean).join(' · ');
+}
+
+function briefDelay(d) {
+  if (!d || typeof d === 'number') return d ? `after ${fmtSeconds(d)}` : 'at once';
+  if (d.kind === 'fixed') return num(d.seconds) ? `after ${fmtSeconds(d.seconds)}` : 'at once';
+  if (d.kind === 'uniform') return `after ${fmtSeconds(d.low)}–${fmtSeconds(d.high)}`;
+  if (d.kind === 'lognormal') return `after about ${fmtSeconds(d.median)}`;
+  return '';
+}
+
+function outageText(o) {
+  const when = (v) => (typeof v === 'number' ? `${fmtSeconds(v)} after activation` : fmtTime(v));
+  const what = o.kind === 'receipts' ? 'Receipts due' : 'Submissions refused';
+  return `${what} from ${when(o.start)} to ${when(o.end)}${o.kind === 'receipts' ? ' are swallowed (never sent)' : ''}`;
+}
+
+/** The profile as sentences: outcome weights, codes, delays, duplicates, throughput, outages… */
+export function profileSummary(p) {
+  p = p || {};
+  const o = p.outcomes || {};
+  const shares = outcomeShares(o);
+  const totalWeight = shares[0].total;
+  const codes = Object.entries(p.failure_codes || {});
+  const codeTotal = codes.reduce((a, [, w]) => a + num(w), 0);
+  const rows = [];
+  const row = (key, label, ...value) => rows.push([key, label, value]);
+  row('outcomes', 'Outcomes',
+    h('div', { class: 'share-bar', role: 'img', 'aria-label': shares.map((x) => `${x.share} ${x.label}`).join(', ') },
+      shares.map((x) => (x.weight > 0 ? h('span', { class: `share share-${x.key}`, style: `flex:${x.weight}` }) : null))),
+    h('span', {}, totalWeight
+      ? shares.map((x) => `${x.share} ${x.label}`).join(' · ')
+      : 'every weight is 0'));
+  row('failure-codes', 'Failure codes', codes.length && codeTotal
+    ? [codes.map(([c, w], i) => [i ? ' · ' : '', h('code', {}, c), ` ${percentOf(num(w), codeTotal)}`]), h('span', { class: 'muted' }, ' of failures')]
+    : 'none');
+  row('delay', 'Receipt delay', delayText(p.receipt_delay));
+  row('duplicates', 'Duplicates', num(p.duplicate_rate)
+    ? `${percentOf(num(p.duplicate_rate), 1)} of receipts are sent twice`
+    : 'none');
+  row('order', 'Order', p.reorder ? 'receipts may overtake each other' : 'receipts arrive in order');
+  row('parts', 'Multi-part messages', {
+    all: 'every part gets its own receipt', first: 'only the first part gets a receipt', last: 'only the last part gets a receipt',
+  }[p.part_policy] || humanize(p.part_policy || 'all'));
+  row('throughput', 'Throughput', p.throughput_limit === null || p.throughput_limit === undefined
+    ? 'no limit'
+    : `${fmtNum(num(p.throughput_limit))} messages/s; above that, submissions are refused as throttled`);
+  row('latency', 'Submission latency', delayText(p.submit_latency));
+  row('outages', 'Outages', (p.outages || []).length
+    ? h('ul', { class: 'plain' }, p.outages.map((x) => h('li', {}, outageText(x))))
+    : 'none');
+  row('recipients', 'Recipients per task', p.max_recipients === undefined ? '—' : `at most ${fmtNum(num(p.max_recipients))}`);
+  const mod = p.moderation || {};
+  row('moderation', 'Moderation', `review takes ${fmtSeconds(num(mod.review_seconds))}; `,
+    (mod.banned_words || []).length ? ['banned words: ', mod.banned_words.map((w, i) => [i ? ', ' : '', h('q', {}, w)])] : 'no banned words');
+  row('rules', 'Number rules', (p.number_rules || []).length
+    ? `${plural(p.number_rules.length, 'number rule')} (“magic numbers” with fixed fates)`
+    : 'none');
+  row('seed', 'Seed', p.seed === undefined ? '—' : String(p.seed));
+  return h('dl', { class: 'kv profile-summary', testid: 'profile-summary' },
+    rows.map(([key, label, value]) => [h('dt', {}, label), h('dd', { testid: `summary-${key}` }, value)]));
 }
 
 // ---------------------------------------------------------------- router
@@ -1189,6 +1856,8 @@ async function route() {
       await viewTaskForm(view, seq, null, params);
     } else if (parts[0] === 'tasks' && parts[2] === 'edit') {
       await viewTaskForm(view, seq, parts[1], params);
+    } else if (parts[0] === 'tasks' && parts[2] === 'ground-truth') {
+      await viewGroundTruth(view, seq, parts[1]);
     } else if (parts[0] === 'tasks') {
       await viewTaskDetails(view, seq, parts[1]);
     } else if (parts[0] === 'audiences') {
@@ -1228,6 +1897,12 @@ function init() {
     state.token = null;
     state.platforms = null;
     renderSignIn('Signed out. The token is no longer kept in this tab.', 'ok');
+  });
+  // Open tooltips follow their element when the page scrolls or the window changes size.
+  window.addEventListener('scroll', placeOpenTips, { capture: true, passive: true });
+  window.addEventListener('resize', placeOpenTips);
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') document.querySelectorAll('.has-tip.tip-open').forEach(closeTip);
   });
   // Keep the header clock current (the virtual clock may run faster than real time).
   setInterval(() => { if (state.token && !document.hidden) refreshClock(); }, 10000);
