@@ -28,7 +28,7 @@ from gateway.platform import Receipt, SubmitItem, SubmitResult
 from gateway.storage.schema import MIGRATIONS
 from simulator import profile as profiles
 from simulator import store
-from simulator.carrier import _record_submission
+from simulator.core.books import record_submission as _record_submission
 from simulator.ledger import DueQueue
 from simulator.model import RuleBook, decide_many
 

@@ -79,6 +79,12 @@ class NumberRule(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     code: str | None = None
     delay: Seconds | None = None
     note: str | None = None
+    # what the SMSC answers a submit_sm for the number (other front ends ignore these):
+    # ``smpp_status`` a command_status (the message is not accepted); ``respond`` "never" leaves
+    # the submit_sm unanswered; ``respond_after`` holds the response that many real seconds
+    smpp_status: Annotated[int, msgspec.Meta(ge=0, le=0xFFFFFFFF)] | None = None
+    respond: Literal["always", "never"] = "always"
+    respond_after: Annotated[float, msgspec.Meta(ge=0, le=3600)] | None = None
 
 
 # Twilio's test numbers (+1 500 555 0001 ... 0009) keep the meaning they have at Twilio; the
@@ -102,8 +108,49 @@ MAGIC_NUMBERS: tuple[tuple[str, str, str | None, float | None, str], ...] = (
 )
 
 
+# What the SMSC answers, as Melrose Labs' simulator does with its magic numbers: a status, no
+# answer, a slow answer. The +1 500 555 01xx block; other front ends see a refused or an
+# ordinary delivered number.
+SMPP_MAGIC_NUMBERS: tuple[dict, ...] = (
+    {"number": "+15005550101", "outcome": "refused", "code": "ESME_RSYSERR", "smpp_status": 0x08,
+     "note": "SMPP: submit_sm answered ESME_RSYSERR (0x08)"},
+    {"number": "+15005550102", "outcome": "refused", "code": "ESME_RTHROTTLED", "smpp_status": 0x58,
+     "note": "SMPP: submit_sm answered ESME_RTHROTTLED (0x58)"},
+    {"number": "+15005550103", "outcome": "refused", "code": "ESME_RINVDSTADR", "smpp_status": 0x0B,
+     "note": "SMPP: submit_sm answered ESME_RINVDSTADR (0x0B)"},
+    {"number": "+15005550104", "outcome": "refused", "code": "ESME_RMSGQFUL", "smpp_status": 0x14,
+     "note": "SMPP: submit_sm answered ESME_RMSGQFUL (0x14)"},
+    {"number": "+15005550105", "outcome": "refused", "code": "ESME_RSUBMITFAIL", "smpp_status": 0x45,
+     "note": "SMPP: submit_sm answered ESME_RSUBMITFAIL (0x45)"},
+    {"number": "+15005550111", "outcome": "delivered", "respond": "never",
+     "note": "SMPP: the submit_sm is never answered (the message is not accepted)"},
+    {"number": "+15005550112", "outcome": "delivered", "respond_after": 5.0,
+     "note": "SMPP: submit_sm answered after 5 real seconds"},
+    {"number": "+15005550113", "outcome": "delivered", "respond_after": 60.0,
+     "note": "SMPP: submit_sm answered after 60 real seconds (past most clients' response timeout)"},
+)
+
+
 def default_number_rules() -> list[NumberRule]:
-    return [NumberRule(outcome=o, number=n, code=c, delay=d, note=note) for n, o, c, d, note in MAGIC_NUMBERS]
+    rules = [NumberRule(outcome=o, number=n, code=c, delay=d, note=note) for n, o, c, d, note in MAGIC_NUMBERS]
+    return rules + [NumberRule(**rule) for rule in SMPP_MAGIC_NUMBERS]
+
+
+class SessionChaos(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """SMPP session faults (the SMSC only). ``drop_after_pdus``: a bind is cut after this many
+    PDUs from the client; ``drop_at``: every bind is cut at these service-clock instants (seconds
+    from when the list became active, like outages, or RFC 3339); ``unanswered_rate``: the share
+    of requests left without any response (decided per account and request count, seeded);
+    ``response_delay``: real seconds before each response; ``enquire_link_interval``: the SMSC
+    sends an enquire_link this often (real seconds) and unbinds a client that does not answer
+    within ``enquire_link_timeout``."""
+
+    drop_after_pdus: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    drop_at: list[float | str] = msgspec.field(default_factory=list)
+    unanswered_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    response_delay: Annotated[float, msgspec.Meta(ge=0, le=600)] = 0.0
+    enquire_link_interval: Annotated[float, msgspec.Meta(gt=0, le=86400)] | None = None
+    enquire_link_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
 
 
 class Profile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -120,6 +167,7 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     submit_latency: Union[FixedDelay, UniformDelay, LognormalDelay, Seconds] = 0.0
     outages: list[Outage] = msgspec.field(default_factory=list)
     number_rules: list[NumberRule] = msgspec.field(default_factory=default_number_rules)
+    session: SessionChaos = msgspec.field(default_factory=SessionChaos)
 
 
 class ProfileError(ValueError):
@@ -215,6 +263,14 @@ def validate(profile: Profile) -> Profile:
                 raise ProfileError(f"outages[{i}].{bound}: must be a finite number of seconds")
         if type(outage.start) is type(outage.end) and outage_time(outage.end, 0.0) <= outage_time(outage.start, 0.0):
             raise ProfileError(f"outages[{i}].end: must be after outages[{i}].start")
+    for i, value in enumerate(profile.session.drop_at):
+        if isinstance(value, str):
+            try:
+                _parse_time(value)
+            except ValueError:
+                raise ProfileError(f"session.drop_at[{i}]: seconds or an RFC 3339 time, got {value!r}") from None
+        elif value != value or value in (float("inf"), float("-inf")):
+            raise ProfileError(f"session.drop_at[{i}]: must be a finite number of seconds")
     for i, rule in enumerate(profile.number_rules):
         if (rule.number is None) == (rule.prefix is None):
             raise ProfileError(f"number_rules[{i}]: give exactly one of \"number\" or \"prefix\"")
@@ -273,7 +329,7 @@ def merge(profile: Profile, patch: dict) -> Profile:
         raise ProfileError("body: expected a JSON object")
     base = to_builtins(profile)
     for key, value in patch.items():
-        if key in ("outcomes", "moderation") and isinstance(value, dict) and isinstance(base.get(key), dict):
+        if key in ("outcomes", "moderation", "session") and isinstance(value, dict) and isinstance(base.get(key), dict):
             base[key] = {**base[key], **value}
         elif (
             key in ("receipt_delay", "submit_latency")

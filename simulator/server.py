@@ -1,18 +1,14 @@
-"""The simulated carrier as its own HTTP server: ``smslab carrier`` (or ``python -m simulator.server``).
+"""The simulated carrier as its own server: ``smslab carrier`` (or ``python -m simulator.server``).
 
-It behaves like an SMS vendor's API. A client submits batches of messages (``POST /submit``),
-each with an idempotency key; the carrier decides each message's fate with
-:func:`simulator.model.decide` — the same function and the same decision key
-(``"{task_id}:{number}"``) as the in-process ``sim`` platform, so one profile and seed give the
-same outcomes, codes, delays and duplicates in both — and plans its receipts on its own clock.
-Due receipts are pushed in batches to the callback URL as signed webhooks (see
-:mod:`gateway.wire.webhooks`); a delivery that fails (connection error, timeout, any non-2xx
-answer) is retried 60, 300 and 600 seconds of the carrier's clock later (Alibaba Cloud's 1, 5
-and 10 minutes), then abandoned. Everything — messages, decisions, planned receipts and each
-receipt's delivery state — is kept in the carrier's own SQLite file, so a restarted carrier
-carries on where it stopped.
+Its HTTP API behaves like an SMS vendor's: a client submits batches of messages (``POST
+/submit``), each with an idempotency key, and gets receipts as signed webhooks at its callback URL
+(see :mod:`gateway.wire.webhooks`). The same process can speak SMPP 3.4 (``--smpp-port``): both
+are front ends of one carrier core (``simulator/standalone.py``), so one profile and seed give the
+same outcomes, codes, delays and duplicates whichever way a message came, and the same as the
+in-process ``sim`` platform for the same decision key (``"{task_id}:{number}"``). Everything is
+kept in the carrier's own SQLite file, so a restarted carrier carries on where it stopped.
 
-Endpoints (JSON; errors are ``{"error": {"code", "message"}}``)::
+Endpoints (JSON; errors are ``{"error": {"code", "message", "field"?}}``)::
 
     POST /submit                      {"messages": [{key, number, text, parts, task_id}]} -> {"results": [{key, platform_id}]}
     GET  /messages/{platform_id}      delivery details of one message
@@ -20,105 +16,45 @@ Endpoints (JSON; errors are ``{"error": {"code", "message"}}``)::
     GET  /presets, POST /presets/{n}  the shipped presets; make one active
     POST /moderate                    {"text"} -> {"reasons": [...]}
     GET  /clock, POST /clock/advance  {"seconds"} (virtual clock only; 409 on the wall clock)
-    GET  /ground-truth?task_id=       paged decisions and receipts with their delivery state
+    GET  /ground-truth?task_id=|account=   paged decisions and receipts with their delivery state
     GET  /ground-truth/summary?task_id=
+    GET  /accounts, GET|PUT|PATCH|DELETE /accounts/{system_id}   SMPP (and provider) accounts
+    GET  /dialects                    the receipt dialect presets
+    GET  /journal?account=&command=   every PDU in and out (bounded by --journal-max)
+    POST /mo                          {"account", "from", "to", "text"}: a mobile-originated message
     POST /deliver                     push every due receipt now and answer when done
-    POST /reset                       forget every message and receipt
+    POST /reset                       forget every message and receipt (?account= for one account's)
     GET  /healthz
 
-See docs/carrier.md.
+With ``--token`` every endpoint but /healthz needs ``Authorization: Bearer <token>``. See
+docs/carrier.md and docs/smpp.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hmac
 import logging
-import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import aiohttp
 import msgspec
 from aiohttp import web
 
 from gateway import paging
-from gateway.clock import Clock, VirtualClock, WallClock, to_rfc3339
+from gateway.clock import to_rfc3339
 from gateway.errors import Conflict, Invalid, NotFound, ServiceError
-from gateway.storage.db import Database
 from gateway.web.bodies import read
+from gateway.wire.smpp.receipts import PRESETS as DIALECT_PRESETS
 
 from . import profile as profiles
-from gateway.wire import webhooks
-from .carrier import RateWindow, error_text, outages_moved, save_profile_state
-from .model import RuleBook, decide, expected_result, plan, submit_outage_until
+from .accounts import AccountChange, AccountError, apply_change
+from .standalone import MAX_SUBMIT_BATCH, StandaloneCarrier, SubmitIn
 
 log = logging.getLogger("smslab.carrier")
 
-RETRY_SCHEDULE = (60.0, 300.0, 600.0)  # seconds of the carrier's clock after each failed delivery
-DELIVERY_BATCH = 500  # receipts per webhook
-DELIVERY_TIMEOUT = 10.0  # real seconds a callback may take to answer
-TICK = 0.05  # real seconds between looks for due receipts
-MAX_SUBMIT_BATCH = 10_000
-_NUMBER = re.compile(r"^\+?[0-9]{5,15}$")
-
-# receipt delivery states
-DUE, SENT, ABANDONED, SWALLOWED = 0, 1, 2, 3
-STATE_NAMES = {DUE: "planned", SENT: "sent", ABANDONED: "abandoned", SWALLOWED: "swallowed"}
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS carrier_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS carrier_messages (
-    id INTEGER PRIMARY KEY,
-    platform_id TEXT NOT NULL UNIQUE,
-    key TEXT NOT NULL UNIQUE,
-    task_ref TEXT,
-    number TEXT NOT NULL,
-    text TEXT NOT NULL,
-    parts INTEGER NOT NULL,
-    submitted_at REAL NOT NULL,
-    outcome TEXT NOT NULL,
-    code TEXT,
-    latency REAL NOT NULL DEFAULT 0,
-    rule TEXT
-);
-CREATE INDEX IF NOT EXISTS carrier_messages_task ON carrier_messages(task_ref, id);
-CREATE TABLE IF NOT EXISTS carrier_receipts (
-    id INTEGER PRIMARY KEY,
-    platform_id TEXT NOT NULL,
-    part INTEGER,
-    status TEXT NOT NULL,
-    code TEXT,
-    due_at REAL NOT NULL,
-    duplicate INTEGER NOT NULL DEFAULT 0,
-    state INTEGER NOT NULL DEFAULT 0,
-    next_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    sent_at REAL,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS carrier_receipts_next ON carrier_receipts(next_at, id) WHERE state = 0;
-CREATE INDEX IF NOT EXISTS carrier_receipts_msg ON carrier_receipts(platform_id);
-"""
-
-
-class CarrierDatabase(Database):
-    """The gateway's two-connection SQLite wrapper with the carrier's own small schema instead
-    of the gateway's migrations (tables ``carrier_*``, created if missing)."""
-
-    async def _migrate(self) -> None:
-        assert self.writer is not None
-        await self.writer.executescript(SCHEMA)
-
-
-class SubmitIn(msgspec.Struct, forbid_unknown_fields=True):
-    key: str
-    number: str
-    text: str = ""
-    parts: int = 1
-    task_id: int | str | None = None
+CarrierServer = StandaloneCarrier  # the name this class had before the core was shared
 
 
 class SubmitBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -126,7 +62,14 @@ class SubmitBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AdvanceBody(msgspec.Struct, forbid_unknown_fields=True):
-    seconds: float
+    seconds: Annotated[float, msgspec.Meta(ge=0, le=10 * 365 * 86400)]
+
+
+class MoBody(msgspec.Struct, forbid_unknown_fields=True, rename={"from_": "from"}):
+    account: str
+    from_: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    to: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    text: Annotated[str, msgspec.Meta(max_length=1600)]
 
 
 class ModerateBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -161,359 +104,8 @@ def load_profile(spec: str) -> profiles.Profile:
     return profiles.load_preset(spec)
 
 
-class CarrierServer:
-    def __init__(self, db_path: str, *, clock: str = "wall", clock_start: float | None = None,
-                 profile: profiles.Profile | None = None,
-                 callback: str | None = None, secret: str | None = None, retry_schedule=RETRY_SCHEDULE,
-                 delivery_batch: int = DELIVERY_BATCH, tick: float = TICK, token: str | None = None):
-        self.db = CarrierDatabase(db_path)
-        self.token = token or None  # the control API's bearer token; None: open (loopback only)
-        self.clock_mode = clock
-        self.clock_start = clock_start
-        self.clock: Clock = WallClock()
-        self.initial_profile = profile
-        self.profile = profile or profiles.Profile()
-        self.callback = callback
-        self.secret = secret or ""
-        self.retry_schedule = tuple(float(s) for s in retry_schedule)
-        self.delivery_batch = delivery_batch
-        self.tick = tick
-        self.rate = RateWindow()
-        self.outages_anchor: float | None = None
-        self._rules: tuple[int, RuleBook] | None = None
-        self._wake = asyncio.Event()
-        self._deliver_lock = asyncio.Lock()
-        self._task: asyncio.Task | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self.stats = {"webhooks_sent": 0, "webhooks_failed": 0, "receipts_sent": 0, "receipts_abandoned": 0,
-                      "throttled_batches": 0, "outage_refusals": 0}
-
-    # -- lifecycle -----------------------------------------------------------------------------
-    async def start(self) -> None:
-        await self.db.open()
-        if self.clock_mode == "virtual":
-            stored = await self.db.fetchone("SELECT value FROM carrier_state WHERE key='clock'")
-            start = float(stored[0]) if stored else self.clock_start
-            self.clock = VirtualClock(start, 0.0)
-        else:
-            self.clock = WallClock()
-        stored = await self.db.fetchone("SELECT value FROM carrier_state WHERE key='profile'")
-        if stored is not None:
-            self.profile = profiles.from_json(stored[0].encode())
-        anchor = await self.db.fetchone("SELECT value FROM carrier_state WHERE key='outages_anchor'")
-        if anchor is not None:
-            self.outages_anchor = float(anchor[0])
-        if self.initial_profile is not None:
-            await self.set_profile(self.initial_profile)
-        elif anchor is None:
-            await self._save_state(anchor=self.clock.now())
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT))
-        if self.callback:
-            self._task = asyncio.create_task(self._delivery_loop(), name="carrier-webhooks")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await self.db.close()
-
-    async def set_profile(self, profile: profiles.Profile) -> None:
-        """Applies to messages submitted from now on; planned receipts keep their plan. Outage
-        windows given in seconds count from when the ``outages`` list last changed (as in the
-        in-process carrier)."""
-        old = self.profile
-        self.profile = profile
-        moved = outages_moved(self.outages_anchor, old, profile)
-        await self._save_state(profile=profile, anchor=self.clock.now() if moved else None)
-
-    async def _save_state(self, profile: profiles.Profile | None = None, anchor: float | None = None) -> None:
-        if anchor is not None:
-            self.outages_anchor = anchor
-        await save_profile_state(self.db, "carrier_state", profile, anchor)
-
-    def _rulebook(self, profile: profiles.Profile) -> RuleBook:
-        if self._rules is None or self._rules[0] != id(profile):
-            self._rules = (id(profile), RuleBook(profile.number_rules))
-        return self._rules[1]
-
-    def admit(self, count: int) -> tuple[int, str, float | None] | None:
-        """None if a batch of ``count`` may be submitted now; else (HTTP status, message, retry after)."""
-        profile = self.profile
-        if profile.outages:
-            anchor = self.outages_anchor if self.outages_anchor is not None else self.clock.now()
-            until = submit_outage_until(profile, self.clock.now(), anchor)
-            if until is not None:
-                self.stats["outage_refusals"] += 1
-                return 503, f"simulated outage: the carrier refuses submissions until {to_rfc3339(until)}", None
-        if profile.throughput_limit is not None and count:
-            wait = self.rate.take(count, profile.throughput_limit)
-            if wait is not None:
-                self.stats["throttled_batches"] += 1
-                return 429, f"throttled: above {profile.throughput_limit:g} messages per second", wait
-        return None
-
-    # -- submission -----------------------------------------------------------------------------
-    async def submit(self, items: list[SubmitIn]) -> list[dict]:
-        """Decide and plan every new message; a known key gets the answer it got the first time
-        (its platform id, or the same refusal) and is not sent again."""
-        profile = self.profile
-        rules = self._rulebook(profile)
-        db = self.db
-        results: list[dict] = []
-        async with db.transaction() as conn:
-            now = self.clock.now()
-            anchor = self.outages_anchor if self.outages_anchor is not None else now
-            keys = list({item.key for item in items})
-            known: dict[str, tuple[str, str, str | None]] = {}
-            for start in range(0, len(keys), 900):
-                chunk = keys[start : start + 900]
-                rows = await db.all(
-                    conn, f"SELECT key, platform_id, outcome, code FROM carrier_messages WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk)
-                known.update((k, (pid, outcome, code)) for k, pid, outcome, code in rows)
-            message_rows, receipt_rows = [], []
-            for item in items:
-                if not _NUMBER.match(item.number):
-                    results.append({"key": item.key, "platform_id": None, "error_code": "INVALID_NUMBER",
-                                    "error_message": f"not a phone number in E.164 form: {item.number!r}"})
-                    continue
-                seen = known.get(item.key)
-                if seen is None:  # new; a known key is an idempotent resubmission
-                    platform_id = f"cr-{item.key}"
-                    task_ref = None if item.task_id is None else str(item.task_id)
-                    decision_key = f"{item.task_id}:{item.number}" if item.task_id is not None else item.key
-                    decision = decide(profile, decision_key, item.parts, number=item.number, rules=rules)
-                    if decision.outcome != "refused":
-                        decision = plan(decision, profile, now, anchor)
-                    seen = known[item.key] = (platform_id, decision.outcome, decision.code)
-                    message_rows.append((platform_id, item.key, task_ref, item.number, item.text, item.parts, now,
-                                         decision.outcome, decision.code, decision.latency, decision.rule))
-                    for r in decision.receipts:
-                        due = now + r.delay
-                        receipt_rows.append((platform_id, r.part, r.status, r.code, due, int(r.duplicate), due,
-                                             SWALLOWED if r.swallowed else DUE))
-                platform_id, outcome, code = seen
-                if outcome == "refused":
-                    code = code or "REFUSED"
-                    results.append({"key": item.key, "platform_id": None, "error_code": code, "error_message": error_text(code)})
-                else:
-                    results.append({"key": item.key, "platform_id": platform_id})
-            await conn.executemany(
-                "INSERT INTO carrier_messages(platform_id, key, task_ref, number, text, parts, submitted_at, outcome, code,"
-                " latency, rule) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                message_rows,
-            )
-            await conn.executemany(
-                "INSERT INTO carrier_receipts(platform_id, part, status, code, due_at, duplicate, next_at, state)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                receipt_rows,
-            )
-        if receipt_rows:
-            self._wake.set()
-        return results
-
-    # -- webhooks ------------------------------------------------------------------------------
-    async def _delivery_loop(self) -> None:
-        while True:
-            try:
-                more = await self.deliver_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webhook delivery failed unexpectedly")
-                more = False
-            if not more:
-                self._wake.clear()
-                try:
-                    async with asyncio.timeout(self.tick):  # wait_for can swallow a cancellation on 3.11
-                        await self._wake.wait()
-                except asyncio.TimeoutError:
-                    pass
-
-    async def flush(self, max_batches: int = 10_000) -> dict:
-        """Push every receipt due now, batch after batch, and answer when done (for tests that
-        want no background timing). Failed deliveries are rescheduled as usual."""
-        before = dict(self.stats)
-        for _ in range(max_batches):
-            if not await self.deliver_due():
-                break
-        return {"receipts_sent": self.stats["receipts_sent"] - before["receipts_sent"],
-                "webhooks_failed": self.stats["webhooks_failed"] - before["webhooks_failed"]}
-
-    async def deliver_due(self) -> bool:
-        """Push one batch of due receipts; True if a full batch went (there may be more)."""
-        if not self.callback or self._session is None:
-            return False
-        async with self._deliver_lock:
-            return await self._deliver_due()
-
-    async def _deliver_due(self) -> bool:
-        now = self.clock.now()
-        rows = await self.db.fetchall(
-            "SELECT id, platform_id, part, status, code, due_at, attempts FROM carrier_receipts"
-            " WHERE state = 0 AND next_at <= ? ORDER BY next_at, id LIMIT ?",
-            (now, self.delivery_batch),
-        )
-        if not rows:
-            return False
-        body = webhooks.encode_receipts([
-            {"platform_id": r[1], "status": r[3], "at": r[5], "part": r[2], "code": r[4], "message": error_text(r[4])}
-            for r in rows
-        ])
-        error = None
-        try:
-            async with self._session.post(self.callback, data=body, headers=webhooks.sign_headers(self.secret, body)) as resp:
-                if not 200 <= resp.status < 300:
-                    text = (await resp.text())[:300]
-                    error = f"HTTP {resp.status}: {text}"
-                else:
-                    await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        sent_at = self.clock.now()
-        if error is None:
-            self.stats["webhooks_sent"] += 1
-            self.stats["receipts_sent"] += len(rows)
-            await self._write_many(
-                "UPDATE carrier_receipts SET state=1, sent_at=?, attempts=attempts+1, last_error=NULL WHERE id=?",
-                [(sent_at, r[0]) for r in rows],
-            )
-            return len(rows) == self.delivery_batch
-        self.stats["webhooks_failed"] += 1
-        log.warning("webhook to %s failed (%d receipts): %s", self.callback, len(rows), error)
-        updates = []
-        abandoned = 0
-        for r in rows:
-            attempts = r[6] + 1
-            if attempts <= len(self.retry_schedule):
-                updates.append((DUE, sent_at + self.retry_schedule[attempts - 1], attempts, error, r[0]))
-            else:
-                updates.append((ABANDONED, sent_at, attempts, error, r[0]))
-                abandoned += 1
-        self.stats["receipts_abandoned"] += abandoned
-        await self._write_many("UPDATE carrier_receipts SET state=?, next_at=?, attempts=?, last_error=? WHERE id=?", updates)
-        return False
-
-    async def _write_many(self, sql: str, rows: list[tuple]) -> None:
-        async with self.db.transaction() as conn:
-            await conn.executemany(sql, rows)
-
-    # -- clock ---------------------------------------------------------------------------------
-    async def advance(self, seconds: float) -> float:
-        if not isinstance(self.clock, VirtualClock):
-            raise Conflict("the carrier runs on the wall clock; start it with --clock virtual to advance time", code="clock_not_virtual")
-        now = self.clock.advance(seconds)
-        await self.db.execute("INSERT OR REPLACE INTO carrier_state(key, value) VALUES ('clock', ?)", (repr(now),))
-        self._wake.set()
-        return now
-
-    # -- ground truth ------------------------------------------------------------------------------
-    async def _receipts_of(self, ids: list[str]) -> dict[str, list[dict]]:
-        by_msg: dict[str, list[dict]] = {}
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            rows = await self.db.fetchall(
-                "SELECT platform_id, part, status, code, due_at, duplicate, state, attempts, sent_at, last_error, next_at"
-                f" FROM carrier_receipts WHERE platform_id IN ({','.join('?' * len(chunk))}) ORDER BY due_at, id",
-                chunk,
-            )
-            for pid, part, status, code, due_at, dup, state, attempts, sent_at, last_error, next_at in rows:
-                item = {
-                    "part": part, "status": status, "code": code, "at": to_rfc3339(due_at), "duplicate": bool(dup),
-                    "delivery": STATE_NAMES[state], "attempts": attempts, "sent_at": to_rfc3339(sent_at), "_due": due_at,
-                }
-                if state == DUE and attempts:
-                    item["next_attempt_at"] = to_rfc3339(next_at)
-                if last_error:
-                    item["last_error"] = last_error
-                by_msg.setdefault(pid, []).append(item)
-        return by_msg
-
-    def _message(self, row: tuple, receipts: list[dict]) -> dict:
-        _id, pid, key, task_ref, number, text, parts, submitted_at, outcome, code, latency, rule = row
-        if outcome == "refused":
-            expected = "refused"
-        else:
-            # what the gateway must end up showing, given what the carrier planned and could push
-            # (swallowed and abandoned receipts never reach it)
-            expected = expected_result(
-                parts, submitted_at,
-                [(r["_due"], r["part"], r["status"], r["delivery"] in ("swallowed", "abandoned")) for r in receipts],
-                self.receipt_timeout)
-        for r in receipts:
-            r.pop("_due", None)
-        return {
-            "platform_id": None if outcome == "refused" else pid, "key": key, "task_id": task_ref, "number": number,
-            "text": text, "parts": parts, "submitted_at": to_rfc3339(submitted_at), "outcome": outcome, "code": code,
-            "submit_latency": latency, "rule": rule, "expected_result": expected, "receipts": receipts,
-        }
-
-    receipt_timeout = 72 * 3600.0  # the gateway's default, for expected_result
-    _COLUMNS = "id, platform_id, key, task_ref, number, text, parts, submitted_at, outcome, code, latency, rule"
-
-    async def message(self, platform_id: str) -> dict | None:
-        row = await self.db.fetchone(f"SELECT {self._COLUMNS} FROM carrier_messages WHERE platform_id=?", (platform_id,))
-        if row is None:
-            return None
-        return self._message(row, (await self._receipts_of([platform_id])).get(platform_id, []))
-
-    async def ground_truth(self, task_ref: str, after: int | None, limit: int) -> tuple[list[dict], str | None]:
-        rows = await self.db.fetchall(
-            f"SELECT {self._COLUMNS} FROM carrier_messages WHERE task_ref=? AND id>? ORDER BY id LIMIT ?",
-            (task_ref, after or 0, limit + 1),
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        receipts = await self._receipts_of([r[1] for r in rows])
-        items = [self._message(r, receipts.get(r[1], [])) for r in rows]
-        return items, (paging.encode(rows[-1][0]) if more and rows else None)
-
-    async def summary(self, task_ref: str) -> dict:
-        outcomes = dict(await self.db.fetchall(
-            "SELECT outcome, COUNT(*) FROM carrier_messages WHERE task_ref=? GROUP BY outcome", (task_ref,)))
-        states = dict(await self.db.fetchall(
-            "SELECT r.state, COUNT(*) FROM carrier_receipts r JOIN carrier_messages m ON m.platform_id = r.platform_id"
-            " WHERE m.task_ref=? GROUP BY r.state", (task_ref,)))
-        dups = await self.db.fetchone(
-            "SELECT COUNT(*) FROM carrier_receipts r JOIN carrier_messages m ON m.platform_id = r.platform_id"
-            " WHERE m.task_ref=? AND r.duplicate=1", (task_ref,))
-        return {
-            "task_id": task_ref,
-            "messages": sum(outcomes.values()),
-            "delivered": outcomes.get("delivered", 0),
-            "failed": outcomes.get("failed", 0),
-            "missing": outcomes.get("missing", 0),
-            "refused": outcomes.get("refused", 0),
-            "receipts": {
-                "planned": sum(states.values()),
-                "duplicates": dups[0] if dups else 0,
-                "sent": states.get(SENT, 0),
-                "pending": states.get(DUE, 0),
-                "abandoned": states.get(ABANDONED, 0),
-                "swallowed": states.get(SWALLOWED, 0),
-            },
-        }
-
-    async def reset(self) -> None:
-        """Forget every message and receipt; empty the throughput window; relative outage
-        windows count from now. The profile stays."""
-        async with self._deliver_lock:
-            async with self.db.transaction() as conn:
-                await conn.execute("DELETE FROM carrier_receipts")
-                await conn.execute("DELETE FROM carrier_messages")
-            self.rate.reset()
-            await self._save_state(anchor=self.clock.now())
-
-
 # -- the web app ------------------------------------------------------------------------------------
-carrier_key = web.AppKey("carrier", CarrierServer)
+carrier_key = web.AppKey("carrier", StandaloneCarrier)
 routes = web.RouteTableDef()
 
 
@@ -558,30 +150,34 @@ async def healthz(request: web.Request) -> web.Response:
     c = request.app[carrier_key]
     await c.db.fetchone("SELECT 1")
     return _json({"status": "ok", "clock": c.clock.mode, "now": to_rfc3339(c.clock.now()), "callback": c.callback,
-                  "webhooks": c.stats})
+                  "webhooks": c.stats, "protocols": ["http", *(f.protocol for f in c.front_ends)],
+                  "receipts_queued": len(c.core.due), "outbox_open": len(c.outbox.items)})
 
 
 @routes.post("/submit")
 async def submit(request: web.Request) -> web.Response:
     c = request.app[carrier_key]
     raw = await read(request)
-    stripped = raw.lstrip()
-    if stripped.startswith(b"["):  # a bare list of messages is accepted too
+    if raw.lstrip().startswith(b"["):  # a bare list of messages is accepted too
         items = _decode(raw, list[SubmitIn])
     else:
         items = _decode(raw, SubmitBody).messages
     if len(items) > MAX_SUBMIT_BATCH:
         raise Invalid(f"messages: at most {MAX_SUBMIT_BATCH} per request", field="messages")
     for i, item in enumerate(items):
-        if not item.key:
-            raise Invalid(f"messages[{i}].key: must not be empty", field=f"messages.{i}.key")
-        if not 1 <= item.parts <= 255:
-            raise Invalid(f"messages[{i}].parts: must be between 1 and 255", field=f"messages.{i}.parts")
+        if not item.key or len(item.key) > 200:
+            raise Invalid(f"messages.{i}.key: 1 to 200 characters", field=f"messages.{i}.key")
+        if not 1 <= item.parts <= 63:
+            raise Invalid(f"messages.{i}.parts: must be between 1 and 63", field=f"messages.{i}.parts")
+        if isinstance(item.task_id, str) and not (item.task_id.isascii() and item.task_id.isdigit() and len(item.task_id) < 19):
+            raise Invalid(f"messages.{i}.task_id: a number", field=f"messages.{i}.task_id")
+        if isinstance(item.task_id, int) and not 0 <= item.task_id < 2**63:
+            raise Invalid(f"messages.{i}.task_id: a number from 0", field=f"messages.{i}.task_id")
     refusal = c.admit(len(items))
     if refusal is not None:
-        status, message, wait = refusal
-        headers = {"Retry-After": f"{wait:.3f}"} if wait is not None else None
-        return _error(status, "throttled" if status == 429 else "outage", message, headers=headers)
+        if refusal.kind == "throttled":
+            return _error(429, "throttled", refusal.message, headers={"Retry-After": f"{refusal.retry_after:.3f}"})
+        return _error(503, "outage", refusal.message)
     return _json({"results": await c.submit(items)})
 
 
@@ -649,17 +245,20 @@ async def get_clock(request: web.Request) -> web.Response:
 async def advance_clock(request: web.Request) -> web.Response:
     c = request.app[carrier_key]
     body = _decode(await read(request), AdvanceBody)
-    if not 0 <= body.seconds <= 10 * 365 * 86400:
-        raise Invalid("seconds: must be between 0 and ten years", field="seconds")
     now = await c.advance(body.seconds)
     return _json({"now": to_rfc3339(now), "mode": c.clock.mode})
 
 
-def _task_ref(request: web.Request) -> str:
+def _task_ref(request: web.Request, required: bool = True) -> int | None:
     raw = request.query.get("task_id")
     if not raw:
-        raise Invalid("task_id: required", field="task_id")
-    return raw
+        if required:
+            raise Invalid("task_id: required", field="task_id")
+        return None
+    value = paging.parse_id(raw) if raw != "0" else 0
+    if value is None:
+        raise Invalid("task_id: a task id (digits)", field="task_id")
+    return value
 
 
 @routes.post("/deliver")
@@ -672,9 +271,16 @@ async def deliver(request: web.Request) -> web.Response:
 
 @routes.get("/ground-truth")
 async def ground_truth(request: web.Request) -> web.Response:
+    """Per message what the carrier decided and did, for a task submitted over the HTTP API
+    (``task_id``) or for an account (``account``: every message it submitted, by SMPP or a
+    provider API)."""
     c = request.app[carrier_key]
-    items, next_cursor = await c.ground_truth(
-        _task_ref(request), paging.decode(request.query.get("cursor")), paging.limit_of(request.query.get("limit")))
+    account = request.query.get("account")
+    task_ref = _task_ref(request, required=account is None)
+    if account is not None and c.accounts.get(account) is None:
+        raise NotFound(f"no account {account!r}")
+    items, next_cursor = await c.ground_truth(task_ref=task_ref, account=account, cursor=request.query.get("cursor"),
+                                              limit=paging.limit_of(request.query.get("limit")))
     return _json({"items": items, "next_cursor": next_cursor})
 
 
@@ -685,8 +291,110 @@ async def ground_truth_summary(request: web.Request) -> web.Response:
 
 @routes.post("/reset")
 async def reset(request: web.Request) -> web.Response:
-    await request.app[carrier_key].reset()
-    return _json({"reset": True})
+    c = request.app[carrier_key]
+    account = request.query.get("account")
+    if account is not None and c.accounts.get(account) is None:
+        raise NotFound(f"no account {account!r}")
+    await c.reset(account)
+    return _json({"reset": True, **({"account": account} if account else {})})
+
+
+# -- accounts (SMPP system_ids, provider accounts) ---------------------------------------------------
+@routes.get("/accounts")
+async def list_accounts(request: web.Request) -> web.Response:
+    accounts = request.app[carrier_key].accounts
+    return _json({"items": [a.public() for _, a in sorted(accounts.by_name.items())], "next_cursor": None})
+
+
+def _account_name(request: web.Request) -> str:
+    name = request.match_info["system_id"]
+    if not (0 < len(name) <= 15 and name.isascii() and all(ch.isalnum() or ch in "_.-" for ch in name)):
+        raise Invalid("system_id: 1 to 15 letters, digits, '_', '.' or '-'", field="system_id")
+    return name
+
+
+@routes.get("/accounts/{system_id}")
+async def get_account(request: web.Request) -> web.Response:
+    account = request.app[carrier_key].accounts.get(_account_name(request))
+    if account is None:
+        raise NotFound(f"no account {request.match_info['system_id']!r}")
+    return _json(account.public())
+
+
+async def _change_account(request: web.Request, replace: bool) -> web.Response:
+    c = request.app[carrier_key]
+    name = _account_name(request)
+    change = _decode(await read(request), AccountChange)
+    current = c.accounts.get(name)
+    if current is None and not replace:
+        raise NotFound(f"no account {name!r}; create it with PUT")
+    try:
+        account = apply_change(name, current, change, replace)
+    except AccountError as exc:
+        raise Invalid(str(exc), field=exc.field) from None
+    await c.accounts.put(account)
+    c.core.tenant(name).throughput_limit = account.throughput_limit
+    return _json(account.public(), status=201 if current is None else 200)
+
+
+@routes.put("/accounts/{system_id}")
+async def put_account(request: web.Request) -> web.Response:
+    return await _change_account(request, replace=True)
+
+
+@routes.patch("/accounts/{system_id}")
+async def patch_account(request: web.Request) -> web.Response:
+    return await _change_account(request, replace=False)
+
+
+@routes.delete("/accounts/{system_id}")
+async def delete_account(request: web.Request) -> web.Response:
+    c = request.app[carrier_key]
+    name = _account_name(request)
+    if not await c.accounts.delete(name):
+        raise NotFound(f"no account {name!r}")
+    for front in c.front_ends:
+        await front.account_removed(name)
+    return web.Response(status=204)
+
+
+@routes.get("/dialects")
+async def list_dialects(request: web.Request) -> web.Response:
+    from gateway.wire.smpp.receipts import dialect_from
+
+    items = [{"name": name, "description": description, "dialect": msgspec.to_builtins(dialect_from(name))}
+             for name, (description, _) in DIALECT_PRESETS.items()]
+    return _json({"items": items, "next_cursor": None})
+
+
+# -- the journal and mobile-originated messages ----------------------------------------------------
+@routes.get("/journal")
+async def journal(request: web.Request) -> web.Response:
+    c = request.app[carrier_key]
+    q = request.query
+    after = 0
+    if q.get("cursor"):
+        after = paging.decode(q["cursor"])
+    items, last = c.journal.page(after=after, limit=paging.limit_of(q.get("limit")), account=q.get("account"),
+                                 command=q.get("command"))
+    out = [{**entry, "at": to_rfc3339(entry["at"])} for entry in items]
+    return _json({"items": out, "next_cursor": paging.encode(last) if last else None, "kept": len(c.journal),
+                  "max": c.journal.max_entries})
+
+
+@routes.post("/mo")
+async def mobile_originated(request: web.Request) -> web.Response:
+    c = request.app[carrier_key]
+    body = _decode(await read(request), MoBody)
+    account = c.accounts.get(body.account)
+    if account is None:
+        raise Invalid(f"account: no account {body.account!r}", field="account")
+    front = c._front_for(body.account)
+    if front is None or not hasattr(front, "mobile_originated"):
+        raise Conflict(f"account: {body.account!r} speaks {account.protocol}, which takes no mobile-originated messages here",
+                       field="account", code="no_mo")
+    item = await front.mobile_originated(body.account, body.from_, body.to, body.text)
+    return _json(item, status=201)
 
 
 def create_app(carrier: CarrierServer) -> web.Application:
@@ -728,19 +436,55 @@ def _run(args: argparse.Namespace) -> int:
         print(f"smslab carrier: refusing to listen on {args.host} without --token (or SMSLAB_CARRIER_TOKEN):"
               " its API controls the carrier", file=sys.stderr)
         return 2
+    accounts = []
+    for spec in args.account or []:
+        name, sep, password = spec.partition(":")
+        if not sep or not name or not password or len(name) > 15 or len(password) > 64:
+            print(f"smslab carrier: --account {spec!r}: give SYSTEM_ID:PASSWORD (system_id at most 15 characters)",
+                  file=sys.stderr)
+            return 2
+        accounts.append((name, password))
+    for option, port in (("--port", args.port), ("--smpp-port", args.smpp_port), ("--smpp-tls-port", args.smpp_tls_port)):
+        if port is not None and _port_taken(args.host, port):
+            print(f"smslab carrier: {args.host}:{port} ({option}) is already in use", file=sys.stderr)
+            return 2
     carrier = CarrierServer(args.db, clock=args.clock, clock_start=args.clock_start, profile=profile,
-                            callback=args.callback, secret=args.secret, token=args.token)
+                            callback=args.callback, secret=args.secret, token=args.token, accounts=accounts,
+                            journal_max=args.journal_max)
+    if args.smpp_port is not None or args.smpp_tls_port is not None:
+        from .smpp.smsc import Smsc
+
+        carrier.front_ends.append(Smsc(args.host, args.smpp_port, args.smpp_tls_port, args.tls_cert, args.tls_key))
     app = create_app(carrier)
 
     async def announce(_app: web.Application) -> None:
         print(f"smslab carrier serving on http://{args.host}:{args.port} (database {args.db}, clock {args.clock}, "
               f"callback {args.callback or 'none'})", flush=True)
+        for front in carrier.front_ends:
+            if front.protocol == "smpp":
+                if args.smpp_port is not None:
+                    print(f"SMPP 3.4 on {args.host}:{args.smpp_port}", flush=True)
+                if args.smpp_tls_port is not None:
+                    print(f"SMPP 3.4 over TLS on {args.host}:{args.smpp_tls_port} (certificate {front.tls_cert_path})", flush=True)
+        if accounts:
+            print(f"Accounts: {', '.join(name for name, _ in accounts)}", flush=True)
         print("Its API needs 'Authorization: Bearer <--token>'." if args.token
               else "Its API is open to this machine only (no --token).", flush=True)
 
     app.on_startup.append(announce)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
     return 0
+
+
+def _env_int(env, name: str) -> int | None:
+    value = env.get(name)
+    return int(value) if value else None
+
+
+def _port_taken(host: str, port: int) -> bool:
+    from gateway.cli import _port_taken as taken
+
+    return taken(host, port)
 
 
 def _loopback(host: str) -> bool:
@@ -775,6 +519,17 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="wall time, or a virtual clock moved by POST /clock/advance")
     parser.add_argument("--clock-start", type=float, default=None,
                         help="virtual clock: its first instant in epoch seconds (default: now; a restart resumes where it was)")
+    parser.add_argument("--smpp-port", type=int, default=_env_int(env, "SMSLAB_SMPP_PORT"),
+                        help="also serve SMPP 3.4 on this port (the SMSC; see docs/smpp.md)")
+    parser.add_argument("--smpp-tls-port", type=int, default=_env_int(env, "SMSLAB_SMPP_TLS_PORT"),
+                        help="also serve SMPP 3.4 over TLS on this port")
+    parser.add_argument("--tls-cert", default=env.get("SMSLAB_TLS_CERT"),
+                        help="PEM certificate for --smpp-tls-port (default: a self-signed one made next to --db)")
+    parser.add_argument("--tls-key", default=env.get("SMSLAB_TLS_KEY"), help="PEM private key of --tls-cert")
+    parser.add_argument("--account", action="append", metavar="SYSTEM_ID:PASSWORD",
+                        help="an SMPP account (repeatable; stored with its password hashed; more via PUT /accounts/{id})")
+    parser.add_argument("--journal-max", type=int, default=_env_int(env, "SMSLAB_JOURNAL_MAX") or 100_000,
+                        help="PDUs the journal keeps (GET /journal; default 100,000; 0 keeps none)")
     parser.set_defaults(func=_run)
     return parser
 

@@ -72,11 +72,38 @@ MIGRATIONS = [
         emitted_at REAL NOT NULL
     );
     """,
-    # 2: each workspace has its own carrier (profile, presets, reset, ground truth): a batch
-    # records whose it is. Batches from before are filled in at start from the gateway's tasks.
+    # 2: the carrier serves tenants (a gateway workspace, an SMPP or provider account), each with
+    # its own profile, reset and ground truth: a batch records whose it is (NULL: the default).
+    # The in-process carrier fills in batches from before at start from the gateway's tasks.
+    # The outbox holds what was handed to a front end that acknowledges each item (webhooks,
+    # SMPP binds): receipts and mobile-originated messages, with their delivery state.
     """
-    ALTER TABLE sim_batches ADD COLUMN workspace INTEGER;
-    CREATE INDEX sim_batches_workspace ON sim_batches(workspace, task_ref);
+    ALTER TABLE sim_batches ADD COLUMN tenant TEXT;
+    CREATE INDEX sim_batches_tenant ON sim_batches(tenant, first_key);
+    CREATE TABLE sim_outbox (
+        rid INTEGER PRIMARY KEY,
+        tenant TEXT,
+        kind INTEGER NOT NULL,
+        msg_id TEXT NOT NULL,
+        part INTEGER,
+        status TEXT,
+        code TEXT,
+        due_at REAL NOT NULL,
+        state INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        sent_at REAL,
+        acked_at REAL,
+        last_error TEXT,
+        body TEXT
+    );
+    CREATE INDEX sim_outbox_open ON sim_outbox(tenant, rid) WHERE state = 0 OR (state = 1 AND acked_at IS NULL);
+    CREATE INDEX sim_outbox_msg ON sim_outbox(msg_id);
+    CREATE TABLE sim_accounts (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    -- the SMSC's per-message data its receipts need: addresses, registered_delivery, the text's
+    -- first 20 octets (simulator/smpp/smsc.py: Meta), by the message's first number
+    CREATE TABLE sim_smpp (n INTEGER PRIMARY KEY, msg_id TEXT NOT NULL, meta TEXT NOT NULL);
+    CREATE INDEX sim_smpp_msg ON sim_smpp(msg_id);
     """,
 ]
 
@@ -88,9 +115,10 @@ def carrier_db_path(gateway_path: str) -> str:
     return str(p.with_name(f"{p.stem}.carrier{p.suffix}"))
 
 
-async def open_carrier_db(path: str) -> Database:
-    # the carrier appends one row per batch and reads back rarely: a small page cache will do
-    db = Database(path, migrations=MIGRATIONS, cache_mib=8)
+async def open_carrier_db(path: str, cache_mib: int = 8) -> Database:
+    """The carrier's database; it appends one row per batch and reads back rarely, so a small page
+    cache will do inside the gateway (the standalone carrier, with its outbox, takes more)."""
+    db = Database(path, migrations=MIGRATIONS, cache_mib=cache_mib)
     await db.open()
     return db
 

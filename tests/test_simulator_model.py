@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator import profile as P
-from simulator.carrier import RateWindow
+from simulator.core import RateWindow
 from simulator.model import (RuleBook, decide, draw, expected_result, outage_windows, plan, sample, submit_outage_until)
 
 SPEC_DEFAULTS = {

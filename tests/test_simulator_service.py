@@ -471,7 +471,7 @@ async def test_profile_api_takes_the_new_fields_and_names_bad_ones(service):
         error = (await resp.json())["error"]
         assert resp.status == 400 and field in error["message"], (bad, error)
     # a PUT without number_rules brings the magic numbers back
-    assert len((await api.put_profile(seed=1))["number_rules"]) == 14
+    assert len((await api.put_profile(seed=1))["number_rules"]) == 14 + 8  # and the SMSC's eight
     presets = await api.call("GET", "/api/v1/simulator/presets")
     assert {p["name"] for p in presets["items"]} >= {"perfect", "realistic", "flaky", "outage", "black-hole"}
     active = await api.preset("outage")

@@ -44,6 +44,13 @@ def check_transition(current: str, new: str) -> None:
         raise TransitionError(f"a {current} task cannot become {new}")
 
 
+_STATE_SENTENCES = {
+    Status.SENDING: "is sending",
+    Status.COMPLETED: "has completed",
+    Status.FAILED: "failed to send (Execution Failed)",
+}
+
+
 def modification_lock(status: str, send_type: str, send_at: float | None, now: float) -> str | None:
     """Why the task cannot be edited or deleted now, or None when it can.
 
@@ -54,7 +61,7 @@ def modification_lock(status: str, send_type: str, send_at: float | None, now: f
     if status == Status.REJECTED:
         return None
     if status in (Status.SENDING, Status.COMPLETED, Status.FAILED):
-        return f"the task is {SEED_WORDING[Status(status)].lower()}; only rejected or scheduled tasks can change"
+        return f"the task {_STATE_SENTENCES[Status(status)]}; only rejected or scheduled tasks can change"
     if send_type != "scheduled" or send_at is None:
         return "an immediate task can be changed only after it was rejected"
     if send_at - now <= EDIT_WINDOW_SECONDS:

@@ -34,6 +34,8 @@ from .receipts import apply_receipts
 log = logging.getLogger(__name__)
 
 KIND_NAMES = {1: N.EMPTY, 2: N.INVALID, 3: N.DUPLICATE}
+_SKIP_WORDS = {"empty": "empty", "invalid": "invalid", "duplicate": "duplicate", "over_limit": "over the recipient limit",
+               "opted_out": "opted out"}
 
 
 class TaskFailure(Exception):
@@ -251,7 +253,7 @@ class Dispatcher:
         if sent == 0:
             if skipped.get("refused"):
                 raise TaskFailure("every submission was refused by the platform")
-            detail = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()) if n)
+            detail = ", ".join(f"{n:,} {_SKIP_WORDS.get(reason, reason)}" for reason, n in sorted(skipped.items()) if n)
             raise TaskFailure(f"no number could be sent ({detail})" if detail else "no number could be sent")
         await self.db.execute(
             "UPDATE tasks SET dispatch_done_at=?, details_expire_at=? WHERE id=?",

@@ -1,0 +1,281 @@
+"""The carrier core: profiles per tenant, admission, decisions, planned receipts, ground truth and
+persistence, on one clock. It knows nothing of HTTP or SMPP: each front end (the in-process
+``sim`` platform, the HTTP API, the SMSC) turns its wire format into ``submit`` calls and the due
+receipts ``emit`` hands it into its own wire format.
+
+Decisions are pure and keyed (``simulator.model``): the front end says what a message's key is
+(the gateway: ``{task}:{number}``; the SMSC: ``{system_id}:{destination}:{n}``), so every front
+end gives the same outcome for the same key, whatever the batching or concurrency.
+
+The books (``books.py``) hold one row per submission batch; the receipts still to emit wait in
+memory in due order (``ledger.DueQueue``) and are found again at start from the batches past the
+emission watermark. A front end calls ``emit(now, deliver)``: the core hands ``deliver`` the due
+receipts in (due time, receipt id) order, batch after batch, and records how far it emitted only
+after ``deliver`` returned, so a crash re-emits at most a batch (receipts are idempotent for
+whoever receives them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from bisect import bisect_left
+from typing import Any, Awaitable, Callable
+
+import msgspec
+
+from gateway.platform import SubmitItem
+
+from .. import profile as profiles
+from ..ledger import DueQueue, KeyRanges
+from ..model import decide_many, expected_result
+from . import books
+from .tenants import CarrierTenant, outages_moved
+
+EMIT_BATCH = 5000
+RANGES_KEPT = 64  # tasks whose batch key ranges stay in memory
+
+
+class CarrierCore:
+    def __init__(self, db, clock, *, monotonic: Callable[[], float] = time.monotonic,
+                 default_profile: profiles.Profile | None = None):
+        self.db = db
+        self.clock = clock
+        self._monotonic = monotonic
+        self.default = CarrierTenant(None, None, monotonic)
+        self.default.own_profile = default_profile or profiles.Profile()
+        self._tenants: dict[str, CarrierTenant] = {}
+        self.due = DueQueue()
+        self._ranges: dict[int, KeyRanges] = {}
+        self._next_rid = 1
+        self.watermark: tuple[float, int] = (float("-inf"), 0)
+        # a submission (its transaction and the push of its receipts) and the taking of due
+        # receipts exclude each other: see ``emit``
+        self._books_lock = asyncio.Lock()
+        self._emit_lock = asyncio.Lock()
+
+    # -- state ------------------------------------------------------------------------------------
+    async def load(self, initial: profiles.Profile | None = None) -> None:
+        """Read the stored profiles, anchors and the emission watermark, and rebuild the queue of
+        receipts to emit. ``initial`` (a profile given at start) becomes the default and replaces
+        every tenant's own profile."""
+        db = self.db
+        state = dict(await db.fetchall("SELECT key, value FROM sim_state WHERE key LIKE 'profile%' OR key LIKE 'outages_anchor%'"))
+        default = self.default
+        if "profile" in state:
+            default.own_profile = profiles.from_json(state["profile"].encode())
+        if "outages_anchor" in state:
+            default.own_anchor = float(state["outages_anchor"])
+        if initial is not None:
+            await db.write(lambda conn: conn.execute(
+                "DELETE FROM sim_state WHERE key LIKE 'profile:%' OR key LIKE 'outages_anchor:%'"))
+            await self.set_profile(default, initial)
+        else:
+            for key, value in state.items():
+                name, _, tenant_key = key.partition(":")
+                if tenant_key:
+                    tenant = self.tenant(tenant_key)
+                    if name == "profile":
+                        tenant.own_profile = profiles.from_json(value.encode())
+                    else:
+                        tenant.own_anchor = float(value)
+            if default.own_anchor is None:
+                await self.save_state(default, anchor=self.clock.now())
+        mark = await db.fetchone("SELECT value FROM sim_state WHERE key='emitted_until'")
+        if mark is not None:
+            due, rid = msgspec.json.decode(mark[0])
+            self.watermark = (float(due), int(rid))
+        self._next_rid = int((await db.fetchone("SELECT value FROM sim_state WHERE key='next_receipt_id'"))[0])
+        self.due.push(await db.read(books.pending_receipts, *self.watermark))
+
+    def tenant(self, key: str | None) -> CarrierTenant:
+        if key is None:
+            return self.default
+        tenant = self._tenants.get(key)
+        if tenant is None:
+            tenant = self._tenants[key] = CarrierTenant(key, self.default, self._monotonic)
+        return tenant
+
+    async def set_profile(self, tenant: CarrierTenant, profile: profiles.Profile) -> None:
+        """Applies to messages submitted from now on; planned receipts keep their plan.
+
+        Outage windows given in seconds count from the moment the ``outages`` list last changed,
+        so changing another field (a PATCH of ``duplicate_rate``, say) does not restart them."""
+        moved = outages_moved(tenant.outages_anchor, tenant.profile, profile)
+        tenant.own_profile = profile
+        await self.save_state(tenant, profile=profile, anchor=self.clock.now() if moved else tenant.outages_anchor)
+
+    async def save_state(self, tenant: CarrierTenant, profile: profiles.Profile | None = None,
+                         anchor: float | None = None) -> None:
+        if anchor is not None:
+            tenant.own_anchor = anchor
+        rows = []
+        if profile is not None:
+            rows.append((tenant.state_key("profile"), msgspec.json.encode(profile).decode()))
+        if anchor is not None:
+            rows.append((tenant.state_key("outages_anchor"), repr(anchor)))
+        if rows:
+            await self.db.write(lambda conn: conn.executemany("INSERT OR REPLACE INTO sim_state(key, value) VALUES (?, ?)", rows))
+
+    async def reset(self, tenant: CarrierTenant, profile: profiles.Profile | None = None,
+                    forget: Callable[[tuple], bool] | None = None) -> list[int]:
+        """A fresh carrier for one tenant: forget its messages and planned receipts, empty its
+        throughput window and restart its relative outage windows from now. Its profile stays (or
+        ``profile`` replaces it). Other tenants are not touched. ``forget(row)`` says which queued
+        receipts were the tenant's (the front end knows from its ids); returns the tasks forgotten."""
+        async with self._emit_lock, self._books_lock:
+            tasks = await self.db.write(books.forget_tenant, tenant.key)
+            if forget is not None:
+                self.due.remove(forget)
+            for task in tasks:
+                self._ranges.pop(task, None)
+            tenant.rate.reset()
+            tenant.throttled = tenant.outage_refusals = 0
+            new = profile or tenant.profile
+            await self.save_state(tenant, profile=new, anchor=self.clock.now())
+            tenant.own_profile = new
+        return tasks
+
+    # -- submission ---------------------------------------------------------------------------------
+    async def submit(self, tenant: CarrierTenant, batch: list[SubmitItem], ids: list[str],
+                     keys: list[str] | None = None, known: bool = True,
+                     also: Callable[[Any], None] | None = None) -> tuple[dict[str, str], list[tuple]]:
+        """Decide and record a batch that was admitted. ``ids`` are the front end's message ids,
+        ``keys`` the decision keys (default ``{task_id}:{number}``). With ``known``, ids that an
+        earlier submission of the same task recorded (a resubmission after a crash) are answered
+        from that record and not sent again. ``also(conn)`` writes the front end's own rows in the
+        same transaction (the SMSC's per-message addresses). Returns the refused ids with their
+        codes, and the receipts now queued as ``(due, receipt id, id, part, status, code)``."""
+        profile = tenant.profile
+        anchor = tenant.outages_anchor if tenant.outages_anchor is not None else self.clock.now()
+        rules = tenant.rulebook(profile)
+        if keys is None:
+            keys = [f"{item.task_id}:{item.number}" for item in batch]
+        # deciding is pure and needs no clock, so it happens before the transaction
+        decisions = decide_many(profile, [(key, item.parts, item.number) for key, item in zip(keys, batch)], rules)
+        async with self._books_lock:
+            seen = await self._known(batch, ids) if known else {}
+            refused, due_rows, recorded, self._next_rid = await self.db.write(
+                books.record_submission, self.clock, batch, ids, decisions, seen, profile, anchor, self._next_rid, tenant.key,
+                also,
+            )
+            # no await between the commit and here: the receipts are in the queue before an
+            # emission can take due receipts again
+            self.due.push(due_rows)
+            for task_ref, batch_id, first, last in recorded:
+                ranges = self._ranges.get(task_ref)
+                if ranges is not None:
+                    ranges.add(first, last, batch_id)
+        return refused, due_rows
+
+    async def _known(self, batch: list[SubmitItem], ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """Outcome and code of every id of ``batch`` that an earlier submission recorded, looked
+        up only in batches whose key range overlaps."""
+        by_task: dict[int, list[str]] = {}
+        for item, msg_id in zip(batch, ids):
+            by_task.setdefault(item.task_id, []).append(msg_id)
+        known: dict[str, tuple[str, str | None]] = {}
+        for task_ref, task_ids in by_task.items():
+            ranges = self._ranges.pop(task_ref, None)
+            if ranges is None:
+                ranges = KeyRanges()
+                for batch_id, first, last in await self.db.fetchall(
+                    "SELECT id, first_key, last_key FROM sim_batches WHERE task_ref=? ORDER BY first_key, id", (task_ref,)
+                ):
+                    ranges.add(first, last, batch_id)
+            self._ranges[task_ref] = ranges  # most recently used last
+            while len(self._ranges) > RANGES_KEPT:  # the others are read again when needed
+                del self._ranges[next(iter(self._ranges))]
+            overlapping = ranges.overlapping(min(task_ids), max(task_ids))
+            if not overlapping:
+                continue
+            wanted = set(task_ids)
+            for (messages,) in await self.db.fetchall(
+                "SELECT messages FROM sim_batches WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(overlapping),)
+            ):
+                for msg_id, _number, _parts, outcome, code, *_ in json.loads(messages):
+                    if msg_id in wanted:
+                        known[msg_id] = (outcome, code)
+        return known
+
+    # -- emission -----------------------------------------------------------------------------------
+    async def emit(self, now: float, deliver: Callable[[list[tuple]], Awaitable[Any]], batch: int = EMIT_BATCH) -> int:
+        """Hand every receipt due by ``now`` to ``deliver``, oldest first, in batches, each
+        delivered before the next is taken; returns how many.
+
+        Taking due receipts excludes submissions (``_books_lock``), and a submission places its
+        receipts at or after the service time it reads inside its transaction. So a receipt
+        submitted after a take is never due before what that take emitted: the emission order is
+        exactly (due time, receipt id), which the watermark and ground truth's ``emitted_at``
+        rely on. A ``deliver`` that raises gets the same receipts again next time."""
+        emitted = 0
+        async with self._emit_lock:
+            while True:
+                async with self._books_lock:
+                    rows = self.due.pop_due(now, batch)
+                if not rows:
+                    return emitted
+                try:
+                    await deliver(rows)
+                except BaseException:
+                    self.due.push(rows)  # not handed over: emit them again next time
+                    raise
+                last = rows[-1]
+                await self.db.write(books.log_emission, last[0], last[1], now)
+                self.watermark = (last[0], last[1])
+                emitted += len(rows)
+                if len(rows) < batch:
+                    return emitted
+
+    # -- ground truth -------------------------------------------------------------------------------
+    async def ground_truth(self, *, task_ref: int | None = None, tenant: str | None = None, after: str | None = None,
+                           limit: int = 50, receipt_timeout: float = 72 * 3600.0) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of what the carrier decided for a task's messages (or, without ``task_ref``,
+        a tenant's), ordered by message id.
+
+        Per message: ``platform_id`` (None for a number refused at submission), ``number``,
+        ``parts``, ``submitted_at`` (epoch seconds), ``outcome`` (delivered/failed/missing/
+        refused), ``code``, ``submit_latency``, ``rule`` (the number rule that forced it, or
+        None), ``expected_result`` (what the gateway must end up showing: succeeded/failed/
+        receipt_timeout/refused) and ``receipts``, each with ``rid``, ``part``, ``status``,
+        ``code``, ``due_at`` (epoch seconds), ``duplicate``, ``swallowed`` (due inside a receipts
+        outage: never emitted) and ``emitted_at`` (epoch seconds it was handed to the front end,
+        None until then)."""
+        rows = await self.db.read(books.ground_truth_rows, task_ref, after or "", limit + 1, tenant)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = await self._items(rows, receipt_timeout)
+        return items, (rows[-1][0] if more and rows else None)
+
+    async def messages(self, tenant: str | None, msg_ids: list[str], receipt_timeout: float = 72 * 3600.0) -> list[dict]:
+        """The ground truth of these messages of one tenant (see ``ground_truth``)."""
+        return await self._items(await self.db.read(books.message_rows, tenant, msg_ids), receipt_timeout)
+
+    async def _items(self, rows: list[tuple], receipt_timeout: float) -> list[dict[str, Any]]:
+        if not rows:
+            return []
+        log = await self.db.fetchall("SELECT up_to_due, up_to_id, emitted_at FROM sim_emissions ORDER BY id")
+        marks = [(d, i) for d, i, _ in log]
+        items = []
+        for msg_id, number, parts, submitted_at, outcome, code, latency, rule, planned_rows in rows:
+            planned = []
+            for rid, part, status, rcode, due_at, dup, swallowed in planned_rows:
+                emitted_at = None
+                if not swallowed:
+                    k = bisect_left(marks, (due_at, rid))  # the first emission batch that reached it
+                    emitted_at = log[k][2] if k < len(log) else None
+                planned.append({"rid": rid, "part": part, "status": status, "code": rcode, "due_at": due_at,
+                                "duplicate": bool(dup), "swallowed": bool(swallowed), "emitted_at": emitted_at})
+            if outcome == "refused":
+                expected = "refused"
+            else:
+                expected = expected_result(
+                    parts, submitted_at, [(r["due_at"], r["part"], r["status"], r["swallowed"]) for r in planned],
+                    receipt_timeout)
+            items.append({
+                "platform_id": None if outcome == "refused" else msg_id, "number": number, "parts": parts,
+                "submitted_at": submitted_at, "outcome": outcome, "code": code, "submit_latency": latency,
+                "rule": rule, "expected_result": expected, "receipts": planned, "_id": msg_id,
+            })
+        return items
