@@ -45,7 +45,7 @@ from gateway.storage import bulk
 from gateway.wire.codes import smpp_state
 from gateway.wire.smpp import pdu as P
 from gateway.wire.smpp.receipts import build_receipt, format_message_id, normalise_id, receipt_pdu
-from gateway.wire.smpp.text import ESM_UDHI, GSM7, choose_coding, concat_info, encode_text, split_udh
+from gateway.wire.smpp.text import ESM_UDHI, GSM7, choose_coding, concat_info, decode_text, encode_text, split_udh
 
 from ..core.outbox import RECEIPT, OutItem
 from ..model import draw
@@ -74,7 +74,7 @@ class Meta(msgspec.Struct, array_like=True, gc=False):
     source_ton: int
     source_npi: int
     registered_delivery: int
-    text: str  # the first 20 octets of its short message, as Latin-1
+    text: str  # the first 20 characters of its text (the receipt's ``text:`` field)
     submitted_at: float
     canceled_at: float | None = None
 
@@ -378,10 +378,9 @@ class Smsc:
         count = self._counts.get(count_key, 0)
         self._counts[count_key] = count + 1
         key = f"{name}:{number}:{count}"
-        text = _text_octets(pdu)
+        text = decode_text(fields.get("data_coding", GSM7), _text_octets(pdu)[:140])[:20]
         meta = Meta(first, parts, number, fields.get("source_addr", ""), fields.get("source_addr_ton", 0),
-                    fields.get("source_addr_npi", 0), fields.get("registered_delivery", 0) & 0x03,
-                    text[:20].decode("latin-1"), now)
+                    fields.get("source_addr_npi", 0), fields.get("registered_delivery", 0) & 0x03, text, now)
         early = bool(account.dialect.receipt_before_resp) and draw(profile.seed, key, "early") < account.dialect.receipt_before_resp
         resp_number = first + (info[2] - 1 if info is not None else 0)
         pending = Pending(session, pdu, tenant, SubmitItem(msg_id, 0, number, "", parts), msg_id, key, meta, resp_number,
@@ -532,7 +531,7 @@ class Smsc:
             self._answer(session, pdu, P.make_resp(pdu, P.ESME_RREPLACEFAIL))
             return
         msg_id, meta, _ = found
-        meta.text = (pdu.fields.get("short_message") or b"")[:20].decode("latin-1")
+        meta.text = decode_text(pdu.fields.get("data_coding", GSM7), pdu.fields.get("short_message") or b"")[:20]
         if pdu.fields.get("registered_delivery") is not None:
             meta.registered_delivery = pdu.fields["registered_delivery"] & 0x03
         await self.carrier.db.write(_write_metas, [(msg_id, meta)])
@@ -546,12 +545,12 @@ class Smsc:
             return  # journaled; nothing was waiting for it
         if isinstance(carried, OutItem):
             now = self.carrier.clock.now()
-            if pdu.command_status == P.ESME_ROK:
+            if pdu.command_status == P.ESME_ROK and pdu.command_id != P.GENERIC_NACK:
                 self.carrier.outbox.acked(carried, now)
                 self.stats["receipts_acked"] += 1
-            else:
+            else:  # a refusal, or a generic_nack (a client that could not read it) whatever its status
                 self.carrier.outbox.again([carried], now + RETRY_REFUSED,
-                                          f"the client answered {P.status_name(pdu.command_status)}")
+                                          f"the client answered {pdu.command} {P.status_name(pdu.command_status)}")
             if session.room == 1:
                 self._wake.set()  # its window has room again
 
@@ -629,7 +628,7 @@ class Smsc:
         state, err = smpp_state(item.status, item.code)
         short_message, tlvs = build_receipt(
             dialect, message_number=meta.n + part, submit_time=_utc(meta.submitted_at), done_time=_utc(item.due_at),
-            stat=state, err=err, text_bytes=meta.text.encode("latin-1"))
+            stat=state, err=err, text_bytes=_gsm_safe(meta.text))
         return receipt_pdu(dialect, short_message, tlvs, sequence_number=0, source_addr=meta.destination.lstrip("+"),
                            destination_addr=meta.source, dest_addr_ton=meta.source_ton, dest_addr_npi=meta.source_npi)
 
@@ -766,6 +765,19 @@ def _e164(address: str, ton: int) -> str | None:
     if not (5 <= len(digits) <= 15 and digits.isascii() and digits.isdigit()):
         return None
     return "+" + digits
+
+
+def _gsm_safe(text: str) -> bytes:
+    """The receipt's ``text:`` in the receipt's own coding (GSM 03.38): a character it cannot
+    carry (the Chinese of a UCS-2 message) becomes ``?``, as many SMSCs write it, so that no
+    client's decoder meets raw UCS-2 octets in a GSM receipt."""
+    out = []
+    for ch in text:
+        try:
+            out.append(encode_text(ch, GSM7))
+        except (UnicodeEncodeError, ValueError):
+            out.append(b"?")
+    return b"".join(out)
 
 
 def _text_octets(pdu: P.Pdu) -> bytes:
