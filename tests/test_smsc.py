@@ -333,3 +333,17 @@ def test_the_same_seed_gives_the_same_outcomes_twice(tmp_path):
             carrier.stop()
     assert runs[0] == runs[1] and len(runs[0]) == 60
     assert {o for _, o, _, _ in runs[0]} == {"delivered", "failed", "missing"}
+
+
+def test_every_dialect_preset_and_chaos_field_is_documented():
+    from pathlib import Path
+
+    import msgspec
+
+    from gateway.wire.smpp.receipts import PRESETS, Dialect
+    from simulator.profile import SessionChaos
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "smpp.md").read_text()
+    for name in (*PRESETS, *(f.name for f in msgspec.structs.fields(Dialect)),
+                 *(f.name for f in msgspec.structs.fields(SessionChaos))):
+        assert f"| `{name}` |" in doc, f"docs/smpp.md has no row for `{name}`"

@@ -97,7 +97,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "padded-ids": (
         "zero-padded ids in submit_sm_resp, unpadded in the receipt text: a gateway that keeps "
-        "or strips the zeros on one side only loses them (Jasmin #1129, #643; jsmpp #178).",
+        "or strips the zeros on one side only loses them (Jasmin #375, #1129, #643; jsmpp #178).",
         {"message_id": "HEX", "message_id_width": 8, "receipt_id": "HEX", "tlvs": False},
     ),
     "upper-hex": (
@@ -126,7 +126,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "nonstandard-stat": (
         "stat words other than Appendix B's (DELIVERED, FAILED, ...) and a `Text:` key: gateways "
-        "that only know DELIVRD/UNDELIV mark them unknown (Jasmin #447).",
+        "that only know DELIVRD/UNDELIV mark them unknown (jsmpp #9; Jasmin #447).",
         {
             "stat_words": {
                 "DELIVERED": "DELIVERED", "UNDELIVERABLE": "FAILED", "REJECTED": "FAILED", "EXPIRED": "EXPIRD",
@@ -136,7 +136,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "tlv-only": (
         "an empty short_message, the id and state only in the TLVs: text-only parsers find "
-        "nothing (MavoCz/smscsim#4 discussion; cloudhopper-smpp #105).",
+        "nothing (Jasmin #139; MavoCz/smscsim#4 discussion; cloudhopper-smpp #105).",
         {"fields": ()},
     ),
     "data-sm": (
@@ -146,7 +146,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "early-receipts": (
         "every receipt sent before its submit_sm_resp: a gateway that has not stored the id yet "
-        "finds no message for it (the DLR-lookup retries in Jasmin #643, #916).",
+        "finds no message for it (Jasmin #423; the DLR-lookup retries in Jasmin #643, #916).",
         {"receipt_before_resp": 1.0},
     ),
     "resend-until-acked": (
