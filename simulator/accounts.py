@@ -32,6 +32,7 @@ class Account(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     dialect: Dialect = msgspec.field(default_factory=Dialect)
     max_binds: int = 10
     throughput_limit: float | None = None
+    window: int = 100  # requests a bind may leave unanswered; past it the SMSC answers ESME_RTHROTTLED
     extra: dict[str, Any] = msgspec.field(default_factory=dict)  # protocol settings (templates, sign names...)
 
     def check(self, password: str) -> bool:
@@ -53,6 +54,7 @@ class AccountChange(msgspec.Struct, forbid_unknown_fields=True):
     dialect: str | dict | None = None
     max_binds: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
     throughput_limit: Annotated[float, msgspec.Meta(gt=0, le=1e9)] | None = None
+    window: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
     extra: dict[str, Any] | None = None
 
 
@@ -99,7 +101,7 @@ def apply_change(name: str, current: Account | None, change: AccountChange, repl
             fields["dialect"] = dialect_from(change.dialect)
         except ValueError as exc:
             raise AccountError(f"dialect.{exc}" if not str(exc).startswith("dialect") else str(exc)) from None
-    for key in ("protocol", "max_binds", "throughput_limit", "extra"):
+    for key in ("protocol", "max_binds", "throughput_limit", "window", "extra"):
         value = getattr(change, key)
         if value is not None:
             fields[key] = value

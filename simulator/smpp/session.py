@@ -45,6 +45,7 @@ class Session(asyncio.Protocol):
         self.system_id: str | None = None
         self.peer = ""
         self.pdus_in = 0
+        self.unanswered = 0  # the client's submissions waiting for their group commit
         self.window = WINDOW
         self.inflight: dict[int, Any] = {}  # our sequence number -> what it carried (an outbox item, "enquire_link")
         self._next_seq = 1

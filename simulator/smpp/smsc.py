@@ -360,6 +360,9 @@ class Smsc:
                 resp_id = format_message_id(account.dialect, first + seq - 1)
                 self._answer(session, pdu, P.make_resp(pdu, message_id=resp_id), respond_after)
                 return None
+        if session.unanswered >= account.window:  # the bind's window is full
+            self.stats["throttled"] += 1
+            return self._refuse(session, pdu, P.ESME_RTHROTTLED, multi)
         refusal = tenant.admit(1, now)
         if refusal is not None:
             if refusal.kind == "throttled":
@@ -425,6 +428,8 @@ class Smsc:
             self._enqueue(pending)
 
     def _enqueue(self, pending: Pending) -> None:
+        if pending.session is not None:
+            pending.session.unanswered += 1
         self._pending.append(pending)
         if self._committing is None or self._committing.done():
             self._committing = asyncio.get_running_loop().create_task(self._commit())
@@ -448,6 +453,7 @@ class Smsc:
                     log.exception("recording %d submissions failed", len(group))
                     for p in group:
                         if p.session is not None:
+                            p.session.unanswered -= 1
                             self._answer(p.session, p.request, P.make_resp(p.request, P.ESME_RSYSERR))
                     continue
                 for msg_id, meta in metas:
@@ -460,6 +466,7 @@ class Smsc:
     def _respond(self, p: Pending, refused_code: str | None) -> None:
         if p.session is None:
             return
+        p.session.unanswered -= 1
         request = p.request
         if refused_code is not None:
             self._answer(p.session, request, P.make_resp(request, REFUSAL_STATUS.get(refused_code, P.ESME_RSUBMITFAIL)))
