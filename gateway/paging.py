@@ -39,7 +39,9 @@ def decode(cursor: str | None) -> int | None:
 
 
 def limit_of(raw: str | None) -> int:
-    if raw is None or raw == "":
+    """The page size a query asks for: absent, the default; given, 1 to ``MAX_LIMIT`` (an empty
+    ``limit=`` is no number either)."""
+    if raw is None:
         return DEFAULT_LIMIT
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= MAX_LIMIT):
         raise Invalid(f"limit: an integer between 1 and {MAX_LIMIT}", field="limit")

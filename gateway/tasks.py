@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
@@ -21,56 +21,11 @@ from .domain.content import ContentError, render, summary
 from .domain.lifecycle import Status, modification_lock
 from .domain.segments import MAX_PARTS, segment, signed_text
 from .errors import Conflict, Gone, Invalid, NotFound
+# the request bodies are declared with the rest of the API's schemas (re-exported here)
+from .web.schemas import Content, GenerateAudience, Id, SubActivity, TaskCreate, TaskPatch, Template  # noqa: F401
 
 SMS_TYPES = ("marketing", "notification", "digital")
 SEND_TYPES = ("immediate", "scheduled")
-# ids are SQLite integers: a bigger one can name nothing, and would overflow on its way there
-Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
-
-
-class SubActivity(msgspec.Struct, forbid_unknown_fields=True):
-    id: str | int
-    name: str
-
-
-class Template(msgspec.Struct, forbid_unknown_fields=True):
-    topic: str
-    body: str
-    params: dict[str, str | int | float] = {}
-
-
-class Content(msgspec.Struct, forbid_unknown_fields=True):
-    text: str | None = None
-    template: Template | None = None
-
-
-class TaskCreate(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    audience_id: Id
-    content: Content
-    platform: str = "sim"
-    sms_type: str = "marketing"
-    signature: str = ""
-    send_type: str = "immediate"
-    send_at: str | None = None
-    sub_activities: list[SubActivity] = []
-
-
-class TaskPatch(msgspec.Struct, forbid_unknown_fields=True):
-    name: str | None = None
-    audience_id: Id | None = None
-    content: Content | None = None
-    platform: str | None = None
-    sms_type: str | None = None
-    signature: str | None = None
-    send_type: str | None = None
-    send_at: str | None = None
-    sub_activities: list[SubActivity] | None = None
-
-
-class GenerateAudience(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    results: list[str]
 
 
 # Until the send freezes it, a task's audience size is its audience's current size.
@@ -349,12 +304,13 @@ class TaskService:
 
         The total comes from the task's counters when only results are chosen (they equal the
         rows: ``smslab check`` compares them), so a page of a million-number task costs no
-        COUNT; a search (``q``, digits of the number) counts what it matches."""
+        COUNT; a search (``q``, digits of the number) counts what it matches. Bad input is
+        answered before the task's state (a 400 before a 404 or a 410)."""
+        codes = self._results(result.split(",") if result else [], "result") or [0, 1, 2]
+        digits = _number_search(q)
         await self._details_available(ws, task_id)
-        codes = self._results([s for s in (result or "").split(",") if s], "result") or [0, 1, 2]
         where = f"task_id=?{_results_sql(codes)}"
         args: list[Any] = [task_id]
-        digits = _number_search(q)
         if digits:
             where += " AND number LIKE ?"
             args.append(f"%{digits}%")
@@ -385,7 +341,7 @@ class TaskService:
         return {"items": items, "total": total, "next_cursor": paging.encode(rows[-1][0]) if more else None}
 
     async def generate_audience(self, ws: int, task_id: int, body: GenerateAudience) -> dict:
-        from .audiences import check_name, get
+        from .audiences import get, name_taken
 
         name = check_name(body.name)
         if not body.results:
@@ -393,20 +349,28 @@ class TaskService:
         codes = self._results(body.results, "results")
         await self._details_available(ws, task_id)
         now = self.clock.now()
-        async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "INSERT INTO audiences(workspace_id, name, source, source_task_id, created_at) VALUES (?,?,?,?,?)",
-                (ws, name, "task", task_id, now),
-            )
-            audience_id = cur.lastrowid
-            cur = await conn.execute(
-                "INSERT INTO audience_members(audience_id, seq, raw, e164, kind)"
-                " SELECT ?, ROW_NUMBER() OVER (ORDER BY id) - 1, number, number, 0 FROM messages"
-                f" WHERE task_id=?{_results_sql(codes)}",
-                (audience_id, task_id),
-            )
-            await conn.execute("UPDATE audiences SET size=?, ready=1 WHERE id=?", (cur.rowcount, audience_id))
+        try:
+            async with self.db.transaction() as conn:
+                audience_id = await self._generated_audience(conn, ws, task_id, name, codes, now)
+        except sqlite3.IntegrityError:  # the name is taken: the transaction stored nothing
+            raise name_taken(name) from None
         return await get(self.db, ws, audience_id)
+
+    @staticmethod
+    async def _generated_audience(conn, ws: int, task_id: int, name: str, codes: list[int], now: float) -> int:
+        cur = await conn.execute(
+            "INSERT INTO audiences(workspace_id, name, source, source_task_id, created_at) VALUES (?,?,?,?,?)",
+            (ws, name, "task", task_id, now),
+        )
+        audience_id = cur.lastrowid
+        cur = await conn.execute(
+            "INSERT INTO audience_members(audience_id, seq, raw, e164, kind)"
+            " SELECT ?, ROW_NUMBER() OVER (ORDER BY id) - 1, number, number, 0 FROM messages"
+            f" WHERE task_id=?{_results_sql(codes)}",
+            (audience_id, task_id),
+        )
+        await conn.execute("UPDATE audiences SET size=?, ready=1 WHERE id=?", (cur.rowcount, audience_id))
+        return audience_id
 
 
 def _reasons_json(stored: str | None) -> list[dict]:

@@ -17,19 +17,75 @@ _decoders: dict[type, msgspec.json.Decoder] = {}
 _PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
-def field_error(exc: msgspec.ValidationError) -> Invalid:
+def field_error(exc: msgspec.ValidationError, type_: Any = None) -> Invalid:
+    """The 400 for a body that does not decode as ``type_``, naming the field; a value outside
+    an enum is told the values allowed ("sms_type: Invalid enum value 'spam'; one of ...")."""
     match = _PATH.match(str(exc))
     message, path = (match.group("msg"), match.group("path")) if match else (str(exc), None)
     field = (path or "").lstrip(".").replace("[", ".").replace("]", "") or "body"
+    if message.startswith("Invalid enum value") and type_ is not None:
+        allowed = enum_values(type_, path or "")
+        if allowed:
+            message = f"{message}; one of {', '.join(map(str, allowed))}"
     if message.startswith("Object missing required field"):
-        missing = message.split("`")[1]
+        missing = _quoted(message)
         field = f"{field}.{missing}" if field != "body" else missing
         return Invalid(f"{field}: required", field=field)
     if message.startswith("Object contains unknown field"):
-        unknown = message.split("`")[1]
+        unknown = _quoted(message)
+        if not unknown:  # a key "": the object holding it is the field at fault
+            return Invalid(f'{field}: unknown field ""', field=field)
         field = f"{field}.{unknown}" if field != "body" else unknown
         return Invalid(f"{field}: unknown field", field=field)
     return Invalid(f"{field}: {message}", field=field)
+
+
+def _quoted(message: str) -> str:
+    """The name msgspec quotes in backticks (a key may hold backticks itself)."""
+    return message[message.index("`") + 1 : message.rindex("`")]
+
+
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def enum_values(type_: Any, path: str) -> tuple | None:
+    """The values of the ``Literal`` found at ``path`` (msgspec's ``.a[0].b``) inside ``type_``."""
+    node = msgspec.inspect.type_info(type_)
+    for name, _index in _STEP.findall(path):
+        node = _step(node, name)
+        if node is None:
+            return None
+    node = _unwrap(node)
+    if isinstance(node, msgspec.inspect.UnionType):
+        members = [_unwrap(t) for t in node.types]
+        values = [v for t in members if isinstance(t, msgspec.inspect.LiteralType) for v in t.values]
+        return tuple(values) or None
+    return tuple(node.values) if isinstance(node, msgspec.inspect.LiteralType) else None
+
+
+def _unwrap(node):
+    while isinstance(node, msgspec.inspect.Metadata):
+        node = node.type
+    return node
+
+
+def _step(node, name: str):
+    """The type one step down: a field of a struct (``name``), or an item of a list or a dict."""
+    node = _unwrap(node)
+    i = msgspec.inspect
+    if isinstance(node, i.UnionType):
+        for member in node.types:
+            found = _step(member, name)
+            if found is not None:
+                return found
+        return None
+    if name and isinstance(node, i.StructType):
+        return next((f.type for f in node.fields if f.encode_name == name), None)
+    if name and isinstance(node, i.DictType):
+        return node.value_type
+    if not name and isinstance(node, (i.ListType, i.SetType, i.FrozenSetType, i.VarTupleType)):
+        return node.item_type
+    return None
 
 
 def decode(data: bytes, type_: type[T]) -> T:
@@ -41,7 +97,7 @@ def decode(data: bytes, type_: type[T]) -> T:
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise field_error(exc) from None
+        raise field_error(exc, type_) from None
     except msgspec.DecodeError as exc:
         raise Invalid(f"body: malformed JSON ({exc})", field="body") from None
     except RecursionError:

@@ -10,11 +10,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.errors import NotFound
 from gateway.platform import WebhookRejected
+from gateway.wire.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
+from . import schemas as S
 from .bodies import json_response, read
 from .keys import clock_key, db_key, engine_key, metrics_key, platforms_key, sink_key, tokens_key
 from .middleware import error_body, require_admin
-from .openapi import openapi_document
+from .openapi import Param, documented, openapi_json
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,8 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
+@documented("Health", "system", response=S.Health, other={503: S.Health}, access="public",
+            description="200 when the service works; 503 naming what does not.")
 async def healthz(request: web.Request) -> web.Response:
     """200 when the service works; 503 naming what does not: a database that cannot be read, a
     writer whose last transaction failed on the storage (a full disk) and none committed since,
@@ -44,6 +48,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@documented("Prometheus metrics", "system", response={"type": "string"}, content_type="text/plain", access="admin",
+            description="The whole service's: an admin token only.")
 async def metrics(request: web.Request) -> web.Response:
     require_admin(request)
     m = request.app[metrics_key]
@@ -54,8 +60,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/openapi.json")
+@documented("This document", "system", response={"type": "object"}, access="public")
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(openapi_document())
+    return web.Response(body=openapi_json(request.app), content_type="application/json")
 
 
 WEBHOOK_REFUSED = ("the receipts were not accepted: they need the platform's signature or a valid bearer token,"
@@ -69,6 +76,16 @@ def _refused() -> web.Response:
 
 
 @routes.post("/api/v1/platforms/{name}/receipts")
+@documented(
+    "Receipts pushed by a platform", "platforms", body=S.PushedReceipts, response=S.ReceiptsAccepted,
+    access="optional", errors={401: ("webhook_rejected",), 404: ("not_found",)},
+    path=(Param("name", S.PlatformName, "the platform"),),
+    headers=(Param(TIMESTAMP_HEADER, str, "unix seconds when signed (a platform that signs its webhooks)"),
+             Param(SIGNATURE_HEADER, str, "sha256=<hex HMAC-SHA256(secret, timestamp + '.' + body)>")),
+    description="Verified by the platform's plugin: a signature, or for the simulated carrier the bearer"
+                " token, whose workspace they are then confined to. Answered once they are committed. Every"
+                " unauthenticated refusal is the same 401 `webhook_rejected`.",
+)
 async def platform_receipts(request: web.Request) -> web.Response:
     """Receipts pushed by a platform. The plugin verifies them (signatures), or for a platform
     that takes them from people (the simulated carrier: QA injecting receipts) the caller's
@@ -100,14 +117,19 @@ async def platform_receipts(request: web.Request) -> web.Response:
             log.info("receipts for platform %s refused: %s", name, exc)
             return _refused()
         message = str(exc)
-        field = message.split(": ", 1)[0] if exc.status == 400 and ": " in message else None
-        return error_body(exc.status, "invalid_request" if exc.status == 400 else "not_found", message,
-                          field if field and " " not in field else None)
+        field = None
+        if exc.status == 400:  # "receipts.0.status: ..." names its field; a 400 always names one
+            head = message.split(": ", 1)[0] if ": " in message else ""
+            field = head if head and " " not in head else "body"
+        return error_body(exc.status, "invalid_request" if exc.status == 400 else "not_found", message, field)
     await app[sink_key].deliver(name, receipts, workspace=workspace)
     return json_response({"accepted": len(receipts)})
 
 
 @routes.get("/")
+@documented("The web console", "system", response={"type": "string"}, content_type=("text/html", "text/plain"),
+            access="public", description="Opened as `/#token=TOKEN` it signs in with that token (text/plain: an"
+                                         " install without the console).")
 async def console(request: web.Request) -> web.Response:
     index = STATIC / "index.html"
     if not index.is_file():

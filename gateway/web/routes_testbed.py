@@ -7,12 +7,17 @@ from aiohttp import web
 from gateway.errors import Invalid, NotFound
 from gateway import paging
 from simulator import profile as profiles
+from simulator.profile import Profile
 
+from . import schemas as S
 from .bodies import json_response, read
 from .keys import db_key, platforms_key
 from .middleware import workspace_key
+from .openapi import CURSOR, LIMIT, Param, documented
 
 routes = web.RouteTableDef()
+# every route here answers 404 when the simulated carrier is not loaded
+NO_CARRIER = {404: ("not_found",)}
 
 
 def _carrier(request: web.Request):
@@ -34,11 +39,14 @@ def _active_preset(profile) -> str | None:
 
 
 @routes.get("/api/v1/simulator/profile")
+@documented("The simulated carrier's active profile", "simulator", response=Profile, errors=NO_CARRIER)
 async def get_profile(request: web.Request) -> web.Response:
     return json_response(profiles.to_builtins(_carrier(request).profile))
 
 
 @routes.put("/api/v1/simulator/profile")
+@documented("Replace the profile", "simulator", body=Profile, response=Profile, errors=NO_CARRIER,
+            description="A field left out takes its default.")
 async def put_profile(request: web.Request) -> web.Response:
     carrier = _carrier(request)
     new = profiles.profile_from_request(await read(request))
@@ -47,6 +55,7 @@ async def put_profile(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/simulator/profile")
+@documented("Change some fields of the profile", "simulator", body=S.ProfilePatch, response=Profile, errors=NO_CARRIER)
 async def patch_profile(request: web.Request) -> web.Response:
     carrier = _carrier(request)
     new = profiles.profile_from_request(await read(request), patching=carrier.profile)
@@ -55,6 +64,9 @@ async def patch_profile(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/simulator/reset")
+@documented("Reset the carrier's state, keeping its profile", "simulator", response=S.CarrierReset, errors=NO_CARRIER,
+            description="What the carrier accepted and planned is forgotten (its receipts will not come): numbers"
+                        " still pending end as RECEIPT_TIMEOUT.")
 async def reset_carrier(request: web.Request) -> web.Response:
     """Forget what the carrier accepted and planned (its receipts will not come); keep the profile.
     The gateway's own records stay: numbers still pending end as RECEIPT_TIMEOUT."""
@@ -64,6 +76,8 @@ async def reset_carrier(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/simulator/presets")
+@documented("The profiles shipped with smslab", "simulator", response=S.PresetPage, errors=NO_CARRIER,
+            description="`active`: the preset the profile is, field for field (none after a change).")
 async def list_presets(request: web.Request) -> web.Response:
     active = _active_preset(_carrier(request).profile)
     items = [
@@ -75,6 +89,8 @@ async def list_presets(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/simulator/presets/{name}")
+@documented("Make a preset the active profile", "simulator", response=Profile, errors=NO_CARRIER,
+            path=(Param("name", S.PresetName, "a preset's name"),))
 async def activate_preset(request: web.Request) -> web.Response:
     carrier = _carrier(request)
     name = request.match_info["name"]
@@ -87,19 +103,24 @@ async def activate_preset(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/simulator/ground-truth")
+@documented("What the carrier decided, per message and part", "simulator", response=S.GroundTruthPage,
+            errors=NO_CARRIER, query=(Param("task_id", S.Id, "the task", required=True), LIMIT, CURSOR),
+            description="Every receipt it planned, with times: `emitted_at` is when it was handed to the gateway"
+                        " (null until then; a receipt `swallowed` by an outage never is).")
 async def ground_truth(request: web.Request) -> web.Response:
     carrier = _carrier(request)
     raw = request.query.get("task_id")
     if not raw:
         raise Invalid("task_id: required", field="task_id")
     task_id = paging.parse_id(raw)
-    if task_id is None:
-        raise Invalid("task_id: a task id (digits)", field="task_id")
+    if not task_id:  # not digits, above 2^63-1, or 0
+        raise Invalid("task_id: a task id (digits, 1 to 2^63-1)", field="task_id")
+    limit = paging.limit_of(request.query.get("limit"))  # bad input first, then a task that is not there
     row = await request.app[db_key].fetchone("SELECT 1 FROM tasks WHERE id=? AND workspace_id=?", (task_id, request[workspace_key]))
     if row is None:
         raise NotFound(f"task {task_id} not found")
     cursor = request.query.get("cursor") or None
-    items, next_cursor = await carrier.ground_truth(task_id, cursor, paging.limit_of(request.query.get("limit")))
+    items, next_cursor = await carrier.ground_truth(task_id, cursor, limit)
     from gateway.clock import to_rfc3339
 
     for item in items:
