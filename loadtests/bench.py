@@ -4,6 +4,7 @@
     python -m loadtests.bench ingest   [--receipts 500000 --batch 1000 --concurrency 8]
     python -m loadtests.bench webhooks [--seconds 10 --connections 64 --tool wrk|aiohttp]
     python -m loadtests.bench api      [--tasks 100000 --messages 5000000 --requests 500]
+    python -m loadtests.bench smpp     [--messages 200000 --binds 4 --window 100]
 
 Each starts its own server process(es) on 127.0.0.1 with a fresh SQLite file in a temporary
 folder (``--workdir`` to keep it), prints the figure, the baseline measured in the same run and
@@ -484,6 +485,250 @@ def bench_api(args) -> dict:
     return out
 
 
+# -- smpp -------------------------------------------------------------------------------------
+SMPP_ACCOUNT = ("bench", "secret")
+SMPP_TOKEN = "bench-token"  # the carrier's control API token
+SMPP_TARGET_RATE = 20_000  # messages/s with receipts, on the project's 2-core machine
+SMPP_TARGET_CPU_US = 40.0  # SMSC CPU per message: submit_sm, its resp, the receipt, its resp, the ground truth row
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process (all its threads) from /proc/PID/stat, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state); utime is 14, stime 15
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    return sum(cpu_times(pid))
+
+
+def settle(pid: int, step: float = 0.25, quiet: float = 0.01, limit: float = 10.0) -> float:
+    """Wait until the process stops working (at most ``quiet`` CPU seconds over ``step``: one
+    tick), so what it deferred for the run (flushes, writes) is counted; its CPU seconds then."""
+    last = cpu_seconds(pid)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        time.sleep(step)
+        now = cpu_seconds(pid)
+        if now - last <= quiet:
+            return now
+        last = now
+    return last
+
+
+def wait_tcp(port: int, proc: H.Proc, timeout: float = 60.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.popen.poll() is not None:
+                output = proc.popen.stdout.read() if proc.popen.stdout else ""
+                raise RuntimeError(f"the server exited with {proc.popen.returncode} before listening on {port}:\n{output}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f} s")
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def smpp_bare_server(raw: bool = False) -> "Iterator[H.Proc]":
+    port = H.free_port()
+    proc = H.Proc([sys.executable, "-m", "loadtests.smpp_bare", "--port", str(port), *(["--raw"] if raw else [])], port)
+    try:
+        wait_tcp(port, proc)
+        yield proc
+    finally:
+        proc.stop()
+
+
+@contextlib.contextmanager
+def smpp_carrier(db: str, journal_max: int | None = None, spy: str | None = None) -> "Iterator[H.Proc]":
+    """``smslab carrier --smpp-port`` with the ``perfect`` preset and the bench account; the
+    Proc's ``port`` is the HTTP control API, ``smpp_port`` the SMSC."""
+    http, smpp = H.free_port(), H.free_port()
+    argv = [sys.executable, "-m", "gateway.cli", "carrier", "--host", "127.0.0.1", "--port", str(http), "--smpp-port", str(smpp),
+            "--db", db, "--profile", "perfect", "--account", ":".join(SMPP_ACCOUNT), "--token", SMPP_TOKEN]
+    if journal_max is not None:
+        argv += ["--journal-max", str(journal_max)]
+    proc = H.Proc(argv, http, spy=spy)
+    proc.smpp_port = smpp
+    try:
+        H.wait_http(proc.base + "/healthz", proc=proc)
+        wait_tcp(smpp, proc)
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _http_json(method: str, url: str, body: dict | None = None) -> dict:
+    import urllib.request
+
+    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {SMPP_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def check_perfect(base: str) -> None:
+    """The carrier's profile is the one the figure assumes: every message delivered, its receipt
+    due at once, no duplicates, no review, no throttling, no session chaos."""
+    prof = _http_json("GET", base + "/profile")
+    delay, outcomes = prof["receipt_delay"], prof["outcomes"]
+    wrong = []
+    if not (delay.get("kind") == "fixed" and delay.get("seconds") == 0):
+        wrong.append(f"receipt_delay {delay}")
+    if not (outcomes.get("delivered", 0) > 0 and not outcomes.get("failed") and not outcomes.get("missing")):
+        wrong.append(f"outcomes {outcomes}")
+    for key in ("duplicate_rate", "throughput_limit", "submit_latency"):
+        if prof.get(key):
+            wrong.append(f"{key} {prof[key]}")
+    if (prof.get("moderation") or {}).get("review_seconds"):
+        wrong.append(f"moderation {prof['moderation']}")
+    if wrong:
+        raise SystemExit(f"smpp: the carrier's 'perfect' profile is not what the benchmark assumes: {'; '.join(wrong)}")
+
+
+def ground_truth_counts(base: str, account: str, deadline: float) -> dict:
+    """Pages through ``GET /ground-truth?account=`` (1,000 a page) and counts messages, outcomes,
+    distinct message ids and receipts by delivery state."""
+    counts = {"messages": 0, "delivered": 0, "ids": 0, "receipts": 0, "duplicates": 0, "sent": 0, "acked": 0, "pages": 0}
+    ids: set[str] = set()
+    cursor = None
+    while time.monotonic() < deadline:
+        url = f"{base}/ground-truth?account={account}&limit=1000" + (f"&cursor={cursor}" if cursor else "")
+        page = _http_json("GET", url)
+        counts["pages"] += 1
+        for item in page["items"]:
+            counts["messages"] += 1
+            counts["delivered"] += item["outcome"] == "delivered"
+            ids.update(item.get("message_ids") or ())
+            for r in item["receipts"]:
+                counts["receipts"] += 1
+                counts["duplicates"] += bool(r.get("duplicate"))
+                counts["sent"] += r.get("delivery") == "sent"
+                counts["acked"] += r.get("acked_at") is not None
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    else:
+        raise SystemExit("smpp: reading the ground truth took too long")
+    counts["ids"] = len(ids)
+    return counts
+
+
+def _smpp_run(proc: H.Proc, port: int, args) -> dict:
+    """The load against one responder; adds the responder's CPU (at completion and settled), its
+    peak RSS and the wall time of the run to the client's figures."""
+    from . import smpp_load
+
+    marks: dict[str, float] = {}
+
+    def started() -> None:
+        marks["user0"], marks["sys0"] = cpu_times(proc.pid)
+        marks["cpu0"] = marks["user0"] + marks["sys0"]
+
+    def done() -> None:
+        marks["cpu1"] = cpu_seconds(proc.pid)
+
+    result = asyncio.run(smpp_load.run("127.0.0.1", port, *SMPP_ACCOUNT, messages=args.messages, binds=args.binds,
+                                       window=args.window, timeout=args.timeout, on_start=started, on_done=done))
+    if not result["complete"]:
+        raise SystemExit(f"smpp: the load did not complete within {args.timeout:.0f} s on {proc.popen.args[2]}: "
+                         f"{result['responses']:,} responses, {result['receipts']:,} receipts of {args.messages:,}")
+    settled = settle(proc.pid)
+    user, system = cpu_times(proc.pid)
+    n = max(1, result["accepted"])
+    result["server_user_sys_us_per_message"] = ((user - marks["user0"]) * 1e6 / n, (system - marks["sys0"]) * 1e6 / n)
+    result["server_cpu_s"] = settled - marks["cpu0"]
+    result["server_cpu_us_per_message"] = (settled - marks["cpu0"]) * 1e6 / n
+    result["server_cpu_us_at_completion"] = (marks["cpu1"] - marks["cpu0"]) * 1e6 / n
+    result["server_cpu_share"] = (marks["cpu1"] - marks["cpu0"]) / result["elapsed_s"]
+    result["server_rss_mb"] = H.peak_rss_mb(proc.pid)
+    return result
+
+
+def _mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+def bench_smpp(args) -> dict:
+    n = args.messages
+    with workdir(args.workdir) as wd:
+        with smpp_bare_server(raw=args.bare == "raw") as bare:
+            b = _smpp_run(bare, bare.port, args)
+        with smpp_carrier(str(wd / "carrier.db"), journal_max=args.journal_max, spy=args.spy) as proc:
+            check_perfect(proc.base)
+            # the account's own limits must not refuse the load (ESME_RTHROTTLED past its window, ESME_RBINDFAIL
+            # past max_binds); the control API leaves out a field at its default (window 100, max_binds 10)
+            account = _http_json("GET", f"{proc.base}/accounts/{SMPP_ACCOUNT[0]}")
+            window, max_binds = account.get("window", 100), account.get("max_binds", 10)
+            if args.window > window or args.binds > max_binds:
+                _http_json("PATCH", f"{proc.base}/accounts/{SMPP_ACCOUNT[0]}",
+                           {"window": max(args.window, window), "max_binds": max(args.binds, max_binds)})
+            idle0 = cpu_seconds(proc.pid)
+            time.sleep(1.0)
+            idle = cpu_seconds(proc.pid) - idle0
+            proc.spy_start()
+            try:
+                s = _smpp_run(proc, proc.smpp_port, args)
+            finally:
+                proc.spy_stop()
+            truth = ground_truth_counts(proc.base, SMPP_ACCOUNT[0], time.monotonic() + max(120.0, args.timeout))
+    refused = {**b["refused"], **s["refused"]}
+    if refused or b["accepted"] != n or s["accepted"] != n:
+        raise SystemExit(f"smpp: not every submit_sm was accepted (bare {b['accepted']:,}, smslab {s['accepted']:,} of {n:,}): {refused}")
+    truth_ok = (truth["messages"] == n and truth["delivered"] == n and truth["ids"] == n and truth["receipts"] == n
+                and truth["sent"] == n and truth["acked"] == n and not truth["duplicates"])
+    rate_ok = s["messages_per_s"] >= SMPP_TARGET_RATE
+    cpu_ok = s["server_cpu_us_per_message"] <= SMPP_TARGET_CPU_US
+    bl, sl = b["latency_ms"], s["latency_ms"]
+    baseline = "bare asyncio responder" + (", headers only" if args.bare == "raw" else ", project codec")
+    rows = [
+        ("load (loadtests/smpp_load.py, 1 process)", f"{n:,} submit_sm, {args.binds} transceiver binds × window {args.window}",
+         "same", ""),
+        (f"messages/s, each receipt acknowledged (target ≥ {SMPP_TARGET_RATE:,})", f"{fmt(s['messages_per_s'])} {_mark(rate_ok)}",
+         fmt(b["messages_per_s"]), f"{s['messages_per_s'] / b['messages_per_s']:.2f}"),
+        (f"SMSC CPU µs per message, utime+stime, settled (target ≤ {SMPP_TARGET_CPU_US:.0f})",
+         f"{s['server_cpu_us_per_message']:.1f} {_mark(cpu_ok)}", f"{b['server_cpu_us_per_message']:.1f}",
+         f"{s['server_cpu_us_per_message'] / max(1e-9, b['server_cpu_us_per_message']):.2f}"),
+        ("of which user / system (µs)", "%.1f / %.1f" % s["server_user_sys_us_per_message"],
+         "%.1f / %.1f" % b["server_user_sys_us_per_message"], ""),
+        ("SMSC CPU µs per message at completion / share of a core during the run",
+         f"{s['server_cpu_us_at_completion']:.1f} / {100 * s['server_cpu_share']:.0f}%",
+         f"{b['server_cpu_us_at_completion']:.1f} / {100 * b['server_cpu_share']:.0f}%", ""),
+        ("submit latency p50 / p99 (ms)", f"{sl['p50']:.2f} / {sl['p99']:.2f}", f"{bl['p50']:.2f} / {bl['p99']:.2f}",
+         f"p99 {sl['p99'] / max(1e-9, bl['p99']):.2f}"),
+        ("load generator CPU µs per message / share of a core", f"{s['client_cpu_us_per_message']:.1f} / {100 * s['client_cpu_share']:.0f}%",
+         f"{b['client_cpu_us_per_message']:.1f} / {100 * b['client_cpu_share']:.0f}%", ""),
+        ("load generator alone could drive (messages/s, 10⁶ / its µs)", fmt(1e6 / max(1e-9, s["client_cpu_us_per_message"])),
+         fmt(1e6 / max(1e-9, b["client_cpu_us_per_message"])), ""),
+        ("seconds (submit phase / until the last receipt)", f"{s['submit_phase_s']:.2f} / {s['elapsed_s']:.2f}",
+         f"{b['submit_phase_s']:.2f} / {b['elapsed_s']:.2f}", ""),
+        ("peak RSS of the SMSC process (MB)", fmt(s["server_rss_mb"] or float("nan")), fmt(b["server_rss_mb"] or float("nan")), ""),
+        ("SMSC idle CPU before the run (share of a core)", f"{100 * idle:.1f}%", "", ""),
+        ("ground truth: messages, delivered, ids, receipts sent, acked",
+         f"{truth['messages']:,}, {truth['delivered']:,}, {truth['ids']:,}, {truth['sent']:,}, {truth['acked']:,} {_mark(truth_ok)}",
+         f"{b['receipts']:,} receipts acked by the client", ""),
+    ]
+    title = f"smpp: submit_sm with a receipt each, smslab carrier --smpp-port (perfect) against a {baseline}"
+    print(H.table(title, rows))
+    client_limit = s["client_cpu_share"] > 0.85
+    print(f"\ntargets: ≥ {SMPP_TARGET_RATE:,} messages/s {_mark(rate_ok)}, ≤ {SMPP_TARGET_CPU_US:.0f} µs SMSC CPU per message {_mark(cpu_ok)}")
+    print(f"load generator: {100 * s['client_cpu_share']:.0f}% of a core against smslab, "
+          f"{100 * b['client_cpu_share']:.0f}% against the baseline: "
+          + ("it may be the limit of this run" if client_limit else "not the limit of this run"))
+    if not truth_ok:
+        raise SystemExit(f"smpp: the ground truth does not show exactly {n:,} messages with one acknowledged receipt each: {truth}")
+    return {"smslab": s, "bare": b, "ground_truth": truth, "idle_cpu_share": idle}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="bench", required=True)
@@ -516,8 +761,17 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--tasks", type=int, default=100_000)
     sp.add_argument("--messages", type=int, default=5_000_000)
     sp.add_argument("--requests", type=int, default=500)
+    sp = sub.add_parser("smpp")
+    common(sp)
+    sp.add_argument("--messages", type=int, default=200_000)
+    sp.add_argument("--binds", type=int, default=4)
+    sp.add_argument("--window", type=int, default=100, help="unanswered submit_sm per bind")
+    sp.add_argument("--bare", choices=["codec", "raw"], default="codec",
+                    help="baseline: the bare responder with the project's PDU codec (default) or headers only")
+    sp.add_argument("--journal-max", type=int, default=None, help="the carrier's --journal-max (default: its own default)")
     args = p.parse_args(argv)
-    fn = {"pipeline": bench_pipeline, "ingest": bench_ingest, "webhooks": bench_webhooks, "api": bench_api}[args.bench]
+    fn = {"pipeline": bench_pipeline, "ingest": bench_ingest, "webhooks": bench_webhooks, "api": bench_api,
+          "smpp": bench_smpp}[args.bench]
     fn(args)
     return 0
 

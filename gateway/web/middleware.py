@@ -16,8 +16,8 @@ from .keys import config_key, metrics_key, tokens_key
 log = logging.getLogger(__name__)
 
 PUBLIC = ("/healthz", "/api/openapi.json", "/static/", "/favicon.ico")
-workspace_key = "workspace_id"  # the caller's workspace id (an int), set for every authenticated request
-principal_key = "principal"  # the caller as a gateway.auth.Principal
+workspace_key = web.RequestKey("workspace_id", int)  # the caller's workspace id, set for every authenticated request
+principal_key = web.RequestKey("principal", Principal)  # the caller as a gateway.auth.Principal
 
 _HTTP_CODES = {
     400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",

@@ -67,8 +67,11 @@ def stand_in(status: int, body: dict | None = None, headers: dict | None = None)
 
     app.router.add_post("/submit", submit)
     app.router.add_get("/profile", profile)
-    app["seen"] = seen
+    app[SEEN] = seen
     return app
+
+
+SEEN = web.AppKey("seen", list)
 
 
 def test_registers_one_platform_named_by_settings(monkeypatch):
@@ -89,7 +92,7 @@ async def test_submit_sends_the_batch_and_maps_results():
     async with serve(app) as url, platform_for(url) as p:
         results = await p.submit(BATCH)
         assert [r.platform_id for r in results] == ["x-7-0", "x-7-1", "x-7-2"]
-        sent = app["seen"][0]["messages"][0]
+        sent = app[SEEN][0]["messages"][0]
         assert sent == {"key": "7-0", "number": "+8613800138000", "text": "hi", "parts": 1, "task_id": 7}
         # what the carrier's profile says is cached from start
         assert p.max_recipients() == 5 and p.moderation_delay() == 12.0
