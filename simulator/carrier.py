@@ -115,7 +115,7 @@ class WorkspaceCarrier(Platform):
         items, cursor = await self.carrier.core.ground_truth(task_ref=task_id, after=after, limit=limit,
                                                              receipt_timeout=timeout)
         for item in items:
-            del item["_id"]
+            del item["_id"], item["_extra"]
             for r in item["receipts"]:
                 del r["rid"]
                 r["emitted_at"] = to_rfc3339(r["emitted_at"])

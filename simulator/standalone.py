@@ -31,7 +31,7 @@ from gateway.wire.codes import error_text
 from . import profile as profiles
 from .accounts import Accounts
 from .core import CarrierCore, CarrierTenant
-from .core.outbox import STATE_NAMES, WAITING, OutItem, Outbox
+from .core.outbox import STATE_NAMES, WAITING, Outbox
 from .journal import DEFAULT_MAX, Journal
 from .model import expected_result
 from .store import open_carrier_db
@@ -115,9 +115,13 @@ class StandaloneCarrier:
                 clock.resume(float(stored[0]))
             self.clock = clock
         self.core.db, self.core.clock = db, self.clock
-        await self.core.load(self.initial_profile)
         self.outbox = Outbox(db)
+        await self.core.load(self.initial_profile, finished=self.outbox.finished_after)
         await self.outbox.load()
+        self.outbox.after_flush = self._save_mark
+        self._mark = self.core.watermark
+        self._webhooks_due = asyncio.Event()
+        self.outbox.listeners.append(self._webhooks_due.set)
         self.accounts = Accounts(db)
         await self.accounts.load()
         for name, password in self.cli_accounts:
@@ -225,10 +229,17 @@ class StandaloneCarrier:
                 pass
 
     async def emit_due(self) -> int:
-        return await self.core.emit(self.clock.now(), self._to_outbox)
+        return await self.core.emit(self.clock.now(), self._to_outbox, hold=self.outbox.low_water)
 
-    async def _to_outbox(self, rows: list[tuple]) -> None:
-        await self.outbox.accept(rows, self.tenant_of)
+    def _to_outbox(self, rows: list[tuple]) -> None:
+        self.outbox.accept(rows, self.tenant_of)
+
+    async def _save_mark(self) -> None:
+        """After the outbox wrote what reached its end, a restart may start further on."""
+        mark = self.core.safe_mark(self.core.watermark, self.outbox.low_water)
+        if mark != self._mark:
+            self._mark = mark
+            await self.core.save_mark(mark)
 
     # -- webhooks: the HTTP API's receipts ---------------------------------------------------------
     async def _webhook_loop(self) -> None:
@@ -241,10 +252,10 @@ class StandaloneCarrier:
                 log.exception("webhook delivery failed unexpectedly")
                 more = False
             if not more:
-                self.outbox.changed.clear()
+                self._webhooks_due.clear()
                 try:
                     async with asyncio.timeout(self.tick):
-                        await self.outbox.changed.wait()
+                        await self._webhooks_due.wait()
                 except TimeoutError:
                     pass
 
@@ -303,7 +314,7 @@ class StandaloneCarrier:
                                                       (repr(now),)))
         await self.emit_due()
         self.wake()
-        self.outbox.changed.set()
+        self.outbox._notify()
         return now
 
     # -- ground truth -------------------------------------------------------------------------------
@@ -320,19 +331,15 @@ class StandaloneCarrier:
         return items, (_cursor_of(last) if last else None)
 
     async def _describe(self, items: list[dict], account: str | None, task_ref: int | None) -> None:
-        delivery = await self.outbox.of_messages([i["_id"] for i in items])
+        delivery = await self.outbox.of_receipts([r["rid"] for i in items for r in i["receipts"]])
         front = self._front_for(account)
         for item in items:
-            by_rid = {o.rid: o for o in delivery.get(item["_id"], ()) if o.kind == 0}
             for r in item["receipts"]:
-                _describe_receipt(r, by_rid.get(r["rid"]))
+                _describe_receipt(r, delivery.get(r["rid"]))
             item["expected_result"] = "refused" if item["outcome"] == "refused" else expected_result(
                 item["parts"], item["submitted_at"],
                 [(r["due_at"], r["part"], r["status"], r["delivery"] in ("swallowed", "abandoned")) for r in item["receipts"]],
                 self.receipt_timeout)
-            item["mobile_originated"] = [_describe_mo(o) for o in delivery.get(item["_id"], ()) if o.kind == 1]
-            if not item["mobile_originated"]:
-                del item["mobile_originated"]
             if item["_id"].startswith(HTTP_PREFIX):
                 item["key"] = item["_id"][len(HTTP_PREFIX):]
                 if task_ref is not None:
@@ -343,7 +350,7 @@ class StandaloneCarrier:
             for r in item["receipts"]:
                 r["at"] = to_rfc3339(r.pop("due_at"))
                 del r["rid"]
-            del item["_id"]
+            del item["_id"], item["_extra"]
 
     def _front_for(self, account: str | None):
         if account is None or self.accounts is None:
@@ -384,10 +391,11 @@ class StandaloneCarrier:
         await self.core.reset(tenant, forget=lambda row: self.tenant_of(row[2]) == account)
         for item in [i for i in self.outbox.items.values() if i.tenant == account]:
             self.outbox.items.pop(item.rid, None)
-        await self.db.write(lambda conn: conn.execute("DELETE FROM sim_outbox WHERE tenant IS ?", (account,)))
+            self.outbox._dirty.pop(item.rid, None)
+        # their rows in sim_outbox stay: nothing names those receipt ids any more
 
 
-def _describe_receipt(r: dict, out: OutItem | None) -> None:
+def _describe_receipt(r: dict, out) -> None:
     if r["swallowed"]:
         r["delivery"] = "swallowed"
     elif out is None:
@@ -404,12 +412,6 @@ def _describe_receipt(r: dict, out: OutItem | None) -> None:
     r.setdefault("attempts", 0)
     r.setdefault("sent_at", None)
     r["emitted_at"] = to_rfc3339(r["emitted_at"])
-
-
-def _describe_mo(out: OutItem) -> dict:
-    body = msgspec.json.decode(out.body or "{}")
-    return {**body, "at": to_rfc3339(out.due_at), "delivery": STATE_NAMES[out.state], "attempts": out.attempts,
-            "sent_at": to_rfc3339(out.sent_at), "acked_at": to_rfc3339(out.acked_at)}
 
 
 def _cursor_of(msg_id: str) -> str:

@@ -80,30 +80,19 @@ MIGRATIONS = [
     """
     ALTER TABLE sim_batches ADD COLUMN tenant TEXT;
     CREATE INDEX sim_batches_tenant ON sim_batches(tenant, first_key);
+    -- receipts (and mobile-originated messages) a front end took to their end, one row each: the
+    -- rest of a receipt is in its batch, found by its id (simulator/core/outbox.py)
     CREATE TABLE sim_outbox (
         rid INTEGER PRIMARY KEY,
-        tenant TEXT,
-        kind INTEGER NOT NULL,
-        msg_id TEXT NOT NULL,
-        part INTEGER,
-        status TEXT,
-        code TEXT,
         due_at REAL NOT NULL,
         state INTEGER NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
-        next_at REAL NOT NULL,
         sent_at REAL,
         acked_at REAL,
         last_error TEXT,
-        body TEXT
+        mo TEXT
     );
-    CREATE INDEX sim_outbox_open ON sim_outbox(tenant, rid) WHERE state = 0 OR (state = 1 AND acked_at IS NULL);
-    CREATE INDEX sim_outbox_msg ON sim_outbox(msg_id);
     CREATE TABLE sim_accounts (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-    -- the SMSC's per-message data its receipts need: addresses, registered_delivery, the text's
-    -- first 20 octets (simulator/smpp/smsc.py: Meta), by the message's first number
-    CREATE TABLE sim_smpp (n INTEGER PRIMARY KEY, msg_id TEXT NOT NULL, meta TEXT NOT NULL);
-    CREATE INDEX sim_smpp_msg ON sim_smpp(msg_id);
     """,
 ]
 

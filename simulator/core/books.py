@@ -22,12 +22,13 @@ from ..model import outage_windows, plan
 
 def record_submission(conn, clock, batch: list[SubmitItem], ids: list[str], decisions: list,
                       known: dict[str, tuple[str, str | None]], profile, anchor: float, next_rid: int,
-                      tenant: str | None = None, also=None):
+                      tenant: str | None = None, extras: list | None = None):
     """Record a decided submission in one transaction on the carrier's database thread: one
     ``sim_batches`` row per task in it. Ids in ``known`` were recorded before (a resubmission)
-    and are answered from that record, not sent again. Returns the refused ids with their
-    codes, the receipts to emit, ``(task, batch id, first id, last id)`` per row written, and
-    the next receipt id."""
+    and are answered from that record, not sent again. ``extras[i]``, when given, is kept as the
+    ninth value of message ``i`` (the front end's own data: the SMSC's addresses). Returns the
+    refused ids with their codes, the receipts to emit, ``(task, batch id, first id, last id)``
+    per row written, and the next receipt id."""
     now = clock.now()  # read inside the transaction: see SimulatedCarrier.on_clock
     refused = {msg_id: code or "REFUSED" for msg_id, (outcome, code) in known.items() if outcome == "refused"}
     swallowing = bool(outage_windows(profile, "receipts", anchor))  # else plan() changes nothing
@@ -36,7 +37,7 @@ def record_submission(conn, clock, batch: list[SubmitItem], ids: list[str], deci
     last_due: dict[int, tuple] = {}
     one_task = len({item.task_id for item in batch}) == 1  # the usual batch: its last due receipt is found once, after
     rid = next_rid
-    for item, msg_id, decision in zip(batch, ids, decisions):
+    for i, (item, msg_id, decision) in enumerate(zip(batch, ids, decisions)):
         if known and msg_id in known:  # an idempotent resubmission: the handset got it already
             continue
         if decision.outcome == "refused":
@@ -59,9 +60,13 @@ def record_submission(conn, clock, batch: list[SubmitItem], ids: list[str], deci
         task_messages = per_task.get(item.task_id)
         if task_messages is None:
             task_messages = per_task[item.task_id] = []
-        task_messages.append(
-            (msg_id, item.number, item.parts, decision.outcome, decision.code, decision.latency, decision.rule, planned)
-        )
+        if extras is None:
+            task_messages.append(
+                (msg_id, item.number, item.parts, decision.outcome, decision.code, decision.latency, decision.rule, planned)
+            )
+        else:
+            task_messages.append((msg_id, item.number, item.parts, decision.outcome, decision.code, decision.latency,
+                                  decision.rule, planned, extras[i]))
     if one_task and due_rows:
         last_due[batch[0].task_id] = max(due_rows)[:2]  # (due, receipt id): ids are unique, so the rest never decides
     recorded = []
@@ -75,8 +80,6 @@ def record_submission(conn, clock, batch: list[SubmitItem], ids: list[str], deci
         )
         recorded.append((task_ref, cur.lastrowid, messages[0][0], messages[-1][0]))
     conn.execute("UPDATE sim_state SET value=? WHERE key='next_receipt_id'", (str(rid),))
-    if also is not None:
-        also(conn)
     return refused, due_rows, recorded, rid
 
 
@@ -86,7 +89,7 @@ def pending_receipts(conn, due: float, rid: int) -> list[tuple]:
     for (messages,) in conn.execute(
         "SELECT messages FROM sim_batches WHERE last_due IS NOT NULL AND (last_due, last_rid) > (?, ?)", (due, rid)
     ):
-        for msg_id, _number, _parts, _outcome, _code, _latency, _rule, planned in bulk.decode(messages):
+        for msg_id, _number, _parts, _outcome, _code, _latency, _rule, planned, *_ in bulk.decode(messages):
             for r_id, part, status, code, due_at, _dup, swallowed in planned:
                 if not swallowed and (due_at, r_id) > (due, rid):
                     rows.append((due_at, r_id, msg_id, part, status, code))
@@ -115,9 +118,10 @@ def ground_truth_rows(conn, task_ref: int | None, after: str, count: int, tenant
         for submitted_at, first_key, messages in cursor:
             if len(found) >= count and first_key > found[count - 1][0]:
                 break
-            for msg_id, number, parts, outcome, code, latency, rule, planned in bulk.decode(messages):
+            for msg_id, number, parts, outcome, code, latency, rule, planned, *extra in bulk.decode(messages):
                 if msg_id > after:
-                    found.append((msg_id, number, parts, submitted_at, outcome, code, latency, rule, planned))
+                    found.append((msg_id, number, parts, submitted_at, outcome, code, latency, rule, planned,
+                                  extra[0] if extra else None))
             found.sort(key=_first)
             del found[count:]
     finally:
@@ -133,10 +137,16 @@ def _first(row) -> Any:
     return row[0]
 
 
-def log_emission(conn, due: float, rid: int, now: float) -> None:
+def log_emission(conn, due: float, rid: int, now: float, mark: tuple[float, int] | None = None) -> None:
+    """An emission batch reached (due, rid) at ``now``; a restart starts after ``mark`` (by
+    default the same point)."""
     conn.execute("INSERT INTO sim_emissions(up_to_due, up_to_id, emitted_at) VALUES (?,?,?)", (due, rid, now))
+    save_mark(conn, mark or (due, rid))
+
+
+def save_mark(conn, mark: tuple[float, int]) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO sim_state(key, value) VALUES ('emitted_until', ?)", (msgspec.json.encode([due, rid]).decode(),)
+        "INSERT OR REPLACE INTO sim_state(key, value) VALUES ('emitted_until', ?)", (msgspec.json.encode(list(mark)).decode(),)
     )
 
 
@@ -156,7 +166,22 @@ def message_rows(conn, tenant: str | None, msg_ids: list[str]) -> list[tuple]:
             "SELECT submitted_at, messages FROM sim_batches WHERE tenant IS ? AND first_key <= ? AND last_key >= ?",
             (tenant, msg_id, msg_id),
         ).fetchall():
-            for mid, number, parts, outcome, code, latency, rule, planned in bulk.decode(messages):
+            for mid, number, parts, outcome, code, latency, rule, planned, *extra in bulk.decode(messages):
                 if mid == msg_id:
-                    found.append((mid, number, parts, submitted_at, outcome, code, latency, rule, planned))
+                    found.append((mid, number, parts, submitted_at, outcome, code, latency, rule, planned,
+                                  extra[0] if extra else None))
     return found
+
+
+def message_at_or_before(conn, tenant: str, key: str) -> tuple | None:
+    """The message of ``tenant`` with the largest id at or below ``key`` (the SMSC finds the
+    message a part number belongs to), in the shape of ``ground_truth_rows``."""
+    best = None
+    for submitted_at, messages in conn.execute(
+        "SELECT submitted_at, messages FROM sim_batches WHERE tenant = ? AND first_key <= ? ORDER BY first_key DESC LIMIT 4",
+        (tenant, key),
+    ).fetchall():
+        for mid, number, parts, outcome, code, latency, rule, planned, *extra in bulk.decode(messages):
+            if mid <= key and (best is None or mid > best[0]):
+                best = (mid, number, parts, submitted_at, outcome, code, latency, rule, planned, extra[0] if extra else None)
+    return best

@@ -18,6 +18,7 @@ whoever receives them).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from bisect import bisect_left
@@ -56,10 +57,12 @@ class CarrierCore:
         self._emit_lock = asyncio.Lock()
 
     # -- state ------------------------------------------------------------------------------------
-    async def load(self, initial: profiles.Profile | None = None) -> None:
+    async def load(self, initial: profiles.Profile | None = None,
+                   finished: Callable[[tuple[float, int]], Awaitable[set[int]]] | None = None) -> None:
         """Read the stored profiles, anchors and the emission watermark, and rebuild the queue of
         receipts to emit. ``initial`` (a profile given at start) becomes the default and replaces
-        every tenant's own profile."""
+        every tenant's own profile. ``finished(mark)`` names receipts after the mark that a front
+        end already took to their end (its outbox), so they are not emitted again."""
         db = self.db
         state = dict(await db.fetchall("SELECT key, value FROM sim_state WHERE key LIKE 'profile%' OR key LIKE 'outages_anchor%'"))
         default = self.default
@@ -87,7 +90,11 @@ class CarrierCore:
             due, rid = msgspec.json.decode(mark[0])
             self.watermark = (float(due), int(rid))
         self._next_rid = int((await db.fetchone("SELECT value FROM sim_state WHERE key='next_receipt_id'"))[0])
-        self.due.push(await db.read(books.pending_receipts, *self.watermark))
+        pending = await db.read(books.pending_receipts, *self.watermark)
+        if finished is not None and pending:
+            done = await finished(self.watermark)
+            pending = [row for row in pending if row[1] not in done]
+        self.due.push(pending)
 
     def tenant(self, key: str | None) -> CarrierTenant:
         if key is None:
@@ -140,13 +147,13 @@ class CarrierCore:
     # -- submission ---------------------------------------------------------------------------------
     async def submit(self, tenant: CarrierTenant, batch: list[SubmitItem], ids: list[str],
                      keys: list[str] | None = None, known: bool = True,
-                     also: Callable[[Any], None] | None = None) -> tuple[dict[str, str], list[tuple]]:
+                     extras: list | None = None) -> tuple[dict[str, str], list[tuple]]:
         """Decide and record a batch that was admitted. ``ids`` are the front end's message ids,
         ``keys`` the decision keys (default ``{task_id}:{number}``). With ``known``, ids that an
         earlier submission of the same task recorded (a resubmission after a crash) are answered
-        from that record and not sent again. ``also(conn)`` writes the front end's own rows in the
-        same transaction (the SMSC's per-message addresses). Returns the refused ids with their
-        codes, and the receipts now queued as ``(due, receipt id, id, part, status, code)``."""
+        from that record and not sent again. ``extras`` (one per item) are kept with the messages
+        (the SMSC's per-message addresses: ground truth's ``extra``). Returns the refused ids with
+        their codes, and the receipts now queued as ``(due, receipt id, id, part, status, code)``."""
         profile = tenant.profile
         anchor = tenant.outages_anchor if tenant.outages_anchor is not None else self.clock.now()
         rules = tenant.rulebook(profile)
@@ -158,7 +165,7 @@ class CarrierCore:
             seen = await self._known(batch, ids) if known else {}
             refused, due_rows, recorded, self._next_rid = await self.db.write(
                 books.record_submission, self.clock, batch, ids, decisions, seen, profile, anchor, self._next_rid, tenant.key,
-                also,
+                extras,
             )
             # no await between the commit and here: the receipts are in the queue before an
             # emission can take due receipts again
@@ -200,7 +207,8 @@ class CarrierCore:
         return known
 
     # -- emission -----------------------------------------------------------------------------------
-    async def emit(self, now: float, deliver: Callable[[list[tuple]], Awaitable[Any]], batch: int = EMIT_BATCH) -> int:
+    async def emit(self, now: float, deliver: Callable[[list[tuple]], Any], batch: int = EMIT_BATCH,
+                   hold: Callable[[], tuple[float, int] | None] | None = None) -> int:
         """Hand every receipt due by ``now`` to ``deliver``, oldest first, in batches, each
         delivered before the next is taken; returns how many.
 
@@ -208,7 +216,11 @@ class CarrierCore:
         receipts at or after the service time it reads inside its transaction. So a receipt
         submitted after a take is never due before what that take emitted: the emission order is
         exactly (due time, receipt id), which the watermark and ground truth's ``emitted_at``
-        rely on. A ``deliver`` that raises gets the same receipts again next time."""
+        rely on. A ``deliver`` that raises gets the same receipts again next time.
+
+        ``hold()`` is for a front end that keeps emitted receipts open until acknowledged (its
+        outbox): the oldest still open, which the stored watermark must stay behind, so that a
+        restart emits it again."""
         emitted = 0
         async with self._emit_lock:
             while True:
@@ -217,16 +229,31 @@ class CarrierCore:
                 if not rows:
                     return emitted
                 try:
-                    await deliver(rows)
+                    result = deliver(rows)
+                    if inspect.isawaitable(result):
+                        await result
                 except BaseException:
                     self.due.push(rows)  # not handed over: emit them again next time
                     raise
                 last = rows[-1]
-                await self.db.write(books.log_emission, last[0], last[1], now)
+                mark = self.safe_mark((last[0], last[1]), hold)
+                await self.db.write(books.log_emission, last[0], last[1], now, mark)
                 self.watermark = (last[0], last[1])
                 emitted += len(rows)
                 if len(rows) < batch:
                     return emitted
+
+    def safe_mark(self, emitted: tuple[float, int], hold: Callable[[], tuple[float, int] | None] | None) -> tuple[float, int]:
+        """How far a restart may start from: just before the oldest receipt still held open, or
+        all that was emitted."""
+        oldest = hold() if hold is not None else None
+        if oldest is None or oldest > emitted:
+            return emitted
+        return (oldest[0], oldest[1] - 1)
+
+    async def save_mark(self, mark: tuple[float, int]) -> None:
+        """Store how far a restart may start from (the front end's outbox moved on)."""
+        await self.db.write(books.save_mark, mark)
 
     # -- ground truth -------------------------------------------------------------------------------
     async def ground_truth(self, *, task_ref: int | None = None, tenant: str | None = None, after: str | None = None,
@@ -258,7 +285,7 @@ class CarrierCore:
         log = await self.db.fetchall("SELECT up_to_due, up_to_id, emitted_at FROM sim_emissions ORDER BY id")
         marks = [(d, i) for d, i, _ in log]
         items = []
-        for msg_id, number, parts, submitted_at, outcome, code, latency, rule, planned_rows in rows:
+        for msg_id, number, parts, submitted_at, outcome, code, latency, rule, planned_rows, extra in rows:
             planned = []
             for rid, part, status, rcode, due_at, dup, swallowed in planned_rows:
                 emitted_at = None
@@ -276,6 +303,6 @@ class CarrierCore:
             items.append({
                 "platform_id": None if outcome == "refused" else msg_id, "number": number, "parts": parts,
                 "submitted_at": submitted_at, "outcome": outcome, "code": code, "submit_latency": latency,
-                "rule": rule, "expected_result": expected, "receipts": planned, "_id": msg_id,
+                "rule": rule, "expected_result": expected, "receipts": planned, "_id": msg_id, "_extra": extra,
             })
         return items

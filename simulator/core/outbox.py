@@ -4,14 +4,17 @@ HTTP API), receipts and mobile-originated messages sent as ``deliver_sm`` to SMP
 The core emits due receipts in order, once (``CarrierCore.emit``). Their delivery then has a
 life of its own: a webhook fails and is retried on the provider's schedule; an SMPP receipt waits
 for its account's receiver to bind, goes out, and is sent again until the client acknowledges it.
-An item is ``waiting`` (to go at ``next_at``), ``sent`` (``acked_at`` set once acknowledged) or
-``abandoned`` (the retry schedule ran out).
+An item is ``waiting`` (to go at ``next_at``), ``sent`` (``acked_at`` set once acknowledged),
+``abandoned`` (the retry schedule ran out) or ``not_requested`` (the client asked for none).
 
-The items live in memory for speed (tens of thousands a second on the SMSC) and are written to
-``sim_outbox`` in batches: ``accept`` inserts at once (in the front end's emission, so the core's
-watermark never passes a receipt the outbox does not hold), state changes are flushed every few
-milliseconds and at stop. A restart loads the open items, so nothing that was not acknowledged is
-lost (it may be sent again: receipts are idempotent for whoever receives them).
+Items live in memory while they are open, and each receipt is written to ``sim_outbox`` once,
+in its final state (acknowledged, abandoned, not requested), in batches every few milliseconds:
+the SMSC handles tens of thousands a second, and one write per receipt instead of three was the
+difference between its disk thread keeping up or not. An open receipt is not lost in a crash
+because the core's emission watermark never passes it (``low_water``): a restarted carrier emits
+again every receipt after the mark that has no final row, and the client sees at most a copy
+(receipts are idempotent for whoever receives them). Mobile-originated messages, which the core
+would not emit again, are written when they arrive.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from typing import Iterable
+from typing import Callable, Iterable
 
 import msgspec
 
@@ -58,33 +61,56 @@ class OutItem(msgspec.Struct, array_like=True, gc=False):
         return self.state == WAITING or (self.state == SENT and self.acked_at is None)
 
 
-_decode_items = msgspec.json.Decoder(list[OutItem]).decode
-_COLUMNS = "rid, tenant, kind, msg_id, part, status, code, due_at, state, attempts, next_at, sent_at, acked_at, last_error, body"
+class Ended(msgspec.Struct, array_like=True, gc=False):
+    """A receipt's row in ``sim_outbox``: what happened to it (the rest is in its batch)."""
+
+    rid: int
+    due_at: float
+    state: int
+    attempts: int
+    sent_at: float | None
+    acked_at: float | None
+    last_error: str | None
+
+
+_decode_ended = msgspec.json.Decoder(list[Ended]).decode
+_decode_mo = msgspec.json.Decoder(list[tuple[int, float, int, int, float | None, float | None, str | None, str]]).decode
 
 
 class Outbox:
-    """Open items by receipt id, and per tenant a heap of the waiting ones by (next_at, due, rid):
-    taking what is due costs a pop per item, however many wait (an SMPP account with no receiver
-    bound can have a backlog of millions)."""
+    """Open items by receipt id; per tenant a heap of the waiting ones by (next_at, due, rid), so
+    taking what is due costs a pop per item however many wait (an SMPP account with no receiver
+    bound can have a backlog of millions); and a heap of the open receipts by (due, rid), whose
+    top is how far the core's emission is safely behind us (``low_water``)."""
 
     def __init__(self, db):
         self.db = db
         self.items: dict[int, OutItem] = {}  # the open ones
         self._heaps: dict[str | None, list[tuple[float, float, int]]] = {}
+        self._open_receipts: list[tuple[float, int]] = []
         self._dirty: dict[int, OutItem] = {}
         self._flusher: asyncio.Task | None = None
         self._next_mo = -1
-        self.changed = asyncio.Event()  # set when items arrive or become waiting again
+        self.listeners: list[Callable[[], None]] = []  # told when items arrive or wait again
+        self.after_flush: Callable[[], object] | None = None  # an awaitable the flush loop runs after each write
 
     async def load(self) -> None:
-        rows = await self.db.read(_open_items)
-        self.items = {item.rid: item for item in rows}
-        for item in rows:
-            if item.state == WAITING:
-                self._queue(item)
+        """The open mobile-originated messages (open receipts come again from the core)."""
+        for rid, due_at, state, attempts, sent_at, acked_at, last_error, mo in await self.db.read(_open_mos):
+            tenant, msg_id, body, next_at = msgspec.json.decode(mo)
+            self._hold(OutItem(rid, tenant, MO, msg_id, None, None, None, due_at, state, attempts, next_at, sent_at,
+                               acked_at, last_error, body))
         low = await self.db.fetchone("SELECT MIN(rid) FROM sim_outbox")
         self._next_mo = min((low[0] or 0) - 1, -1)
         self._flusher = asyncio.create_task(self._flush_loop(), name="outbox-flush")
+
+    async def finished_after(self, mark: tuple[float, int]) -> set[int]:
+        """Receipt ids after an emission mark that reached their final state: a restarted core
+        leaves them out when it queues what is after the mark again."""
+        rows = await self.db.fetchall(
+            "SELECT rid FROM sim_outbox WHERE mo IS NULL AND (due_at > ? OR (due_at = ? AND rid > ?))",
+            (mark[0], mark[0], mark[1]))
+        return {rid for (rid,) in rows}
 
     async def stop(self) -> None:
         if self._flusher is not None:
@@ -96,29 +122,40 @@ class Outbox:
             self._flusher = None
         await self.flush()
 
-    # -- arriving -----------------------------------------------------------------------------------
-    async def accept(self, rows: list[tuple], tenant_of) -> list[OutItem]:
-        """Receipts the core emitted, ``(due, rid, id, part, status, code)`` rows, written at once
-        (an id already held is kept as it is: a re-emission after a crash)."""
-        items = [OutItem(rid, tenant_of(msg_id), RECEIPT, msg_id, part, status, code, due, next_at=due)
-                 for due, rid, msg_id, part, status, code in rows]
-        await self.db.write(_insert, items)
-        fresh = [item for item in items if item.rid not in self.items]
-        for item in fresh:
-            self.items[item.rid] = item
+    def _notify(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    def _hold(self, item: OutItem) -> None:
+        self.items[item.rid] = item
+        if item.kind == RECEIPT:
+            heapq.heappush(self._open_receipts, (item.due_at, item.rid))
+        if item.state == WAITING:
             self._queue(item)
-        self.changed.set()
+
+    # -- arriving -----------------------------------------------------------------------------------
+    def accept(self, rows: list[tuple], tenant_of) -> list[OutItem]:
+        """Receipts the core emitted, ``(due, rid, id, part, status, code)`` rows (an id already
+        held is kept as it is)."""
+        items = self.items
+        fresh = []
+        for due, rid, msg_id, part, status, code in rows:
+            if rid not in items:
+                item = OutItem(rid, tenant_of(msg_id), RECEIPT, msg_id, part, status, code, due, next_at=due)
+                self._hold(item)
+                fresh.append(item)
+        self._notify()
         return fresh
 
     async def add_mo(self, tenant: str | None, msg_id: str, at: float, body: dict) -> OutItem:
-        """A mobile-originated message to deliver to ``tenant`` (the SMSC's ``POST /mo``)."""
+        """A mobile-originated message to deliver to ``tenant`` (the SMSC's ``POST /mo``), written
+        at once: nothing else would bring it back after a crash."""
         item = OutItem(self._next_mo, tenant, MO, msg_id, None, None, None, at, next_at=at,
                        body=msgspec.json.encode(body).decode())
         self._next_mo -= 1
-        await self.db.write(_insert, [item])
-        self.items[item.rid] = item
-        self._queue(item)
-        self.changed.set()
+        await self.db.write(_upsert, [item])
+        self._hold(item)
+        self._notify()
         return item
 
     # -- what to send -------------------------------------------------------------------------------
@@ -152,8 +189,13 @@ class Outbox:
             heapq.heappop(heap)  # stale: the item moved on
         return None
 
-    def waiting_count(self, tenant: str | None) -> int:
-        return sum(1 for item in self.items.values() if item.tenant == tenant and item.state == WAITING)
+    def low_water(self) -> tuple[float, int] | None:
+        """The (due, rid) of the oldest open receipt, or None when none is open."""
+        heap = self._open_receipts
+        items = self.items
+        while heap and heap[0][1] not in items:
+            heapq.heappop(heap)
+        return heap[0] if heap else None
 
     def unacked_before(self, instant: float) -> list[OutItem]:
         """Items sent at or before ``instant`` and not acknowledged (to be sent again)."""
@@ -161,6 +203,10 @@ class Outbox:
                 and item.sent_at is not None and item.sent_at <= instant]
 
     # -- state changes ------------------------------------------------------------------------------
+    def _final(self, item: OutItem) -> None:
+        self.items.pop(item.rid, None)
+        self._dirty[item.rid] = item
+
     def sent(self, items: Iterable[OutItem], at: float, acked: bool = False) -> None:
         """Handed out (to the socket, to the callback); with ``acked`` also acknowledged."""
         for item in items:
@@ -170,33 +216,35 @@ class Outbox:
             item.last_error = None
             if acked:
                 item.acked_at = at
-                self.items.pop(item.rid, None)
-            self._dirty[item.rid] = item
+                self._final(item)
+            elif item.kind == MO:
+                self._dirty[item.rid] = item
 
     def acked(self, item: OutItem, at: float) -> None:
         if item.acked_at is None:
             item.acked_at = at
-            self.items.pop(item.rid, None)
-            self._dirty[item.rid] = item
+            self._final(item)
 
     def again(self, items: Iterable[OutItem], at: float, error: str | None = None) -> None:
         """Back to waiting: to be sent again at ``at``."""
         for item in items:
+            if item.rid not in self.items:
+                continue  # acknowledged or abandoned meanwhile
             item.state = WAITING
             item.next_at = at
             if error is not None:
                 item.last_error = error
-            self._dirty[item.rid] = item
             self._queue(item)
-        self.changed.set()
+            if item.kind == MO:
+                self._dirty[item.rid] = item
+        self._notify()
 
     def not_requested(self, items: Iterable[OutItem], at: float) -> None:
         """The client asked for no such receipt (SMPP ``registered_delivery``): never sent."""
         for item in items:
             item.state = NOT_REQUESTED
             item.next_at = at
-            self.items.pop(item.rid, None)
-            self._dirty[item.rid] = item
+            self._final(item)
 
     def failed(self, items: Iterable[OutItem], at: float, error: str, schedule: tuple[float, ...]) -> int:
         """A delivery failed: each item is retried after ``schedule[attempts]`` seconds, or
@@ -212,22 +260,22 @@ class Outbox:
             else:
                 item.state = ABANDONED
                 item.next_at = at
-                self.items.pop(item.rid, None)
+                self._final(item)
                 abandoned += 1
-            self._dirty[item.rid] = item
         return abandoned
 
     # -- persistence --------------------------------------------------------------------------------
     async def flush(self) -> None:
-        if not self._dirty:
-            return
-        dirty, self._dirty = list(self._dirty.values()), {}
-        try:
-            await self.db.write(_update, dirty)
-        except Exception:
-            for item in dirty:  # written next time
-                self._dirty.setdefault(item.rid, item)
-            raise
+        if self._dirty:
+            dirty, self._dirty = list(self._dirty.values()), {}
+            try:
+                await self.db.write(_upsert, dirty)
+            except Exception:
+                for item in dirty:  # written next time
+                    self._dirty.setdefault(item.rid, item)
+                raise
+        if self.after_flush is not None:
+            await self.after_flush()
 
     async def _flush_loop(self) -> None:
         while True:
@@ -237,36 +285,35 @@ class Outbox:
             except Exception:
                 log.exception("the outbox could not be written; retrying")
 
-    async def of_messages(self, msg_ids: list[str]) -> dict[str, list[OutItem]]:
-        """Every item (open or not) of these messages, for ground truth."""
+    async def of_receipts(self, rids: list[int]) -> dict[int, OutItem | Ended]:
+        """What happened to these receipts (open ones from memory), for ground truth."""
         await self.flush()
-        rows = await self.db.read(_of_messages, msg_ids)
-        by_msg: dict[str, list[OutItem]] = {}
-        for item in rows:
-            by_msg.setdefault(item.msg_id, []).append(self.items.get(item.rid, item))
-        return by_msg
+        found: dict[int, OutItem | Ended] = {e.rid: e for e in await self.db.read(_ended, rids)}
+        for rid in rids:
+            item = self.items.get(rid)
+            if item is not None:
+                found[rid] = item
+        return found
 
 
-def _open_items(conn) -> list[OutItem]:
-    return bulk.fetch(conn, f"SELECT json_group_array(json_array({_COLUMNS})) FROM sim_outbox"
-                            " WHERE state = 0 OR (state = 1 AND acked_at IS NULL)", (), _decode_items)
+def _open_mos(conn) -> list[tuple]:
+    return conn.execute("SELECT rid, due_at, state, attempts, sent_at, acked_at, last_error, mo FROM sim_outbox"
+                        " WHERE mo IS NOT NULL AND (state = 0 OR (state = 1 AND acked_at IS NULL))").fetchall()
 
 
-def _of_messages(conn, msg_ids: list[str]) -> list[OutItem]:
-    return bulk.fetch(conn, f"SELECT json_group_array(json_array({_COLUMNS})) FROM sim_outbox"
-                            " WHERE msg_id IN (SELECT value FROM json_each(?)) ORDER BY due_at, rid",
-                      (bulk.encode(msg_ids),), _decode_items)
+def _ended(conn, rids: list[int]) -> list[Ended]:
+    return bulk.fetch(conn, "SELECT json_group_array(json_array(rid, due_at, state, attempts, sent_at, acked_at, last_error))"
+                            " FROM sim_outbox WHERE rid IN (SELECT value FROM json_each(?))",
+                      (bulk.encode(rids),), _decode_ended)
 
 
-def _insert(conn, items: list[OutItem]) -> None:
+def _upsert(conn, items: list[OutItem]) -> None:
+    """One row per item, in one statement: a receipt's seven values (an MO's too, with what an MO
+    needs to be sent after a restart)."""
+    rows = [(i.rid, i.due_at, i.state, i.attempts, i.sent_at, i.acked_at, i.last_error,
+             None if i.kind == RECEIPT else bulk.encode([i.tenant, i.msg_id, i.body, i.next_at]).decode())
+            for i in items]
     conn.execute(
-        f"INSERT OR IGNORE INTO sim_outbox({_COLUMNS}) SELECT value->>0, value->>1, value->>2, value->>3, value->>4,"
-        " value->>5, value->>6, value->>7, value->>8, value->>9, value->>10, value->>11, value->>12, value->>13, value->>14"
-        " FROM json_each(?)", (bulk.encode(items),))
-
-
-def _update(conn, items: list[OutItem]) -> None:
-    conn.execute(
-        "UPDATE sim_outbox SET state = u.value->>8, attempts = u.value->>9, next_at = u.value->>10, sent_at = u.value->>11,"
-        " acked_at = u.value->>12, last_error = u.value->>13 FROM json_each(?) AS u WHERE sim_outbox.rid = u.value->>0",
-        (bulk.encode(items),))
+        "INSERT OR REPLACE INTO sim_outbox(rid, due_at, state, attempts, sent_at, acked_at, last_error, mo)"
+        " SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 FROM json_each(?)",
+        (bulk.encode(rows),))

@@ -25,12 +25,14 @@ messages to that destination, so batching, binds and concurrency do not change t
 Message ids: the SMSC numbers messages 1, 2, 3... (a message of N parts takes N numbers); the
 account's dialect writes a number as the gateway sees it (decimal, hex, zero-padded, a UUID).
 Inside, a message is ``{first number:012d}@{system_id}``, its per-message data (source address,
-``registered_delivery``, the text's first 20 octets) in ``sim_smpp``.
+``registered_delivery``, the text's first 20 characters: ``Meta``) kept with it in its batch; a
+cancel or replace records the changed data in the carrier's state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -45,8 +47,12 @@ from gateway.storage import bulk
 from gateway.wire.codes import smpp_state
 from gateway.wire.smpp import pdu as P
 from gateway.wire.smpp.receipts import build_receipt, format_message_id, normalise_id, receipt_pdu
-from gateway.wire.smpp.text import ESM_UDHI, GSM7, choose_coding, concat_info, decode_text, encode_text, split_udh
+# the receipt's ``text:`` goes in the receipt's own coding (GSM 03.38), a character it cannot carry
+# (the Chinese of a UCS-2 message) as ``?``, so no client's decoder meets UCS-2 octets in it
+from gateway.wire.smpp.text import (ESM_UDHI, GSM7, choose_coding, concat_info, decode_text, encode_text,
+                                    gsm_or_question_marks, split_udh)
 
+from ..core import books
 from ..core.outbox import RECEIPT, OutItem
 from ..model import draw
 from ..profile import outage_time
@@ -170,13 +176,16 @@ class Smsc:
     async def _load_counts(self) -> None:
         """The per-destination counts and the next message number, from the books: a restarted
         SMSC decides the next message to a number exactly as it would have without the restart."""
-        top = await self.carrier.db.fetchone("SELECT MAX(n) FROM sim_smpp")
         rows = await self.carrier.db.read(_smpp_messages)
-        for tenant, number, parts_n in rows:
+        for tenant, number, _ in rows:
             key = (tenant, number)
             self._counts[key] = self._counts.get(key, 0) + 1
         last = max((n for *_, n in rows), default=0)
-        self._next_number = max(top[0] or 0, last) + 1 if (top[0] or last) else 1
+        for (mo,) in await self.carrier.db.fetchall("SELECT mo FROM sim_outbox WHERE mo IS NOT NULL"):
+            msg_id = msgspec.json.decode(mo)[1]
+            if msg_id.startswith("mo-") and msg_id[3:15].isdigit():
+                last = max(last, int(msg_id[3:15]))
+        self._next_number = last + 1
 
     # -- sessions ---------------------------------------------------------------------------------
     def session_opened(self, session: Session) -> None:
@@ -206,10 +215,10 @@ class Smsc:
 
     # -- the journal ------------------------------------------------------------------------------
     def journal_in(self, session: Session, pdu: P.Pdu) -> None:
-        self.carrier.journal.add(self.carrier.clock.now(), "in", session.system_id, pdu.command, bind=session.id, pdu=pdu)
+        self.carrier.journal.pdu(self.carrier.clock.now(), "in", session.system_id, session.id, pdu)
 
     def journal_out(self, session: Session, pdu: P.Pdu) -> None:
-        self.carrier.journal.add(self.carrier.clock.now(), "out", session.system_id, pdu.command, bind=session.id, pdu=pdu)
+        self.carrier.journal.pdu(self.carrier.clock.now(), "out", session.system_id, session.id, pdu)
 
     def journal_error(self, session: Session, error: P.PduError) -> None:
         self.carrier.journal.add(self.carrier.clock.now(), "in", session.system_id,
@@ -311,6 +320,7 @@ class Smsc:
         session.state = "bound"
         session.mode = BIND_MODES[pdu.command_id]
         session.account = account
+        session.window = account.window
         session.system_id = account.name
         binds.append(session)
         self.stats["binds"] += 1
@@ -381,7 +391,7 @@ class Smsc:
         count = self._counts.get(count_key, 0)
         self._counts[count_key] = count + 1
         key = f"{name}:{number}:{count}"
-        text = decode_text(fields.get("data_coding", GSM7), _text_octets(pdu)[:140])[:20]
+        text = decode_text(fields.get("data_coding", GSM7), _text_octets(pdu)[:40])[:20]
         meta = Meta(first, parts, number, fields.get("source_addr", ""), fields.get("source_addr_ton", 0),
                     fields.get("source_addr_npi", 0), fields.get("registered_delivery", 0) & 0x03, text, now)
         early = bool(account.dialect.receipt_before_resp) and draw(profile.seed, key, "early") < account.dialect.receipt_before_resp
@@ -444,11 +454,10 @@ class Smsc:
             for pending in batch:
                 by_tenant.setdefault(pending.tenant, []).append(pending)
             for tenant, group in by_tenant.items():
-                metas = [(p.msg_id, p.meta) for p in group]
                 try:
                     refused, due_rows = await self.carrier.core.submit(
                         tenant, [p.item for p in group], [p.msg_id for p in group], [p.key for p in group], known=False,
-                        also=lambda conn, metas=metas: _write_metas(conn, metas))
+                        extras=[p.meta for p in group])
                 except Exception:
                     log.exception("recording %d submissions failed", len(group))
                     for p in group:
@@ -456,8 +465,8 @@ class Smsc:
                             p.session.unanswered -= 1
                             self._answer(p.session, p.request, P.make_resp(p.request, P.ESME_RSYSERR))
                     continue
-                for msg_id, meta in metas:
-                    self._remember(msg_id, meta)
+                for p in group:
+                    self._remember(p.msg_id, p.meta)
                 for p in group:
                     self._respond(p, refused.get(p.msg_id))
                 if due_rows:
@@ -475,8 +484,8 @@ class Smsc:
         unsuccess = request.fields.get("_unsuccess")
         if unsuccess is not None:
             resp = P.make_resp(request, message_id=message_id, unsuccess_sme=unsuccess)
-        else:
-            resp = P.make_resp(request, message_id=message_id)
+        else:  # the usual answer, built directly (make_resp merges defaults: a third of this path)
+            resp = P.Pdu(request.command_id | 0x80000000, 0, request.sequence_number, {"message_id": message_id}, {})
         if p.early:  # receipt_before_resp: the response waits for the receipt
             self._held_resps.setdefault(p.msg_id, []).append((p.session, resp, time.monotonic() + EARLY_HOLD))
             return
@@ -495,14 +504,16 @@ class Smsc:
             number = int(raw) if raw.isdigit() else None
         if number is None:
             return None
-        row = await self.carrier.db.fetchone("SELECT msg_id, meta FROM sim_smpp WHERE n <= ? ORDER BY n DESC LIMIT 1", (number,))
-        if row is None or not row[0].endswith("@" + session.system_id):
+        row = await self.carrier.db.read(books.message_at_or_before, session.system_id,
+                                         f"{number:012d}@{session.system_id}")
+        if row is None or row[-1] is None:
             return None
-        meta = msgspec.json.decode(row[1], type=Meta)
-        if number >= meta.n + meta.parts:
+        msg_id = row[0]
+        meta = (await self._metas_of([msg_id])).get(msg_id)
+        if meta is None or number >= meta.n + meta.parts:
             return None
-        items = await self.carrier.core.messages(session.system_id, [row[0]], self.carrier.receipt_timeout)
-        return (row[0], meta, items[0]) if items else None
+        items = await self.carrier.core.messages(session.system_id, [msg_id], self.carrier.receipt_timeout)
+        return (msg_id, meta, items[0]) if items else None
 
     async def _query(self, session: Session, pdu: P.Pdu) -> None:
         found = await self._find(session, pdu.fields.get("message_id", ""))
@@ -528,8 +539,7 @@ class Smsc:
             return
         meta.canceled_at = now
         self.carrier.core.due.remove(lambda row: row[2] == msg_id)
-        await self.carrier.db.write(_write_metas, [(msg_id, meta)])
-        self._remember(msg_id, meta)
+        await self._changed(msg_id, meta)
         self._answer(session, pdu, P.make_resp(pdu))
 
     async def _replace(self, session: Session, pdu: P.Pdu) -> None:
@@ -541,8 +551,7 @@ class Smsc:
         meta.text = decode_text(pdu.fields.get("data_coding", GSM7), pdu.fields.get("short_message") or b"")[:20]
         if pdu.fields.get("registered_delivery") is not None:
             meta.registered_delivery = pdu.fields["registered_delivery"] & 0x03
-        await self.carrier.db.write(_write_metas, [(msg_id, meta)])
-        self._remember(msg_id, meta)
+        await self._changed(msg_id, meta)
         self._answer(session, pdu, P.make_resp(pdu))
 
     # -- responses from the client ----------------------------------------------------------------
@@ -558,27 +567,25 @@ class Smsc:
             else:  # a refusal, or a generic_nack (a client that could not read it) whatever its status
                 self.carrier.outbox.again([carried], now + RETRY_REFUSED,
                                           f"the client answered {pdu.command} {P.status_name(pdu.command_status)}")
-            if session.room == 1:
-                self._wake.set()  # its window has room again
+            if session.room >= session.window // 2:
+                self._wake.set()  # half its window is free: send more in one go
 
     # -- receipts and mobile-originated messages out ----------------------------------------------
     async def _dispatch_loop(self) -> None:
-        outbox = self.carrier.outbox
+        self.carrier.outbox.listeners.append(self._wake.set)
         while True:
             self._wake.clear()
-            outbox.changed.clear()
             try:
                 await self.dispatch()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("sending receipts failed; retrying")
-            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(outbox.changed.wait())]
             try:
-                await asyncio.wait(waiters, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+                async with asyncio.timeout(0.05):  # also for items waiting for a later time
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
 
     async def dispatch(self) -> int:
         """Send every account's due receipts and MOs its receiver binds have room for."""
@@ -635,7 +642,7 @@ class Smsc:
         state, err = smpp_state(item.status, item.code)
         short_message, tlvs = build_receipt(
             dialect, message_number=meta.n + part, submit_time=_utc(meta.submitted_at), done_time=_utc(item.due_at),
-            stat=state, err=err, text_bytes=_gsm_safe(meta.text))
+            stat=state, err=err, text_bytes=gsm_or_question_marks(meta.text))
         return receipt_pdu(dialect, short_message, tlvs, sequence_number=0, source_addr=meta.destination.lstrip("+"),
                            destination_addr=meta.source, dest_addr_ton=meta.source_ton, dest_addr_npi=meta.source_npi)
 
@@ -726,6 +733,8 @@ class Smsc:
             self._metas.popitem(last=False)
 
     async def _metas_of(self, msg_ids: list[str]) -> dict[str, Meta]:
+        """Per message its data: from memory, else as a cancel or replace left it, else from its
+        batch (a message from before a restart)."""
         found = {m: self._metas[m] for m in msg_ids if m in self._metas}
         missing = [m for m in msg_ids if m not in found]
         if missing:
@@ -733,6 +742,13 @@ class Smsc:
                 found[msg_id] = meta
                 self._remember(msg_id, meta)
         return found
+
+    async def _changed(self, msg_id: str, meta: Meta) -> None:
+        """A cancel or replace changed a message's data: kept beside its batch, which is not rewritten."""
+        value = msgspec.json.encode(meta).decode()
+        await self.carrier.db.write(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO sim_state(key, value) VALUES (?, ?)", (f"smpp_meta:{msg_id}", value)))
+        self._remember(msg_id, meta)
 
     # -- the carrier's view -----------------------------------------------------------------------
     def tenant_of(self, msg_id: str) -> str | None:
@@ -747,6 +763,8 @@ class Smsc:
         dialect = account.dialect if account is not None else None
         ids = [format_message_id(dialect, first + p) for p in range(item["parts"])] if dialect else []
         meta = self._metas.get(msg_id)
+        if meta is None and item.get("_extra") is not None:
+            meta = msgspec.convert(item["_extra"], Meta)
         item["message_id"] = ids[0] if ids else None
         item["message_ids"] = ids
         item["destination"] = item.pop("number")
@@ -774,19 +792,6 @@ def _e164(address: str, ton: int) -> str | None:
     return "+" + digits
 
 
-def _gsm_safe(text: str) -> bytes:
-    """The receipt's ``text:`` in the receipt's own coding (GSM 03.38): a character it cannot
-    carry (the Chinese of a UCS-2 message) becomes ``?``, as many SMSCs write it, so that no
-    client's decoder meets raw UCS-2 octets in a GSM receipt."""
-    out = []
-    for ch in text:
-        try:
-            out.append(encode_text(ch, GSM7))
-        except (UnicodeEncodeError, ValueError):
-            out.append(b"?")
-    return b"".join(out)
-
-
 def _text_octets(pdu: P.Pdu) -> bytes:
     data = pdu.fields.get("short_message") or pdu.tlvs.get("message_payload", b"")
     if pdu.fields.get("esm_class", 0) & ESM_UDHI:
@@ -806,7 +811,13 @@ def _parts_of(pdu: P.Pdu) -> int:
 
 
 def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, timezone.utc)
+    """A receipt's dates have whole seconds at most: one datetime per second serves them all."""
+    return _utc_second(int(ts))
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_second(second: int) -> datetime:
+    return datetime.fromtimestamp(second, timezone.utc)
 
 
 def _iso(ts: float) -> str:
@@ -832,15 +843,18 @@ def _state_at(item: dict, meta: Meta, now: float) -> tuple[int, float | None, in
     return MESSAGE_STATES[state], last["due_at"], err
 
 
-def _write_metas(conn, metas: list[tuple[str, Meta]]) -> None:
-    conn.execute("INSERT OR REPLACE INTO sim_smpp(n, msg_id, meta) SELECT value->>0, value->>1, value->>2 FROM json_each(?)",
-                 (bulk.encode([(meta.n, msg_id, bulk.encode(meta).decode()) for msg_id, meta in metas]),))
-
-
 def _read_metas(conn, msg_ids: list[str]) -> list[tuple[str, Meta]]:
-    rows = conn.execute("SELECT msg_id, meta FROM sim_smpp WHERE msg_id IN (SELECT value FROM json_each(?))",
-                        (bulk.encode(msg_ids),)).fetchall()
-    return [(msg_id, msgspec.json.decode(meta, type=Meta)) for msg_id, meta in rows]
+    out = []
+    for msg_id in msg_ids:
+        row = conn.execute("SELECT value FROM sim_state WHERE key = ?", (f"smpp_meta:{msg_id}",)).fetchone()
+        if row is not None:
+            out.append((msg_id, msgspec.json.decode(row[0], type=Meta)))
+            continue
+        tenant = msg_id.rpartition("@")[2]
+        found = books.message_rows(conn, tenant, [msg_id])
+        if found and found[0][-1] is not None:
+            out.append((msg_id, msgspec.convert(found[0][-1], Meta)))
+    return out
 
 
 def _smpp_messages(conn) -> list[tuple[str, str, int]]:
