@@ -46,6 +46,18 @@ class Receipt(msgspec.Struct, frozen=True):
     message: str | None = None
 
 
+class InboundMessage(msgspec.Struct, frozen=True):
+    """A message from a handset to the sender of a campaign (a mobile-originated reply: "STOP").
+    ``sender`` is the handset's number (E.164), ``recipient`` the number or code it was sent to,
+    ``at`` the platform's time of it (epoch seconds), ``platform_id`` the platform's id for it."""
+
+    sender: str
+    recipient: str
+    text: str
+    at: float
+    platform_id: str | None = None
+
+
 class PlatformError(Exception):
     """The whole batch was not accepted. ``retryable`` errors are retried with backoff (the
     platform is unreachable or busy); others fail the task with this message."""
@@ -75,6 +87,12 @@ class PlatformContext:
     # ask the gateway to step soon (and so call ``on_clock``), e.g. when receipts just became
     # due; without it the next step comes with the engine's tick
     wake: Callable[[], None] = lambda: None
+    # hand mobile-originated messages to the gateway: (platform name, messages, the workspace they
+    # belong to, or None when the platform cannot tell: the gateway then finds the workspace that
+    # last sent to the sender through this platform); returns once they are stored
+    deliver_inbound: Callable[[str, list[InboundMessage], int | None], Awaitable[None]] = None  # type: ignore[assignment]
+    # the platform's own namespaced store (gateway.storage.store.PlatformStore)
+    store: Any = None
 
 
 class Platform:

@@ -283,4 +283,14 @@ MIGRATIONS: list[str] = [
     DROP TABLE tokens;
     ALTER TABLE tokens_v9 RENAME TO tokens;
     """,
+    # 10: each platform plugin's own namespaced store (gateway/storage/store.py), instead of tables
+    # of its own in the gateway's database
+    """
+    CREATE TABLE platform_store (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID;
+    """,
 ]

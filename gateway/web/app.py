@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import AsyncIterator
 
@@ -18,6 +19,7 @@ from gateway.pipeline.receipts import ReceiptSink
 from gateway.platform import PlatformContext
 from gateway.plugins import build_plugin_manager, call_async
 from gateway.storage.db import Database
+from gateway.storage.store import PlatformStore
 from gateway.tasks import TaskService
 
 from . import middleware, protocol_errors, routes_api, routes_system, routes_testbed
@@ -82,12 +84,19 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     profile = _initial_profile(config)
     if profile is not None:
         extras["sim_profile"] = profile
-    ctx = PlatformContext(clock=clock, database=db, deliver_receipts=sink.deliver, config=config, extras=extras)
+    engines: list[Engine] = []  # the engine starts after the platforms; their wake-ups reach it then
+
+    def wake() -> None:
+        if engines:
+            engines[0].wake()
+
+    ctx = PlatformContext(clock=clock, database=db, deliver_receipts=sink.deliver, config=config, extras=extras, wake=wake)
     for platform in platforms.values():
-        await platform.start(ctx)
+        # each platform gets its own namespaced store; the rest of the context is shared
+        await platform.start(dataclasses.replace(ctx, store=PlatformStore(db, platform.name)))
     dispatcher = Dispatcher(db, clock, platforms, pm, config, metrics, sink)
     engine = Engine(db, clock, platforms, pm, config, metrics, dispatcher, maintenance=lambda: uploads.sweep(db))
-    ctx.wake = engine.wake
+    engines.append(engine)
     app[engine_key] = engine
     app[tasks_key] = TaskService(db, clock, platforms, config, wake=engine.wake)
     await engine.start()
