@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .auth import create_token, list_tokens, revoke_token, serve_token
 from .config import Config
+from .platform import PlatformConfigError
 from .storage.db import Database
 
 
@@ -77,7 +78,11 @@ def _serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     token, new = asyncio.run(_with_db(config.db_path, serve_token, args.workspace, time.time()))
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except PlatformConfigError as exc:
+        print(f"smslab: {exc}", file=sys.stderr)
+        return 2
 
     async def announce(_app: web.Application) -> None:
         url = f"http://{config.host}:{config.port}/#token={token}"
@@ -89,7 +94,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     app.on_startup.append(announce)
     _tune_gc(config.gc_gen0)
-    web.run_app(app, host=config.host, port=config.port, print=None, access_log=None)
+    try:
+        web.run_app(app, host=config.host, port=config.port, print=None, access_log=None)
+    except PlatformConfigError as exc:  # raised by a platform's start()
+        print(f"smslab: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

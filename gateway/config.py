@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .domain.optout import DEFAULT_KEYWORDS, parse_keywords
+
 
 @dataclass
 class Config:
@@ -27,6 +29,9 @@ class Config:
     max_csv_body: int = 256 * 1024 * 1024
     profile: str | None = None  # simulated carrier: a TOML/JSON file or a preset name
     default_platform: str = "sim"
+    # replies (mobile-originated messages) that put their sender on the workspace's opt-out list
+    # (gateway.domain.optout); empty: no reply opts out
+    opt_out_keywords: tuple[str, ...] = DEFAULT_KEYWORDS
     extras: dict = field(default_factory=dict)
 
     @classmethod
@@ -46,6 +51,7 @@ class Config:
             "SMSLAB_GC_GEN0": ("gc_gen0", int),
             "SMSLAB_RECEIPT_FLUSH_MAX": ("receipt_flush_max", int),
             "SMSLAB_RECEIPT_FLUSH_MS": ("receipt_flush_interval", lambda v: float(v) / 1000),
+            "SMSLAB_OPT_OUT_KEYWORDS": ("opt_out_keywords", parse_keywords),
         }
         for var, (attr, conv) in mapping.items():
             if var in env:

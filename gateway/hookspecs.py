@@ -51,3 +51,17 @@ def smslab_task_status_changed(task_id, old, new, reason):
 def smslab_register_routes():
     """Called once when the web app is built. Return a list of aiohttp RouteDef objects
     (``web.get(path, handler)``, ...) to add to the service."""
+
+
+@hookspec
+def smslab_inbound_message(platform, message, workspace_id, opted_out):
+    """Called once for each mobile-originated message (a reply from a handset) after it was
+    stored, together with the opt-out it caused.
+
+    ``platform`` is the name of the platform that received it, ``message`` the
+    gateway.platform.InboundMessage as stored (``sender`` in E.164 when it is a phone number),
+    ``workspace_id`` the workspace it belongs to (None when the platform could not tell: it is
+    then kept without one and opts nobody out), ``opted_out`` whether its text was an opt-out
+    keyword that put the sender on the workspace's opt-out list. For observing (auto-replies,
+    CRM updates, logs); the return value is ignored and an exception is logged, never undoing
+    the delivery."""

@@ -46,3 +46,21 @@ def limit_of(raw: str | None) -> int:
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= MAX_LIMIT):
         raise Invalid(f"limit: an integer between 1 and {MAX_LIMIT}", field="limit")
     return int(raw)
+
+
+def encode_key(last_key: str) -> str:
+    """A cursor for a page ordered by a text key (an opt-out list, by number)."""
+    return base64.urlsafe_b64encode(f"key:{last_key}".encode()).decode().rstrip("=")
+
+
+def decode_key(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    kind, _, value = text.partition(":")
+    if kind != "key" or not value:
+        raise Invalid("cursor: not a cursor this service gave out", field="cursor")
+    return value

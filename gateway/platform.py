@@ -58,6 +58,12 @@ class InboundMessage(msgspec.Struct, frozen=True):
     platform_id: str | None = None
 
 
+class PlatformConfigError(ValueError):
+    """A platform's configuration is wrong (raised from ``smslab_register_platforms`` or
+    ``start``). ``smslab serve`` prints the message and exits with status 2, without a traceback:
+    say which setting is wrong and what it must be."""
+
+
 class PlatformError(Exception):
     """The whole batch was not accepted. ``retryable`` errors are retried with backoff (the
     platform is unreachable or busy); others fail the task with this message."""
@@ -88,8 +94,9 @@ class PlatformContext:
     # due; without it the next step comes with the engine's tick
     wake: Callable[[], None] = lambda: None
     # hand mobile-originated messages to the gateway: (platform name, messages, the workspace they
-    # belong to, or None when the platform cannot tell: the gateway then finds the workspace that
-    # last sent to the sender through this platform); returns once they are stored
+    # belong to, or None when the platform cannot tell: the gateway keeps them without a workspace,
+    # seen only by admin tokens, and they opt nobody out; a platform that can tell, remembers whom
+    # it sent to, as the smpp plugin does in its store); returns once they are stored
     deliver_inbound: Callable[[str, list[InboundMessage], int | None], Awaitable[None]] = None  # type: ignore[assignment]
     # the platform's own namespaced store (gateway.storage.store.PlatformStore)
     store: Any = None

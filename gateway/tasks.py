@@ -416,7 +416,8 @@ def _explain(audience_size: int, sent: int, skipped: dict, segments: int, parts:
     lines = [f"{audience_size} numbers in the audience, {sent} sent."]
     reasons = {k: v for k, v in skipped.items() if v}
     if reasons:
-        words = {"empty": "empty", "invalid": "invalid", "duplicate": "duplicates", "over_limit": "over the platform's recipient limit"}
+        words = {"empty": "empty", "invalid": "invalid", "duplicate": "duplicates", "over_limit": "over the platform's recipient limit",
+                 "opted_out": "opted out (on the workspace's opt-out list)"}
         lines.append("Not sent: " + ", ".join(f"{v} {words.get(k, k)}" for k, v in sorted(reasons.items())) + ".")
     if parts > 1:
         lines.append(f"The text is {parts} parts long, so the platform bills {segments} messages for {sent} numbers.")

@@ -28,15 +28,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from typing import Any, Callable
 
 from gateway.clock import to_rfc3339
-from gateway.platform import Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult, Throttled
+from gateway.platform import (InboundMessage, Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult,
+                              Throttled)
 from gateway.wire.codes import error_text
 
 from . import profile as profiles
 from .core import CarrierCore, CarrierTenant
 from .store import adopt_from_gateway, carrier_db_path, open_carrier_db
+
+
+MO_RECIPIENT = "10690000"  # the short code replies go to when they name none
 
 
 class WorkspaceCarrier(Platform):
@@ -106,6 +111,17 @@ class WorkspaceCarrier(Platform):
         from gateway.wire.webhooks import decode_receipts
 
         return decode_receipts(body, now, error_text)
+
+    async def mobile_originated(self, sender: str, text: str, recipient: str | None = None) -> InboundMessage:
+        """A handset replies (a mobile-originated message, as an SMSC's ``deliver_sm``): handed to
+        the gateway through the platform context as an inbound message of this workspace (the
+        carrier of the default belongs to none). Returns the message as handed over."""
+        ctx = self.carrier.ctx
+        message = InboundMessage(sender=sender, recipient=recipient or MO_RECIPIENT, text=text, at=ctx.clock.now(),
+                                 platform_id=f"sim-mo-{uuid.uuid4().hex}")
+        workspace = int(self.tenant.key) if self.tenant.key is not None else None
+        await ctx.deliver_inbound(self.name, [message], workspace)
+        return message
 
     async def ground_truth(self, task_id: int, after: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
         """One page of what the carrier decided for a task's messages, ordered by platform id

@@ -986,6 +986,143 @@ def test_presets_active_marker_and_profile_summary(service, browser, width):
     page.context.close()
 
 
+# -- issue 14, item 6: inbound replies and the opt-out list
+
+
+def _field_error_under(page, input_id: str) -> None:
+    """The input's error is shown right below it, and the input is marked invalid."""
+    err = page.get_by_test_id(f"{input_id}-error")
+    expect(err).to_be_visible()
+    expect(page.get_by_test_id(input_id)).to_have_attribute("aria-invalid", "true")
+    ib, eb = page.get_by_test_id(input_id).bounding_box(), err.bounding_box()
+    assert 0 <= eb["y"] - (ib["y"] + ib["height"]) < 40, (input_id, ib, eb)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_inbound_replies_and_opt_outs(service, browser, width):
+    prefix = f"137{width:04d}"  # numbers of their own at each width: the service is shared
+    stopper, chatty, added = (f"+86{prefix}{i:04d}" for i in (1, 2, 3))
+    page = _new_page(browser, width, 844 if width < 500 else 900)
+    _sign_in(page, service)
+    page.get_by_test_id("nav-inbound").click()
+    expect(page.get_by_test_id("mo-form")).to_be_visible()
+    expect(page.get_by_test_id("nav-inbound")).to_have_class(re.compile(r"\bactive\b"))
+
+    # a reply: checked before it is sent, the service's error under its field too
+    page.get_by_test_id("mo-submit").click()
+    expect(page.get_by_test_id("mo-from-error")).to_have_text("Give the number the reply comes from.")
+    _field_error_under(page, "mo-from")
+    page.get_by_test_id("mo-from").fill("not a number")
+    expect(page.get_by_test_id("mo-from-error")).to_be_hidden()
+    page.get_by_test_id("mo-text").fill("STOP")
+    page.get_by_test_id("mo-submit").click()
+    expect(page.get_by_test_id("mo-from-error")).to_contain_text("is not a valid phone number")
+    _field_error_under(page, "mo-from")
+
+    # "Stop please" opts out; "hello" does not
+    page.get_by_test_id("mo-from").fill(stopper)
+    page.get_by_test_id("mo-text").fill("Stop please")
+    page.get_by_test_id("mo-submit").click()
+    expect(page.get_by_test_id("mo-result")).to_contain_text(f"Reply from {stopper} received: it is an opt-out keyword")
+    page.get_by_test_id("mo-from").fill(chatty)
+    page.get_by_test_id("mo-text").fill("hello, is this the shop?")
+    page.get_by_test_id("mo-submit").click()
+    expect(page.get_by_test_id("mo-result")).to_have_text(f"Reply from {chatty} received.")
+    rows = page.get_by_test_id("inbound-row")
+    expect(rows.first.get_by_test_id("inbound-sender")).to_have_text(chatty)  # newest first
+    expect(rows.first.get_by_test_id("inbound-opted-out")).to_have_count(0)
+    mine = rows.filter(has=page.get_by_test_id("inbound-sender").get_by_text(stopper, exact=True))
+    expect(mine).to_have_attribute("data-opted-out", "true")
+    expect(mine.get_by_test_id("inbound-text")).to_have_text("Stop please")
+    expect(mine.get_by_test_id("inbound-recipient")).to_have_text("10690000")
+    marker = mine.get_by_test_id("inbound-opted-out")
+    expect(marker).to_have_text("Opted out", use_inner_text=True)
+    marker.hover()
+    expect(marker.get_by_test_id("tooltip")).to_contain_text("on the opt-out list")
+    _no_overflow(page, width)
+    _shot(page, f"40-inbound-{width}", full_page=False)
+
+    # the sender search: digits only, checked here; the total and range follow the search
+    page.get_by_test_id("inbound-q").fill("abc")
+    page.get_by_test_id("inbound-q-submit").click()
+    expect(page.get_by_test_id("inbound-q-error")).to_contain_text("digits")
+    page.get_by_test_id("inbound-q").fill(f"+86 {prefix[:3]} {prefix[3:]} 0001")
+    page.get_by_test_id("inbound-q-submit").click()
+    expect(page.get_by_test_id("inbound-q-error")).to_be_hidden()
+    expect(rows).to_have_count(1)
+    expect(page.get_by_test_id("inbound-total")).to_have_text("1 reply from matching numbers")
+    expect(page.get_by_test_id("inbound-range")).to_have_text("1–1 of 1")
+    assert _check_tips(page, "[data-testid=inbound-table]") == 1
+    _no_overflow(page, width)
+
+    # the opt-out list: the reply put the number there
+    page.evaluate("window.scrollTo(0, 0)")
+    page.get_by_test_id("nav-opt-outs").click()
+    expect(page.get_by_test_id("optout-form")).to_be_visible()
+    page.get_by_test_id("optouts-q").fill(prefix)
+    page.get_by_test_id("optouts-q-submit").click()
+    orows = page.get_by_test_id("optout-row")
+    expect(orows).to_have_count(1)
+    expect(page.get_by_test_id("optouts-total")).to_have_text("1 number match")
+    expect(orows.first.get_by_test_id("optout-number-cell")).to_have_text(stopper)
+    source = orows.first.get_by_test_id("optout-source")
+    expect(source).to_have_text("Replied “STOP”", use_inner_text=True)
+    source.hover()
+    expect(source.get_by_test_id("tooltip")).to_contain_text("inbound message #")
+
+    # add a number: checked here, then by the service (its error under the input), then added, then idempotent
+    page.get_by_test_id("optout-submit").click()
+    expect(page.get_by_test_id("optout-number-error")).to_have_text("Give the number to opt out.")
+    page.get_by_test_id("optout-number").fill("12ab")
+    page.get_by_test_id("optout-submit").click()
+    expect(page.get_by_test_id("optout-number-error")).to_contain_text("is not a valid phone number")
+    _field_error_under(page, "optout-number")
+    page.get_by_test_id("optout-number").fill(added)
+    expect(page.get_by_test_id("optout-number-error")).to_be_hidden()
+    page.get_by_test_id("optout-submit").click()
+    expect(page.get_by_test_id("optout-added")).to_have_text(f"{added} is on the opt-out list: tasks sent from now on skip it.")
+    expect(orows).to_have_count(2)
+    expect(page.get_by_test_id("optouts-total")).to_have_text("2 numbers match")
+    added_row = page.locator(f"[data-testid=optout-row][data-number='{added}']")
+    expect(added_row.get_by_test_id("optout-source")).to_have_text("Added by hand")
+    page.get_by_test_id("optout-number").fill(added)
+    page.get_by_test_id("optout-submit").click()
+    expect(page.get_by_test_id("optout-added")).to_contain_text("was on the opt-out list already")
+    expect(orows).to_have_count(2)
+    _no_overflow(page, width)
+    _shot(page, f"41-opt-outs-{width}", full_page=False)
+    assert _check_tips(page, "[data-testid=optouts-table]") == 1
+    page.evaluate("window.scrollTo(0, 0)")
+
+    # a task to both: the opted-out ones are skipped and the details say so
+    aud = _ok(service.api("POST", "/audiences", {"name": f"Opt-out crowd {width}", "numbers": [stopper, chatty, added]}), 201)
+    task = _new_api_task(service, f"After the replies {width}", aud["id"], "Hello again")
+    _ok(service.api("POST", "/clock/advance", {"seconds": 300}))
+    task = _wait_task(service, task["id"], lambda t: t["started_at"] and t["sent"] + sum(t["skipped"].values()) == 3)
+    assert task["sent"] == 1 and task["skipped"]["opted_out"] == 2, task
+    _open_details(page, service, task["id"])
+    expect(page.get_by_test_id("detail-skipped").locator("li[data-reason=opted_out]")).to_contain_text("Opted out")
+    expect(page.get_by_test_id("detail-skipped").locator("li[data-reason=opted_out] .num")).to_have_text("2")
+    expect(page.get_by_test_id("detail-explanation")).to_contain_text("Not sent: 2 opted out.")
+    _no_overflow(page, width)
+
+    # remove one: it can be sent to again
+    page.get_by_test_id("nav-opt-outs").click()
+    page.get_by_test_id("optouts-q").fill(prefix)
+    page.get_by_test_id("optouts-q-submit").click()
+    expect(orows).to_have_count(2)
+    page.once("dialog", lambda d: d.accept())
+    added_row.get_by_test_id("optout-remove").click()
+    expect(page.get_by_test_id("flash")).to_have_text(f"{added} removed from the opt-out list.")
+    expect(orows).to_have_count(1)
+    expect(page.get_by_test_id("optouts-total")).to_have_text("1 number match")
+    _, listed = service.api("GET", f"/opt-outs?q={prefix}")
+    assert [o["number"] for o in listed["items"]] == [stopper]
+    assert page.errors == [], page.errors
+    assert page.outside == [], page.outside
+    page.context.close()
+
+
 # -- 32: wording (kept last: it jumps past retention)
 
 

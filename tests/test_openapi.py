@@ -54,7 +54,10 @@ async def test_every_route_is_documented_and_every_operation_is_a_route(service)
                          ("get", "/api/v1/tasks/{id}/messages"), ("post", "/api/v1/tasks/{id}/audiences"),
                          ("post", "/api/v1/clock/advance"), ("patch", "/api/v1/simulator/profile"),
                          ("post", "/api/v1/simulator/presets/{name}"), ("get", "/api/v1/simulator/ground-truth"),
-                         ("post", "/api/v1/platforms/{name}/receipts"), ("get", "/metrics")]:
+                         ("post", "/api/v1/platforms/{name}/receipts"), ("get", "/metrics"),
+                         # issue 14, item 6: replies and opt-outs
+                         ("get", "/api/v1/inbound"), ("get", "/api/v1/opt-outs"), ("post", "/api/v1/opt-outs"),
+                         ("delete", "/api/v1/opt-outs/{number}"), ("post", "/api/v1/simulator/mo")]:
         assert method in doc["paths"][path], (method, path)
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway.auth import create_token
 from gateway.config import Config
 from gateway.hookspecs import hookimpl
-from gateway.platform import Platform, Receipt, SubmitItem, SubmitResult
+from gateway.platform import InboundMessage, Platform, Receipt, SubmitItem, SubmitResult
 from gateway.plugins import build_plugin_manager
 from gateway.web.app import create_app
 from gateway.web.keys import db_key, platforms_key
@@ -121,6 +121,50 @@ async def test_hook_smslab_register_platforms(service):
     detail = await api.task(task["id"])
     assert detail["status"] == "completed", detail
     assert (detail["sent"], detail["succeeded"], detail["failed"], detail["pending"]) == (len(NUMBERS), len(NUMBERS), 0, 0)
+
+
+class CarriesOver(EchoPlatform):
+    """Like an SMSC that holds receipts while the gateway is away and sends them as soon as the
+    gateway binds again: receipts arrive while the platform starts, before the engine exists."""
+
+    carried: dict[str, float] = {}
+
+    async def start(self, ctx) -> None:
+        self.ctx = ctx
+        held, CarriesOver.carried = dict(CarriesOver.carried), {}
+        if held:
+            await ctx.deliver_receipts(self.name, [Receipt(pid, "delivered", at) for pid, at in held.items()])
+
+    async def submit(self, batch):
+        results = await super().submit(batch)
+        CarriesOver.carried.update(self.due)  # delivered only by the next instance, as it starts
+        self.due.clear()
+        return results
+
+
+class RegistersCarriesOver:
+    @hookimpl
+    def smslab_register_platforms(self, config):
+        return [CarriesOver()]
+
+
+async def test_receipts_handed_over_while_a_platform_starts(service):
+    """They used to reach the engine before it existed: the receipt sink died with a NameError
+    and every later receipt waited for ever."""
+    first = await service(RegistersCarriesOver())
+    task = await first.send(platform="echo")
+    await first.advance(0.5)  # sent; the receipts stay with the "SMSC"
+    assert (await first.task(task["id"]))["pending"] == len(NUMBERS)
+    await first.client.close()
+    again = await service(RegistersCarriesOver())  # same database; the receipts come during start
+    detail = await again.task(task["id"])
+    assert (detail["succeeded"], detail["pending"]) == (len(NUMBERS), 0), detail
+    # and the sink still takes receipts afterwards
+    later = await again.send(platform="echo", name="t2", numbers=[f"+861390013{i:04d}" for i in range(1, 4)])
+    await again.advance(0.5)
+    await again.client.close()
+    final = await service(RegistersCarriesOver())
+    assert (await final.task(later["id"]))["succeeded"] == 3
 
 
 async def test_register_platforms_duplicate_name_is_refused(tmp_path):
@@ -307,6 +351,55 @@ async def test_hook_smslab_register_routes(service):
     # plugin routes sit behind the same bearer-token middleware as the rest of /api/v1
     resp = await api.client.get("/api/v1/x-hooktest/ping")
     assert resp.status == 401
+
+
+# -- smslab_inbound_message --------------------------------------------------------------------------------
+class InboundObserver:
+    def __init__(self):
+        self.seen: list[tuple[str, InboundMessage, int | None, bool]] = []
+
+    @hookimpl
+    def smslab_inbound_message(self, platform, message, workspace_id, opted_out):
+        self.seen.append((platform, message, workspace_id, opted_out))
+
+
+class InboundObserverAsync(InboundObserver):
+    @hookimpl
+    async def smslab_inbound_message(self, platform, message, workspace_id, opted_out):
+        self.seen.append((platform, message, workspace_id, opted_out))
+
+
+class BrokenInboundObserver:
+    @hookimpl
+    def smslab_inbound_message(self, message):
+        raise RuntimeError("an observer that breaks")
+
+
+@pytest.mark.parametrize("plugin_class", [InboundObserver, InboundObserverAsync], ids=["sync", "async"])
+async def test_hook_smslab_inbound_message(service, plugin_class):
+    observer = plugin_class()
+    api = await service(observer)
+    stop = await api.call("POST", "/api/v1/simulator/mo", {"from": "138 0013 0001", "text": "Stop please"}, status=201)
+    hello = await api.call("POST", "/api/v1/simulator/mo", {"from": NUMBERS[1], "text": "hello", "to": "1069"}, status=201)
+    assert [(p, m.sender, m.text, opted) for p, m, _, opted in observer.seen] == [
+        ("sim", NUMBERS[0], "Stop please", True), ("sim", NUMBERS[1], "hello", False)]
+    assert all(isinstance(m, InboundMessage) for _, m, _, _ in observer.seen)
+    assert [m.platform_id for _, m, _, _ in observer.seen] == [stop["platform_id"], hello["platform_id"]]
+    assert observer.seen[1][1].recipient == "1069"
+    assert {ws for _, _, ws, _ in observer.seen} == {stop["workspace_id"]} and stop["workspace_id"] is not None
+    # called after the message and its opt-out were stored: the next task skips the number
+    task = await api.send(numbers=NUMBERS)
+    await api.advance(10)
+    detail = await api.task(task["id"])
+    assert detail["skipped"]["opted_out"] == 1 and detail["sent"] == len(NUMBERS) - 1
+
+
+async def test_failing_inbound_observer_loses_nothing(service):
+    api = await service(BrokenInboundObserver())
+    reply = await api.call("POST", "/api/v1/simulator/mo", {"from": NUMBERS[0], "text": "STOP"}, status=201)
+    assert reply["opted_out"] is True
+    assert (await api.call("GET", "/api/v1/inbound"))["items"] == [reply]
+    assert [e["number"] for e in (await api.call("GET", "/api/v1/opt-outs"))["items"]] == [NUMBERS[0]]
 
 
 # -- the plugin manager ------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Crash safety comes from the idempotency key, not from a second write per number. An audience
 never changes once stored, so the key of a number in a task, ``{task id}-{audience seq}``, is the
 same before and after a crash. For each batch:
-1. the numbers after the task's audience cursor are read and sorted into sendable and skipped;
+1. the numbers after the task's audience cursor are read and sorted into sendable and skipped
+   (empty, invalid, duplicate, on the workspace's opt-out list, over the platform's limit, and
+   what the ``smslab_filter_numbers`` hook refuses);
 2. the sendable ones are submitted, each with its key;
 3. one transaction inserts their message rows (``pending``, with the platform's ids), moves the
    cursor past the batch, adds to ``sent`` and to the skip counts, and applies any receipt that
@@ -43,8 +45,11 @@ class TaskFailure(Exception):
 
 
 class Dispatcher:
-    def __init__(self, database, clock, platforms: dict, pm, config, metrics, sink=None):
+    def __init__(self, database, clock, platforms: dict, pm, config, metrics, sink=None, optouts=None):
         self.db = database
+        # the opt-out lists (gateway.inbound.InboundService): numbers on the task's workspace's
+        # list are skipped as ``opted_out``
+        self.optouts = optouts
         self.sink = sink  # told which ids are being recorded: receipts overtaking them wait (ReceiptSink)
         self.clock = clock
         self.platforms = platforms
@@ -98,10 +103,17 @@ class Dispatcher:
                     break
                 cursor = members[-1][0]
                 next_page = asyncio.ensure_future(self.db.read(_read_members, audience_id, cursor, batch_size))
+                # numbers the workspace's opt-out list holds: no query when the list is empty
+                # (the usual case), else one look-up of this batch's numbers
+                opted: set[str] | tuple = ()
+                if self.optouts is not None and self.optouts.may_have_opt_outs(ws):
+                    opted = await self.optouts.opted_out(ws, [m[1] for m in members if not m[2]])
                 candidates: list[tuple[int, str]] = []
                 for seq, e164, kind in members:
                     if kind:
                         skipped[KIND_NAMES[kind]] += 1
+                    elif opted and e164 in opted:  # before the limit: an opted-out number takes no place in it
+                        skipped["opted_out"] += 1
                     elif limit is not None and accepted + len(candidates) >= limit:
                         skipped["over_limit"] += 1
                     else:

@@ -569,7 +569,12 @@ class ReceiptSink:
         for _, _, delivery, _ws in entries:  # committed: acknowledge before observers run
             if delivery.pending == 0 and not delivery.fut.done():
                 delivery.fut.set_result(None)
-        await self.on_committed(by_platform, tally)
+        try:
+            await self.on_committed(by_platform, tally)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the receipts are committed; a failing observer must not stop the sink
+            log.exception("after committing receipts")
 
     async def _flush(self, entries: list[tuple[str, list[Receipt], _Delivery, int | None]]):
         pairs: list[tuple[str, Receipt]] = []

@@ -293,4 +293,37 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (namespace, key)
     ) WITHOUT ROWID;
     """,
+    # 11: mobile-originated messages (replies) and each workspace's opt-out list (gateway/inbound.py).
+    # A reply belongs to a workspace, or to none when its platform could not tell (NULL: only
+    # admin tokens see it). A platform's id for a reply is kept once: a platform that hands the
+    # same reply over again (an SMSC resending a deliver_sm it saw no answer to) stores nothing
+    # twice. An opt-out is one number of one workspace, added by a reply (``inbound_id``, the
+    # keyword) or over the API. Pages: a workspace's replies newest first (``inbound_ws``), its
+    # opt-outs in number order (the primary key), and the dispatcher's look-up of a batch's
+    # numbers (the primary key too).
+    """
+    CREATE TABLE inbound_messages (
+        id INTEGER PRIMARY KEY,
+        workspace_id INTEGER,
+        platform TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        text TEXT NOT NULL,
+        at REAL NOT NULL,
+        received_at REAL NOT NULL,
+        platform_id TEXT,
+        opted_out INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX inbound_ws ON inbound_messages(workspace_id, id);
+    CREATE UNIQUE INDEX inbound_platform_id ON inbound_messages(platform, platform_id) WHERE platform_id IS NOT NULL;
+    CREATE TABLE opt_outs (
+        workspace_id INTEGER NOT NULL,
+        number TEXT NOT NULL,
+        source TEXT NOT NULL,
+        inbound_id INTEGER,
+        keyword TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (workspace_id, number)
+    ) WITHOUT ROWID;
+    """,
 ]

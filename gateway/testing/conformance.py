@@ -44,6 +44,7 @@ from gateway.clock import VirtualClock
 from gateway.config import Config
 from gateway.platform import Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult, WebhookRejected
 from gateway.storage.db import Database
+from gateway.storage.store import PlatformStore
 
 __all__ = [
     "START",
@@ -87,9 +88,13 @@ class Harness:
         self.database = Database(self.config.db_path)
         self.extras = dict(extras or {})
         self.received: list[tuple[str, Receipt, float]] = []
+        self.inbound: list[tuple[str, Any, int | None]] = []  # (platform, InboundMessage, workspace)
         self.refused: list[tuple[str, Receipt]] = []
         self.fail_deliveries = 0
         self.platforms: list[Platform] = []
+        # moved along with the virtual clock, before the platforms hear of it: other clocks the
+        # platform depends on (a carrier's, over its control API), each ``await f(seconds)``
+        self.on_advance: list[Callable[[float], Awaitable[None]]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -101,12 +106,13 @@ class Harness:
         self.platforms.clear()
         await self.database.close()
 
-    def context(self) -> PlatformContext:
+    def context(self, name: str = "platform") -> PlatformContext:
         return PlatformContext(clock=self.clock, database=self.database, deliver_receipts=self.deliver_receipts,
-                               config=self.config, extras=self.extras)
+                               config=self.config, extras=self.extras, deliver_inbound=self.deliver_inbound,
+                               store=PlatformStore(self.database, name))
 
     async def start(self, platform: Platform) -> Platform:
-        await platform.start(self.context())
+        await platform.start(self.context(platform.name))
         self.platforms.append(platform)
         return platform
 
@@ -128,9 +134,14 @@ class Harness:
                 raise TypeError(f"deliver_receipts takes gateway.platform.Receipt objects, not {type(receipt).__name__}")
             self.received.append((platform_name, receipt, now))
 
+    async def deliver_inbound(self, platform_name: str, messages: list, workspace_id: int | None) -> None:
+        self.inbound += [(platform_name, m, workspace_id) for m in messages]
+
     async def advance(self, seconds: float) -> float:
         """Move the virtual clock and let every started platform emit what fell due."""
         now = self.clock.advance(seconds)
+        for follow in self.on_advance:
+            await follow(seconds)
         for platform in list(self.platforms):
             await platform.on_clock(now)
         return now
@@ -205,6 +216,7 @@ class PlatformConformance:
     - ``batch_size``: numbers per test batch.
     - ``receipt_schedule``: virtual seconds to advance, step by step, for receipts to come in
       (the default walks to 73 hours, past the gateway's 72-hour receipt timeout).
+    - ``advance_peers`` (a method): moves a carrier's own clock with the harness's.
     - ``receipts_via_context``: False for platforms whose receipts only arrive over HTTP
       webhooks (``parse_webhook``); the receipt tests are then skipped unless ``collect`` is
       overridden to bring webhook receipts into the harness.
@@ -238,10 +250,17 @@ class PlatformConformance:
     def run(self, scenario: Callable[..., Awaitable[None]], platform_factory, tmp_path: Path) -> None:
         async def main() -> None:
             async with open_harness(tmp_path / "harness", extras=self.harness_extras) as h:
+                h.on_advance.append(lambda seconds: self.advance_peers(h, seconds))
                 platform = await h.start(await _make(platform_factory))
                 await scenario(h, platform, platform_factory)
 
         asyncio.run(main())
+
+    async def advance_peers(self, h: Harness, seconds: float) -> None:
+        """Called whenever the harness's clock moves, before the platforms' ``on_clock``. Override
+        for a platform whose receipts come from a system with a clock of its own (a carrier
+        process with a virtual clock): move that clock too, and return once what fell due has
+        arrived, so that every test sees receipts exactly when the harness's clock says."""
 
     async def collect(self, h: Harness, platform: Platform) -> None:
         """Advance the clock through ``receipt_schedule``. Override to also gather receipts a

@@ -12,6 +12,7 @@ from gateway.audiences import Uploads
 from gateway.auth import TokenCache
 from gateway.clock import Clock, VirtualClock, WallClock
 from gateway.config import Config
+from gateway.inbound import InboundService
 from gateway.metrics import Metrics
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.engine import Engine
@@ -22,8 +23,8 @@ from gateway.storage.db import Database
 from gateway.storage.store import PlatformStore
 from gateway.tasks import TaskService
 
-from . import middleware, protocol_errors, routes_api, routes_system, routes_testbed
-from .keys import (clock_key, config_key, db_key, engine_key, metrics_key, platforms_key, pm_key, sink_key,
+from . import middleware, protocol_errors, routes_api, routes_inbound, routes_system, routes_testbed
+from .keys import (clock_key, config_key, db_key, engine_key, inbound_key, metrics_key, platforms_key, pm_key, sink_key,
                    tasks_key, tokens_key, uploads_key)
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,18 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     metrics = app[metrics_key]
     pm = app[pm_key]
 
+    engines: list[Engine] = []  # the engine starts after the platforms; their wake-ups reach it then
+
+    def wake() -> None:
+        if engines:
+            engines[0].wake()
+
     async def committed(by_platform, tally):
+        # receipts may come as soon as a platform starts (an SMSC sends what it held for us on
+        # bind), before the engine exists: wake() reaches it once it does
         metrics.record_receipts(by_platform, tally)
         if tally.tasks:
-            engine.wake()
+            wake()
         for platform, receipts in by_platform.items():
             try:
                 await call_async(pm.hook.smslab_receipts_committed, platform=platform, receipts=receipts)
@@ -84,17 +93,17 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     profile = _initial_profile(config)
     if profile is not None:
         extras["sim_profile"] = profile
-    engines: list[Engine] = []  # the engine starts after the platforms; their wake-ups reach it then
+    inbound = app[inbound_key] = InboundService(db, clock, pm, config)
 
-    def wake() -> None:
-        if engines:
-            engines[0].wake()
+    async def deliver_inbound(platform_name: str, messages: list, workspace_id: int | None = None) -> None:
+        await inbound.deliver(platform_name, list(messages), workspace_id)
 
-    ctx = PlatformContext(clock=clock, database=db, deliver_receipts=sink.deliver, config=config, extras=extras, wake=wake)
+    ctx = PlatformContext(clock=clock, database=db, deliver_receipts=sink.deliver, config=config, extras=extras, wake=wake,
+                          deliver_inbound=deliver_inbound)
     for platform in platforms.values():
         # each platform gets its own namespaced store; the rest of the context is shared
         await platform.start(dataclasses.replace(ctx, store=PlatformStore(db, platform.name)))
-    dispatcher = Dispatcher(db, clock, platforms, pm, config, metrics, sink)
+    dispatcher = Dispatcher(db, clock, platforms, pm, config, metrics, sink, optouts=inbound)
     engine = Engine(db, clock, platforms, pm, config, metrics, dispatcher, maintenance=lambda: uploads.sweep(db))
     engines.append(engine)
     app[engine_key] = engine
@@ -132,6 +141,7 @@ def create_app(config: Config | None = None, *, pm=None, clock: Clock | None = N
     app[platforms_key] = platforms
     app.add_routes(routes_api.routes)
     app.add_routes(routes_testbed.routes)
+    app.add_routes(routes_inbound.routes)
     app.add_routes(routes_system.routes)
     for extra in pm.hook.smslab_register_routes():
         if extra:

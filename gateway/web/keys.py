@@ -9,6 +9,7 @@ from gateway.audiences import Uploads
 from gateway.auth import TokenCache
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.inbound import InboundService
 from gateway.metrics import Metrics
 from gateway.pipeline.engine import Engine
 from gateway.pipeline.receipts import ReceiptSink
@@ -26,3 +27,4 @@ sink_key = web.AppKey("sink", ReceiptSink)
 tasks_key = web.AppKey("tasks", TaskService)
 tokens_key = web.AppKey("tokens", TokenCache)
 uploads_key = web.AppKey("uploads", Uploads)
+inbound_key = web.AppKey("inbound", InboundService)

@@ -49,6 +49,7 @@ _TAGS = [
     {"name": "tasks", "description": "Send tasks, their per-number results, and audiences from results"},
     {"name": "platforms", "description": "Platforms, receipts they push, and receipts for unknown messages"},
     {"name": "clock", "description": "The service clock (virtual clocks can be advanced)"},
+    {"name": "inbound", "description": "Replies from handsets (mobile-originated messages) and the opt-out list"},
     {"name": "simulator", "description": "The simulated carrier of the token's workspace"},
     {"name": "system", "description": "Health, metrics, this document and the console"},
 ]

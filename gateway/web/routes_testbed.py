@@ -1,21 +1,25 @@
-"""The simulated carrier's control surface: profile, presets, ground truth."""
+"""The simulated carrier's control surface: profile, presets, ground truth, replies from handsets."""
 
 from __future__ import annotations
+
+import re
 
 from aiohttp import web
 
 from gateway.errors import Invalid, NotFound
 from gateway import paging
+from gateway.inbound import e164_of
 from simulator import profile as profiles
 from simulator.profile import Profile
 
 from . import schemas as S
-from .bodies import json_response, read
-from .keys import db_key, platforms_key
+from .bodies import body, json_response, read
+from .keys import config_key, db_key, inbound_key, platforms_key
 from .middleware import workspace_key
 from .openapi import CURSOR, LIMIT, Param, documented
 
 routes = web.RouteTableDef()
+_SHORT_CODE = re.compile(S.SHORT_CODE_PATTERN.strip("^$"))
 # every route here answers 404 when the simulated carrier is not loaded
 NO_CARRIER = {404: ("not_found",)}
 
@@ -100,6 +104,28 @@ async def activate_preset(request: web.Request) -> web.Response:
         raise NotFound(f"no preset named {name!r}; presets: {', '.join(profiles.preset_names())}") from None
     await carrier.set_profile(preset)
     return json_response(profiles.to_builtins(preset))
+
+
+@routes.post("/api/v1/simulator/mo")
+@documented("A reply from a handset (mobile-originated)", "simulator", body=S.MobileOriginated, status=201,
+            response=S.InboundItem, errors=NO_CARRIER,
+            description="The simulated carrier hands the message to the gateway as an inbound message of the token's"
+                        " workspace, as an SMSC's `deliver_sm` would: it is listed at `GET /api/v1/inbound`, and one"
+                        " whose text is an opt-out keyword (`STOP`, `UNSUBSCRIBE`, `TD` by default) puts `from` on the"
+                        " workspace's opt-out list. `to` defaults to the carrier's short code (10690000). Answers the"
+                        " stored message.")
+async def mobile_originated(request: web.Request) -> web.Response:
+    data = await body(request, S.MobileOriginated)
+    sender = e164_of(data.from_, request.app[config_key].default_region)
+    if sender is None:
+        raise Invalid(f"from: {data.from_!r} is not a valid phone number (write it in E.164, like +8613800138000)",
+                      field="from")
+    if data.to is not None and not _SHORT_CODE.fullmatch(data.to):
+        raise Invalid("to: letters and digits, maybe after a + (a number or a short code)", field="to")
+    carrier = _carrier(request)
+    message = await carrier.mobile_originated(sender, data.text, data.to)
+    stored = await request.app[inbound_key].inbound_by_platform_id(request[workspace_key], carrier.name, message.platform_id)
+    return json_response(stored, status=201)
 
 
 @routes.get("/api/v1/simulator/ground-truth")

@@ -45,7 +45,12 @@ NOT_BLANK_PATTERN = rf"[^{_WHITESPACE}]"
 NUMBER_SEARCH_PATTERN = r"^(?:[ +()\-]*[0-9][0-9 +()\-]*)?$"
 """Digits of a phone number, maybe written with +, spaces, dashes or brackets."""
 
+SHORT_CODE_PATTERN = r"^\+?[0-9A-Za-z]+$"
+"""The number or short code a reply was sent to (``routes_testbed``: the same rule)."""
+
 MAX_ADVANCE = 10 * 365 * 86400.0
+MAX_NUMBER = 32  # characters of a phone number as written
+MAX_MO_TEXT = 1600  # characters of a reply (ten concatenated parts)
 MAX_SIGNATURE = 40
 # the longest text that can fit MAX_PARTS parts: GSM-7, 153 septets a part (the exact rule
 # depends on the encoding and the signature; the server answers 400 naming content.text)
@@ -67,6 +72,12 @@ ClockMode = Literal["wall", "virtual"]
 SearchText = Annotated[str, Meta(extra_json_schema={"pattern": TEXT_PATTERN})]
 NumberSearch = Annotated[str, Meta(extra_json_schema={"pattern": NUMBER_SEARCH_PATTERN})]
 PresetName = Annotated[str, Meta(extra_json_schema={"x-smslab-enum": "presets"})]
+PhoneNumber = Annotated[str, Meta(min_length=1, max_length=MAX_NUMBER, examples=["+8613800138000"],
+                                  description="a phone number: E.164 (+8613800138000), or as written in the service's"
+                                              " default region (13800138000); stored in E.164")]
+ShortCode = Annotated[str, Meta(min_length=1, max_length=MAX_NUMBER, extra_json_schema={"pattern": SHORT_CODE_PATTERN},
+                                description="the number or code a reply was sent to: letters and digits, maybe"
+                                            " after a +")]
 PlatformName = Annotated[str, Meta(extra_json_schema={"x-smslab-enum": "platforms"},
                                    description="the name of an installed platform (GET /api/v1/platforms)")]
 """A platform name: the OpenAPI document lists the installed ones as its enum."""
@@ -222,6 +233,23 @@ class PushedReceipts(Schema):
     receipts: list[PushedReceipt]
 
 
+class OptOutCreate(Schema):
+    """A number to put on the workspace's opt-out list: tasks skip it as ``opted_out``."""
+
+    number: PhoneNumber
+
+
+class MobileOriginated(Schema):
+    """A reply from a handset to the simulated carrier (mobile-originated), handed to the gateway
+    as an inbound message of the caller's workspace."""
+
+    from_: PhoneNumber = msgspec.field(name="from")
+    text: Annotated[str, Meta(max_length=MAX_MO_TEXT, examples=["STOP"], description="what the handset sent; an opt-out keyword"
+                                                                  " (STOP, UNSUBSCRIBE, TD by default) opts the"
+                                                                  " number out")]
+    to: ShortCode | None = None
+
+
 # -- responses -----------------------------------------------------------------------------------
 class Audience(Schema):
     id: Id
@@ -271,9 +299,12 @@ class Preview(Schema):
 
 
 _SKIP_REASONS = ("empty", "invalid", "duplicate", "over_limit")
+_OTHER_SKIP_REASONS = ("refused", "opted_out")  # present once a number was skipped for them
 Skipped = Annotated[dict[str, int], Meta(
-    description="numbers not sent, by reason (a plugin may add reasons)",
-    extra_json_schema={"required": list(_SKIP_REASONS), "properties": {r: {"type": "integer"} for r in _SKIP_REASONS}})]
+    description="numbers not sent, by reason: also `refused` (by the platform) and `opted_out` (on the workspace's"
+                " opt-out list) once they happen; a plugin may add reasons",
+    extra_json_schema={"required": list(_SKIP_REASONS),
+                       "properties": {r: {"type": "integer"} for r in (*_SKIP_REASONS, *_OTHER_SKIP_REASONS)}})]
 
 
 class TaskDetail(TaskRow):
@@ -409,6 +440,44 @@ class GroundTruthPage(Schema):
     next_cursor: str | None
 
 
+class InboundItem(Schema):
+    """A message from a handset (a reply), as the gateway stored it."""
+
+    id: Id
+    workspace_id: Id | None
+    platform: str
+    sender: str
+    recipient: str
+    text: str
+    at: DateTime
+    received_at: DateTime
+    platform_id: str | None
+    opted_out: bool
+
+
+class InboundPage(Schema):
+    items: list[InboundItem]
+    total: int
+    next_cursor: str | None
+
+
+class OptOut(Schema):
+    """A number on the workspace's opt-out list: put there by a reply (``source`` ``reply``, with
+    the reply's id and the keyword) or over the API (``api``)."""
+
+    number: str
+    source: Literal["reply", "api"]
+    keyword: str | None
+    inbound_id: Id | None
+    created_at: DateTime
+
+
+class OptOutPage(Schema):
+    items: list[OptOut]
+    total: int
+    next_cursor: str | None
+
+
 class Check(Schema):
     status: Literal["ok", "failing"]
     error: str | UnsetType = UNSET
@@ -444,7 +513,9 @@ class Error(Schema):
     error: ErrorDetail
 
 
-REQUESTS = (AudienceCreate, TaskCreate, TaskPatch, GenerateAudience, ClockAdvance, Profile, ProfilePatch, PushedReceipts)
+REQUESTS = (AudienceCreate, TaskCreate, TaskPatch, GenerateAudience, ClockAdvance, Profile, ProfilePatch, PushedReceipts,
+            OptOutCreate, MobileOriginated)
 RESPONSES = (Audience, AudiencePage, TaskDetail, TaskPage, MessagePage, Clock, PlatformPage, UnmatchedPage,
-             ReceiptsAccepted, Profile, CarrierReset, PresetPage, GroundTruthPage, Health, Error)
+             ReceiptsAccepted, Profile, CarrierReset, PresetPage, GroundTruthPage, Health, Error, InboundItem, InboundPage,
+             OptOut, OptOutPage)
 ALL = (*REQUESTS, *RESPONSES, DelayChange, Delay)

@@ -1,5 +1,6 @@
 // smslab web console — plain ES module, no build step, nothing loaded from the network.
-// Hash routes: #/tasks, #/tasks/new, #/tasks/ID, #/tasks/ID/edit, #/audiences, #/testbed.
+// Hash routes: #/tasks, #/tasks/new, #/tasks/ID, #/tasks/ID/edit, #/tasks/ID/ground-truth, #/audiences,
+// #/inbound, #/opt-outs, #/testbed.
 // Sign-in: open the console as /#token=TOKEN (the URL `smslab serve` prints); the token is kept in
 // sessionStorage and removed from the visible URL. Without one the console asks for it.
 
@@ -54,6 +55,8 @@ const state = {
   list: { status: '', platform: '', q: '', cursors: [null], page: 0 },
   messages: { taskId: null, result: '', q: '', limit: PAGE_SIZE, cursors: [null], page: 0 },
   truth: { taskId: null, limit: PAGE_SIZE, cursors: [null], page: 0 },
+  inbound: { q: '', cursors: [null], page: 0 },
+  optouts: { q: '', cursors: [null], page: 0 },
   previewOpen: false,
 };
 
@@ -309,7 +312,7 @@ export function fieldMessage(err) {
   return msg;
 }
 
-async function api(method, path, body, { contentType } = {}) {
+async function api(method, path, body, { contentType, withStatus = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
   let payload;
@@ -340,7 +343,7 @@ async function api(method, path, body, { contentType } = {}) {
     if (res.status === 401) onUnauthorized(err);
     throw err;
   }
-  return data;
+  return withStatus ? { status: res.status, data } : data;
 }
 
 function qs(params) {
@@ -1650,6 +1653,284 @@ async function loadAudienceList(box, seq, cursors, pageNo) {
     }));
 }
 
+// ---------------------------------------------------------------- inbound messages and opt-outs
+
+/** A search box for digits of a number, with its error under it (letters are refused here,
+ *  without asking the service; an error the service gives for the field goes there too). */
+function digitSearch({ id, value, label, onSearch }) {
+  const input = h('input', {
+    id, testid: id, type: 'search', class: 'input', inputmode: 'tel', autocomplete: 'off',
+    placeholder: 'e.g. 8000 or +86 138', value, 'aria-describedby': `${id}-error`,
+  });
+  const error = h('small', { class: 'field-error', id: `${id}-error`, testid: `${id}-error`, hidden: true });
+  const show = (message) => {
+    error.textContent = message || '';
+    error.hidden = !message;
+    if (message) input.setAttribute('aria-invalid', 'true'); else input.removeAttribute('aria-invalid');
+  };
+  input.addEventListener('input', () => { if (!error.hidden && !numberSearchError(input.value)) show(''); });
+  const form = h('form', {
+    class: 'filters filters-flat', testid: `${id}-form`, role: 'search', novalidate: true,
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const problem = numberSearchError(input.value);
+      show(problem);
+      if (!problem) onSearch(input.value.trim());
+    },
+  },
+  h('div', { class: 'field-inline grow', dataset: { field: 'q' } },
+    h('label', { for: id }, label),
+    h('div', { class: 'input-row' }, input, h('button', { type: 'submit', class: 'btn', testid: `${id}-submit` }, 'Search')),
+    error));
+  form.showError = show;
+  return form;
+}
+
+/** A labelled input with its error line right under it; `.show(message)` sets or clears the error. */
+function fieldWithError(labelText, input, help) {
+  const error = h('small', { class: 'field-error', id: `${input.id}-error`, testid: `${input.dataset.testid}-error`, role: 'alert', hidden: true });
+  input.setAttribute('aria-describedby', `${input.id}-error`);
+  const box = h('div', { class: 'field' }, h('label', { for: input.id }, labelText), input, error,
+    help ? h('small', { class: 'help' }, help) : null);
+  box.show = (message) => {
+    error.textContent = message || '';
+    error.hidden = !message;
+    if (message) input.setAttribute('aria-invalid', 'true'); else input.removeAttribute('aria-invalid');
+  };
+  input.addEventListener('input', () => box.show(''));
+  return box;
+}
+
+const KEYWORDS_TEXT = 'STOP, UNSUBSCRIBE or TD unless the service is configured otherwise';
+
+async function viewInbound(view, seq) {
+  const S = state.inbound;
+  let platforms = [];
+  try { platforms = await loadPlatforms(); } catch { platforms = []; }
+  if (seq !== state.renderSeq) return;
+  const totalEl = h('span', { class: 'muted', testid: 'inbound-total' });
+  const body = h('div', { testid: 'inbound-body' }, h('p', { class: 'muted' }, 'Loading replies…'));
+  const load = () => loadInbound(body, totalEl, search, seq);
+  const search = digitSearch({
+    id: 'inbound-q', value: S.q, label: 'Search senders by digits',
+    onSearch: (q) => { Object.assign(S, { q, cursors: [null], page: 0 }); load(); },
+  });
+  view.replaceChildren(
+    h('div', { class: 'page-head' },
+      h('h1', {}, 'Inbound'),
+      h('div', { class: 'head-actions' },
+        h('a', { class: 'btn', href: '#/opt-outs', testid: 'inbound-opt-outs-link' }, 'Opt-out list'),
+        h('button', { type: 'button', class: 'btn', testid: 'inbound-refresh', onclick: () => route() }, 'Refresh'))),
+    h('p', { class: 'muted lead' },
+      'Replies from handsets (mobile-originated messages) to this workspace, newest first. A reply whose first word is an '
+      + `opt-out keyword (${KEYWORDS_TEXT}) puts its sender on the `,
+      h('a', { href: '#/opt-outs' }, 'opt-out list'), ', and tasks sent from then on skip the number.'),
+    platforms.some((p) => p.name === 'sim') ? moForm(() => { Object.assign(S, { cursors: [null], page: 0 }); load(); }) : null,
+    h('section', { class: 'card', testid: 'inbound-card' },
+      h('div', { class: 'card-head' }, h('h2', {}, 'Replies'), totalEl),
+      search, body));
+  await load();
+}
+
+/** The simulated carrier's "a handset replies" (POST /simulator/mo), for trying opt-outs without SMPP. */
+function moForm(after) {
+  const from = h('input', { id: 'mo-from', testid: 'mo-from', class: 'input', inputmode: 'tel', autocomplete: 'off', placeholder: '+8613800138000' });
+  const text = h('input', { id: 'mo-text', testid: 'mo-text', class: 'input', autocomplete: 'off', placeholder: 'STOP', maxlength: '1600' });
+  const fromField = fieldWithError('From (the handset’s number)', from);
+  const textField = fieldWithError('Text', text);
+  const fields = { from: fromField, text: textField };
+  const out = h('div', { testid: 'mo-output' });
+  const form = h('form', {
+    class: 'card form', testid: 'mo-form', novalidate: true,
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      out.replaceChildren();
+      const number = from.value.trim();
+      if (!number) { fromField.show('Give the number the reply comes from.'); from.focus(); return; }
+      const submit = form.querySelector('[type=submit]');
+      submit.disabled = true;
+      try {
+        const reply = await api('POST', '/simulator/mo', { from: number, text: text.value });
+        out.replaceChildren(h('div', { class: 'alert alert-ok', testid: 'mo-result' },
+          `Reply from ${reply.sender} received`,
+          reply.opted_out ? [': it is an opt-out keyword, so the number is now on the ', h('a', { href: '#/opt-outs' }, 'opt-out list'), '.'] : '.'));
+        text.value = '';
+        after();
+      } catch (e) {
+        const box = e instanceof ApiError ? fields[e.field] : null;
+        if (box) box.show(sentence(fieldMessage(e)));
+        else out.replaceChildren(errorBox(e, 'mo-error'));
+      } finally {
+        submit.disabled = false;
+      }
+    },
+  },
+  h('h2', {}, 'Simulate a reply'),
+  h('p', { class: 'muted' }, 'The simulated carrier hands a message from a handset to this workspace, as an operator’s SMSC would.'),
+  h('div', { class: 'mo-grid' }, fromField, textField,
+    h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn btn-primary', testid: 'mo-submit' }, 'Send reply'))),
+  out);
+  return form;
+}
+
+async function loadInbound(body, totalEl, search, seq) {
+  const S = state.inbound;
+  let page;
+  try {
+    page = await api('GET', `/inbound${qs({ sender: S.q, limit: PAGE_SIZE, cursor: S.cursors[S.page] })}`);
+  } catch (e) {
+    if (seq !== state.renderSeq) return;
+    if (e.field === 'sender') { search.showError(sentence(fieldMessage(e))); body.replaceChildren(); }
+    else body.replaceChildren(errorBox(e, 'inbound-error'));
+    return;
+  }
+  if (seq !== state.renderSeq) return;
+  const items = page.items || [];
+  totalEl.textContent = S.q ? `${plural(page.total, 'reply', 'replies')} from matching numbers` : plural(page.total, 'reply', 'replies');
+  const table = h('table', { class: 'table inbound-table cards-on-narrow', testid: 'inbound-table' },
+    h('thead', {}, h('tr', {}, ['Received', 'From', 'To', 'Text', 'Platform', 'Opt-out'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, items.map(inboundRow)));
+  body.replaceChildren(
+    items.length ? table : h('div', { class: 'empty', testid: 'inbound-empty' },
+      S.q ? 'No reply from a number with these digits.' : 'No reply yet.'),
+    pager({
+      prefix: 'inbound', page: S.page, hasPrev: S.page > 0, hasNext: Boolean(page.next_cursor),
+      label: rangeText(S.page * PAGE_SIZE, items.length, page.total),
+      onPrev: () => { S.page -= 1; loadInbound(body, totalEl, search, seq); },
+      onNext: () => { S.cursors[S.page + 1] = page.next_cursor; S.page += 1; loadInbound(body, totalEl, search, seq); },
+    }));
+}
+
+function inboundRow(m) {
+  const marks = [];
+  if (m.opted_out) {
+    marks.push(withTip(h('span', { class: 'flag flag-optout', testid: 'inbound-opted-out' }, 'Opted out'),
+      `${m.sender} replied with an opt-out keyword, so the number is on the opt-out list: tasks sent from now on skip it.`,
+      { align: 'right' }));
+  }
+  if (m.workspace_id === null) {
+    marks.push(withTip(h('span', { class: 'flag flag-noworkspace', testid: 'inbound-no-workspace' }, 'No workspace'),
+      'The platform could not tell which workspace this reply belongs to, so it opts nobody out. Only admin tokens see it.',
+      { align: 'right' }));
+  }
+  return h('tr', { testid: 'inbound-row', dataset: { optedOut: String(Boolean(m.opted_out)), inboundId: String(m.id) } },
+    td('Received', h('span', { testid: 'inbound-received' }, fmtTime(m.received_at))),
+    td('From', h('span', { class: 'mono', testid: 'inbound-sender' }, m.sender)),
+    td('To', h('span', { class: 'mono', testid: 'inbound-recipient' }, m.recipient)),
+    td('Text', m.text ? h('span', { class: 'inbound-text', testid: 'inbound-text' }, m.text) : h('span', { class: 'muted', testid: 'inbound-text' }, '(empty)')),
+    td('Platform', h('span', { testid: 'inbound-platform' }, m.platform)),
+    td('Opt-out', marks.length ? h('span', { class: 'flags' }, marks) : h('span', { class: 'muted' }, '—')));
+}
+
+async function viewOptOuts(view, seq) {
+  const S = state.optouts;
+  const totalEl = h('span', { class: 'muted', testid: 'optouts-total' });
+  const body = h('div', { testid: 'optouts-body' }, h('p', { class: 'muted' }, 'Loading the opt-out list…'));
+  const load = () => loadOptOuts(body, totalEl, search, seq);
+  const search = digitSearch({
+    id: 'optouts-q', value: S.q, label: 'Search numbers by digits',
+    onSearch: (q) => { Object.assign(S, { q, cursors: [null], page: 0 }); load(); },
+  });
+
+  const number = h('input', { id: 'optout-number', testid: 'optout-number', class: 'input', inputmode: 'tel', autocomplete: 'off', placeholder: '+8613800138000' });
+  const numberField = fieldWithError('Number', number, 'E.164 (+8613800138000), or a number of the service’s default region.');
+  const out = h('div', { testid: 'optout-output' });
+  const form = h('form', {
+    class: 'card form', testid: 'optout-form', novalidate: true,
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      out.replaceChildren();
+      const value = number.value.trim();
+      if (!value) { numberField.show('Give the number to opt out.'); number.focus(); return; }
+      try {
+        const { status, data } = await api('POST', '/opt-outs', { number: value }, { withStatus: true });
+        out.replaceChildren(h('div', { class: 'alert alert-ok', testid: 'optout-added' }, status === 201
+          ? `${data.number} is on the opt-out list: tasks sent from now on skip it.`
+          : `${data.number} was on the opt-out list already (since ${fmtTime(data.created_at)}).`));
+        number.value = '';
+        Object.assign(S, { cursors: [null], page: 0 });
+        load();
+      } catch (e) {
+        if (e instanceof ApiError && e.field === 'number') { numberField.show(sentence(fieldMessage(e))); number.focus(); }
+        else out.replaceChildren(errorBox(e, 'optout-error'));
+      }
+    },
+  },
+  h('h2', {}, 'Add a number'),
+  h('div', { class: 'add-row' }, numberField,
+    h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn btn-primary', testid: 'optout-submit' }, 'Add to the list'))),
+  out);
+
+  view.replaceChildren(
+    h('div', { class: 'page-head' },
+      h('h1', {}, 'Opt-outs'),
+      h('div', { class: 'head-actions' },
+        h('a', { class: 'btn', href: '#/inbound', testid: 'optouts-inbound-link' }, 'Inbound replies'),
+        h('button', { type: 'button', class: 'btn', testid: 'optouts-refresh', onclick: () => route() }, 'Refresh'))),
+    h('p', { class: 'muted lead' },
+      'Numbers this workspace’s tasks do not send to: they are counted as skipped, “Opted out”. A number gets here when it '
+      + `replies with an opt-out keyword (${KEYWORDS_TEXT}) or when it is added below; removing it makes it sendable again.`),
+    form,
+    h('section', { class: 'card', testid: 'optouts-card' },
+      h('div', { class: 'card-head' }, h('h2', {}, 'Opted-out numbers'), totalEl),
+      search, body));
+  await load();
+}
+
+async function loadOptOuts(body, totalEl, search, seq) {
+  const S = state.optouts;
+  let page;
+  try {
+    page = await api('GET', `/opt-outs${qs({ q: S.q, limit: PAGE_SIZE, cursor: S.cursors[S.page] })}`);
+  } catch (e) {
+    if (seq !== state.renderSeq) return;
+    if (e.field === 'q') { search.showError(sentence(fieldMessage(e))); body.replaceChildren(); }
+    else body.replaceChildren(errorBox(e, 'optouts-error'));
+    return;
+  }
+  if (seq !== state.renderSeq) return;
+  const items = page.items || [];
+  totalEl.textContent = S.q ? `${plural(page.total, 'number')} match` : `${plural(page.total, 'number')} in all`;
+  const reload = () => loadOptOuts(body, totalEl, search, seq);
+  const table = h('table', { class: 'table optouts-table cards-on-narrow', testid: 'optouts-table' },
+    h('thead', {}, h('tr', {}, ['Number', 'How', 'Since', ''].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, items.map((o) => optOutRow(o, reload))));
+  body.replaceChildren(
+    items.length ? table : h('div', { class: 'empty', testid: 'optouts-empty' },
+      S.q ? 'No opted-out number has these digits.' : 'No number has opted out.'),
+    pager({
+      prefix: 'optouts', page: S.page, hasPrev: S.page > 0, hasNext: Boolean(page.next_cursor),
+      label: rangeText(S.page * PAGE_SIZE, items.length, page.total),
+      onPrev: () => { S.page -= 1; reload(); },
+      onNext: () => { S.cursors[S.page + 1] = page.next_cursor; S.page += 1; reload(); },
+    }));
+}
+
+function optOutRow(o, reload) {
+  const how = o.source === 'reply'
+    ? withTip(h('span', { class: 'pill', testid: 'optout-source', dataset: { source: 'reply' } }, `Replied “${o.keyword || 'STOP'}”`),
+      `The number replied “${o.keyword || 'STOP'}” (an opt-out keyword)${o.inbound_id ? `: inbound message #${o.inbound_id}` : ''}.`)
+    : h('span', { testid: 'optout-source', dataset: { source: 'api' } }, 'Added by hand');
+  const remove = h('button', {
+    type: 'button', class: 'btn btn-small btn-danger', testid: 'optout-remove',
+    onclick: async () => {
+      if (!window.confirm(`Remove ${o.number} from the opt-out list? Tasks sent from now on will send to it again.`)) return;
+      try {
+        await api('DELETE', `/opt-outs/${encodeURIComponent(o.number)}`);
+        flash(`${o.number} removed from the opt-out list.`);
+      } catch (e) {
+        flash(e.message, 'error');
+      }
+      reload();
+    },
+  }, 'Remove');
+  return h('tr', { testid: 'optout-row', dataset: { number: o.number, source: o.source } },
+    td('Number', h('span', { class: 'mono', testid: 'optout-number-cell' }, o.number)),
+    td('How', how),
+    td('Since', h('span', { testid: 'optout-since' }, fmtTime(o.created_at))),
+    td('', remove));
+}
+
 // ---------------------------------------------------------------- testbed
 
 async function viewTestbed(view, seq) {
@@ -1863,6 +2144,12 @@ async function route() {
     } else if (parts[0] === 'audiences') {
       nav = 'audiences';
       await viewAudiences(view, seq);
+    } else if (parts[0] === 'inbound') {
+      nav = 'inbound';
+      await viewInbound(view, seq);
+    } else if (parts[0] === 'opt-outs') {
+      nav = 'opt-outs';
+      await viewOptOuts(view, seq);
     } else if (parts[0] === 'testbed') {
       nav = 'testbed';
       await viewTestbed(view, seq);
