@@ -151,7 +151,8 @@ async def healthz(request: web.Request) -> web.Response:
     await c.db.fetchone("SELECT 1")
     return _json({"status": "ok", "clock": c.clock.mode, "now": to_rfc3339(c.clock.now()), "callback": c.callback,
                   "webhooks": c.stats, "protocols": ["http", *(f.protocol for f in c.front_ends)],
-                  "receipts_queued": len(c.core.due), "outbox_open": len(c.outbox.items)})
+                  "receipts_queued": len(c.core.due), "outbox_open": len(c.outbox.items),
+                  "outbox_busy": c.outbox.busy(c.clock.now())})
 
 
 @routes.post("/submit")
@@ -318,7 +319,19 @@ async def get_account(request: web.Request) -> web.Response:
     account = request.app[carrier_key].accounts.get(_account_name(request))
     if account is None:
         raise NotFound(f"no account {request.match_info['system_id']!r}")
-    return _json(account.public())
+    return _json(_account_view(request.app[carrier_key], account))
+
+
+def _account_view(c, account) -> dict:
+    """The account, with what is live: its bound sessions and its receipts and messages not yet
+    acknowledged (``busy``: sent and waiting for the acknowledgement, or due and waiting for a
+    receiver; a test that moved the clock waits for 0 before it looks at what arrived)."""
+    out = account.public()
+    sessions = [s for f in c.front_ends for s in getattr(f, "by_account", {}).get(account.name, [])]
+    out["binds"] = [{"bind": s.id, "mode": s.mode, "state": s.state} for s in sessions]
+    out["outbox"] = {"open": c.outbox.open_of(account.name),
+                     "busy": c.outbox.busy(c.clock.now(), account.name, every_tenant=False)}
+    return out
 
 
 async def _change_account(request: web.Request, replace: bool) -> web.Response:

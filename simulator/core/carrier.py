@@ -147,12 +147,14 @@ class CarrierCore:
     # -- submission ---------------------------------------------------------------------------------
     async def submit(self, tenant: CarrierTenant, batch: list[SubmitItem], ids: list[str],
                      keys: list[str] | None = None, known: bool = True,
-                     extras: list | None = None) -> tuple[dict[str, str], list[tuple]]:
+                     extras: list | None = None, receipt_parts: list[int] | None = None) -> tuple[dict[str, str], list[tuple]]:
         """Decide and record a batch that was admitted. ``ids`` are the front end's message ids,
         ``keys`` the decision keys (default ``{task_id}:{number}``). With ``known``, ids that an
         earlier submission of the same task recorded (a resubmission after a crash) are answered
         from that record and not sent again. ``extras`` (one per item) are kept with the messages
-        (the SMSC's per-message addresses: ground truth's ``extra``). Returns the refused ids with
+        (the SMSC's per-message addresses: ground truth's ``extra``). ``receipt_parts`` (one per
+        item, default its parts) are the parts its receipts are decided for: 1 gives a long
+        message one receipt for the whole, as an SMSC does for a ``message_payload``. Returns the refused ids with
         their codes, and the receipts now queued as ``(due, receipt id, id, part, status, code)``."""
         profile = tenant.profile
         anchor = tenant.outages_anchor if tenant.outages_anchor is not None else self.clock.now()
@@ -160,7 +162,11 @@ class CarrierCore:
         if keys is None:
             keys = [f"{item.task_id}:{item.number}" for item in batch]
         # deciding is pure and needs no clock, so it happens before the transaction
-        decisions = decide_many(profile, [(key, item.parts, item.number) for key, item in zip(keys, batch)], rules)
+        if receipt_parts is None:
+            decisions = decide_many(profile, [(key, item.parts, item.number) for key, item in zip(keys, batch)], rules)
+        else:
+            decisions = decide_many(profile, [(key, parts, item.number) for key, item, parts in zip(keys, batch, receipt_parts)],
+                                    rules)
         async with self._books_lock:
             seen = await self._known(batch, ids) if known else {}
             refused, due_rows, recorded, self._next_rid = await self.db.write(

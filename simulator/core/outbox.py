@@ -10,8 +10,9 @@ An item is ``waiting`` (to go at ``next_at``), ``sent`` (``acked_at`` set once a
 Items live in memory while they are open, and each receipt is written to ``sim_outbox`` once,
 in its final state (acknowledged, abandoned, not requested), in batches every few milliseconds:
 the SMSC handles tens of thousands a second, and one write per receipt instead of three was the
-difference between its disk thread keeping up or not. An open receipt is not lost in a crash
-because the core's emission watermark never passes it (``low_water``): a restarted carrier emits
+difference between its disk thread keeping up or not. An open receipt, or a final one whose row
+is not written yet, is not lost in a crash because the core's emission watermark never passes it
+(``low_water``): a restarted carrier emits
 again every receipt after the mark that has no final row, and the client sees at most a copy
 (receipts are idempotent for whoever receives them). Mobile-originated messages, which the core
 would not emit again, are written when they arrive.
@@ -89,6 +90,7 @@ class Outbox:
         self._heaps: dict[str | None, list[tuple[float, float, int]]] = {}
         self._open_receipts: list[tuple[float, int]] = []
         self._dirty: dict[int, OutItem] = {}
+        self._flushing: set[int] = set()
         self._flusher: asyncio.Task | None = None
         self._next_mo = -1
         self.listeners: list[Callable[[], None]] = []  # told when items arrive or wait again
@@ -189,11 +191,25 @@ class Outbox:
             heapq.heappop(heap)  # stale: the item moved on
         return None
 
+    def busy(self, now: float, tenant: str | None = None, *, every_tenant: bool = True) -> int:
+        """Open items that are moving now: sent and not acknowledged yet, or waiting and due (of
+        one tenant, or of all). Zero means everything due has been delivered (what is left waits
+        for a later time or a receiver to bind): a test that advanced the clock waits for this
+        before it looks."""
+        return sum(1 for i in self.items.values()
+                   if (every_tenant or i.tenant == tenant)
+                   and ((i.state == SENT and i.acked_at is None) or (i.state == WAITING and i.next_at <= now)))
+
+    def open_of(self, tenant: str) -> int:
+        return sum(1 for i in self.items.values() if i.tenant == tenant)
+
     def low_water(self) -> tuple[float, int] | None:
-        """The (due, rid) of the oldest open receipt, or None when none is open."""
+        """The (due, rid) of the oldest receipt that is open, or final but not yet on disk (a
+        restart must emit it again: ground truth would otherwise show it as never delivered), or
+        None when there is none."""
         heap = self._open_receipts
-        items = self.items
-        while heap and heap[0][1] not in items:
+        items, dirty, flushing = self.items, self._dirty, self._flushing
+        while heap and heap[0][1] not in items and heap[0][1] not in dirty and heap[0][1] not in flushing:
             heapq.heappop(heap)
         return heap[0] if heap else None
 
@@ -268,12 +284,15 @@ class Outbox:
     async def flush(self) -> None:
         if self._dirty:
             dirty, self._dirty = list(self._dirty.values()), {}
+            self._flushing = {item.rid for item in dirty}  # still holding the watermark until written
             try:
                 await self.db.write(_upsert, dirty)
             except Exception:
                 for item in dirty:  # written next time
                     self._dirty.setdefault(item.rid, item)
                 raise
+            finally:
+                self._flushing = set()
         if self.after_flush is not None:
             await self.after_flush()
 

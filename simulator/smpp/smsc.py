@@ -101,6 +101,7 @@ class Pending(msgspec.Struct, gc=False):
     number: int  # the message number this PDU's response names
     early: bool
     respond_after: float = 0.0
+    receipt_parts: int = 0  # the parts its receipts are decided for (0: all of them)
 
 
 class Smsc:
@@ -396,8 +397,11 @@ class Smsc:
                     fields.get("source_addr_npi", 0), fields.get("registered_delivery", 0) & 0x03, text, now)
         early = bool(account.dialect.receipt_before_resp) and draw(profile.seed, key, "early") < account.dialect.receipt_before_resp
         resp_number = first + (info[2] - 1 if info is not None else 0)
+        # a message_payload message is billed as its parts, but it is one message with one id to the
+        # client, and so gets one receipt, for the whole (what SMSCs do with a long payload)
+        receipt_parts = 1 if info is None and parts > 1 else 0
         pending = Pending(session, pdu, tenant, SubmitItem(msg_id, 0, number, "", parts), msg_id, key, meta, resp_number,
-                          early, respond_after)
+                          early, respond_after, receipt_parts)
         self.stats["submits"] += 1
         if not multi:
             self._enqueue(pending)
@@ -457,7 +461,7 @@ class Smsc:
                 try:
                     refused, due_rows = await self.carrier.core.submit(
                         tenant, [p.item for p in group], [p.msg_id for p in group], [p.key for p in group], known=False,
-                        extras=[p.meta for p in group])
+                        extras=[p.meta for p in group], receipt_parts=[p.receipt_parts or p.item.parts for p in group])
                 except Exception:
                     log.exception("recording %d submissions failed", len(group))
                     for p in group:
