@@ -1,0 +1,471 @@
+"""The ``smpp`` platform: sends a task's numbers to an SMSC over SMPP 3.4 and matches its
+receipts, whatever the SMSC's receipt dialect.
+
+Submission: each number's text (signature included) is split as the settings say — UDH, SAR
+TLVs or one ``message_payload`` — into exactly the parts smslab bills (``gateway.domain.segments``)
+and sent as ``submit_sm`` over the bound sessions, round-robin within each session's window. A
+throttled answer (``ESME_RTHROTTLED``, ``ESME_RMSGQFUL``) pauses every session, longer each time,
+and the same part goes again: nothing is lost. A number whose part the SMSC refuses for good is
+refused (``skipped.refused``) with the SMPP status as its code; a part never answered within
+``timeout`` is refused too, not sent again (it may have arrived: sending again could send twice).
+
+Idempotency and crash semantics: as each number's ``submit_sm_resp``\\ s arrive, its ids are
+written to the platform's store (``k:{key}``) within a few milliseconds, and ``submit`` returns
+only when they are written; the gateway records the batch after that. After a ``kill -9`` of the
+gateway, the batch it had not recorded is submitted again with the same keys: a number whose ids
+are in the store is answered from there and **never sent again**; a number in flight at the
+kill — sent, its response not yet written — is **sent again**. At most ``binds × window`` parts
+are in flight, and at most as many written answers wait for the next write, so a kill sends at
+most ``2 × binds × window`` numbers twice; the first copy's receipts then name an id the
+gateway does not know, and are kept aside as unmatched. A connection lost mid-request is the
+same: the part goes again on the next session.
+
+Receipts: ``deliver_sm`` or ``data_sm`` with the receipt bit, read from the text or the TLVs
+(``gateway.wire.smpp.receipts.parse_receipt``), their id matched against the ids the SMSC gave
+(``receipt_id``: ``auto`` tries the id as written, in the other base and as a UUID's number, and
+takes only a candidate sent to the receipt's own handset, its ``source_addr``). A receipt that
+names an id not answered yet (it overtook its ``submit_sm_resp``) waits up to ``hold_receipts``
+seconds for it; then it goes to the gateway under its own id (kept aside as unmatched).
+Each part's receipt folds into the number's result in the gateway. Receipts are acknowledged
+(``deliver_sm_resp``) only after the gateway committed them; if it could not, they are answered
+``ESME_RX_T_APPN`` and the SMSC sends them again.
+
+Mobile-originated messages (``deliver_sm`` without the receipt bit) go to the gateway as inbound
+messages of the workspace that last sent to the number through this platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+from gateway.platform import InboundMessage, Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult
+from gateway.wire.codes import code_of_smpp
+from gateway.wire.smpp import pdu as P
+from gateway.wire.smpp.receipts import MESSAGE_STATES, normalise_id, parse_receipt
+from gateway.wire.smpp.text import pdu_text, split_for_submit
+
+from .esme import EsmeSession, SessionLost
+from .settings import Settings
+
+log = logging.getLogger("smslab.smpp")
+
+THROTTLED = (P.ESME_RTHROTTLED, P.ESME_RMSGQFUL)
+RECEIPT_BITS = 0x3C  # esm_class: message type
+IDS_KEPT = 2_000_000  # ids remembered in memory for matching receipts (the rest are read from the store)
+FLUSH_SECONDS = 0.005
+_STATE_NAMES = {number: name for name, number in MESSAGE_STATES.items()}
+
+
+class _Held:
+    """A receipt waiting for the submit_sm_resp of its message."""
+
+    __slots__ = ("session", "pdu", "parsed", "handset", "done")
+
+    def __init__(self, session, pdu, parsed, handset: tuple[str, str]):
+        self.session, self.pdu, self.parsed, self.handset = session, pdu, parsed, handset
+        self.done = False
+
+
+class _Part:
+    __slots__ = ("pdu", "message_id", "error")
+
+    def __init__(self, pdu: P.Pdu):
+        self.pdu = pdu
+        self.message_id: str | None = None
+        self.error: str | None = None
+
+
+class SmppPlatform(Platform):
+    description = "An SMSC over SMPP 3.4: submit_sm with receipts in any dialect, replies as inbound messages."
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.name = settings.name
+        self.sessions: list[EsmeSession] = []
+        self._bound = asyncio.Event()
+        self._ids: OrderedDict[str, tuple[str, int, str, int | None]] = OrderedDict()  # key -> (platform id, part, number, ws)
+        self._pending_store: dict[str, Any] = {}
+        self._store_written = asyncio.Event()
+        self._writer: asyncio.Task | None = None
+        self._held: dict[str, list[_Held]] = {}  # receipts waiting for their id, under each candidate
+        self._receipts: list[tuple[EsmeSession, P.Pdu, Receipt]] = []
+        self._receipt_flush: asyncio.Task | None = None
+        self._pause_until = 0.0
+        self._throttle_delay = 0.05
+        self._turn = 0
+        self._ref = 0
+        self.stats = {"submitted_parts": 0, "throttled": 0, "resent": 0, "refused": 0, "receipts": 0, "unmatched": 0,
+                      "held": 0, "inbound": 0}
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def start(self, ctx: PlatformContext) -> None:
+        self.ctx = ctx
+        if ctx.store is None:
+            raise RuntimeError("the smpp platform needs PlatformContext.store (smslab 0.1 with schema 10)")
+        modes = ["trx"] if self.settings.bind == "trx" else ["tx", "rx"]
+        for index in range(self.settings.binds):
+            for mode in modes:
+                session = EsmeSession(self.settings, mode, len(self.sessions), self._on_request, self._on_state)
+                self.sessions.append(session)
+                session.start()
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"{self.name}-store")
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(s.stop() for s in self.sessions), return_exceptions=True)
+        for task in (self._writer, self._receipt_flush):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        await self._write_store()
+
+    def _on_state(self) -> None:
+        if any(s.can_transmit for s in self.sessions):
+            self._bound.set()
+        else:
+            self._bound.clear()
+
+    def for_workspace(self, workspace_id: int) -> "Platform":
+        return _WorkspaceView(self, workspace_id)
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info.update(receipts="smpp", **self.settings.public(),
+                    sessions=[{"mode": s.mode, "state": s.state, "binds": s.binds, "in_flight": len(s.inflight)}
+                              for s in self.sessions], counters=dict(self.stats))
+        return info
+
+    # -- submission ---------------------------------------------------------------------------------
+    async def submit(self, batch: list[SubmitItem], workspace_id: int | None = None) -> list[SubmitResult]:
+        if not batch:
+            return []
+        done = await self.ctx.store.get_many([f"k:{item.key}" for item in batch])
+        results: dict[str, SubmitResult] = {}
+        todo = []
+        for item in batch:
+            known = done.get(f"k:{item.key}")
+            if known is None:
+                todo.append(item)
+            elif known[0] is None:
+                results[item.key] = SubmitResult(item.key, None, known[1], known[2])
+            else:
+                results[item.key] = SubmitResult(item.key, known[0])
+        if todo:
+            await self._wait_bound()
+            outcomes = await asyncio.gather(*(self._submit_one(item, workspace_id) for item in todo))
+            for item, result in zip(todo, outcomes):
+                results[item.key] = result
+            await self._write_store()
+        return [results[item.key] for item in batch]
+
+    async def _wait_bound(self) -> None:
+        if self._bound.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._bound.wait(), self.settings.connect_wait)
+        except TimeoutError:
+            raise PlatformError(f"no session to the SMSC at {self.settings.host}:{self.settings.port} is bound",
+                                retryable=True) from None
+
+    async def _submit_one(self, item: SubmitItem, workspace_id: int | None) -> SubmitResult:
+        parts = [_Part(pdu) for pdu in self._pdus(item)]
+        await asyncio.gather(*(self._send(part) for part in parts))
+        error = next((p.error for p in parts if p.error), None)
+        mode = self.settings.receipt_id
+        if error is not None:
+            self.stats["refused"] += 1
+            self._pending_store[f"k:{item.key}"] = [None, error, f"the SMSC refused the message: {error}"]
+            self._kick_writer()
+            return SubmitResult(item.key, None, error, f"the SMSC refused the message: {error}")
+        platform_id = normalise_id(parts[0].message_id, mode, from_receipt=False)
+        entry = {f"k:{item.key}": [platform_id, [p.message_id for p in parts], workspace_id]}
+        for index, part in enumerate(parts):
+            norm = normalise_id(part.message_id, mode, from_receipt=False)
+            value = (platform_id, index if len(parts) > 1 else -1, item.number, workspace_id)
+            self._remember(norm, value)
+            entry[f"m:{norm}"] = list(value)
+            self._release_held(norm)
+        if workspace_id is not None:
+            entry[f"n:{item.number}"] = workspace_id
+        self._pending_store.update(entry)
+        self._kick_writer()
+        return SubmitResult(item.key, platform_id)
+
+    def _pdus(self, item: SubmitItem) -> list[P.Pdu]:
+        s = self.settings
+        self._ref = (self._ref + 1) & (0xFFFF if s.udh16 or s.long == "sar" else 0xFF)
+        ton, npi = s.source_ton_npi
+        common = {"source_addr_ton": ton, "source_addr_npi": npi, "source_addr": s.source.lstrip("+") if ton == 1 else s.source,
+                  "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": item.number.lstrip("+"),
+                  "registered_delivery": s.registered_delivery}
+        pdus = []
+        for part in split_for_submit(item.text, s.long, ref=self._ref, udh16=s.udh16):
+            pdus.append(P.make_pdu(P.SUBMIT_SM, **common, esm_class=part.esm_class, data_coding=part.data_coding,
+                                   short_message=part.short_message, **part.tlvs))
+        return pdus
+
+    def _pick(self) -> EsmeSession | None:
+        """A bound transmitting session with room, round-robin; None when every window is full."""
+        sessions = self.sessions
+        for k in range(len(sessions)):
+            session = sessions[(self._turn + k) % len(sessions)]
+            if session.can_transmit and session.free > 0:
+                self._turn = (self._turn + k + 1) % len(sessions)
+                return session
+        return next((s for s in sessions if s.can_transmit), None)
+
+    async def _send(self, part: _Part) -> None:
+        """Send one part until the SMSC answers it (throttling and lost sessions mean: again)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            wait = self._pause_until - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            session = self._pick()
+            if session is None:
+                await self._wait_bound()
+                continue
+            try:
+                resp = await session.request(part.pdu)
+            except SessionLost:
+                self.stats["resent"] += 1
+                continue  # the part goes again on a session that is up (it may have arrived: see the docstring)
+            except TimeoutError:
+                part.error = "SMPP:NO_RESPONSE"
+                return
+            status = resp.command_status
+            if status == P.ESME_ROK:
+                part.message_id = resp.fields.get("message_id", "")
+                self.stats["submitted_parts"] += 1
+                self._throttle_delay = max(0.05, self._throttle_delay / 2)
+                return
+            if status in THROTTLED:
+                self.stats["throttled"] += 1
+                self._pause_until = max(self._pause_until, loop.time() + self._throttle_delay)
+                self._throttle_delay = min(self._throttle_delay * 2, 2.0)
+                continue
+            part.error = f"SMPP:{P.status_name(status)}"
+            return
+
+    # -- the store ----------------------------------------------------------------------------------
+    def _kick_writer(self) -> None:
+        if len(self._pending_store) >= self.settings.binds * self.settings.window:
+            self._store_written.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(FLUSH_SECONDS):
+                    await self._store_written.wait()
+            except TimeoutError:
+                pass
+            self._store_written.clear()
+            try:
+                await self._write_store()
+            except Exception:
+                log.exception("%s: writing submitted ids failed; retrying", self.name)
+
+    async def _write_store(self) -> None:
+        if self._pending_store:
+            pending, self._pending_store = self._pending_store, {}
+            try:
+                await self.ctx.store.put_many(pending)
+            except BaseException:
+                pending.update(self._pending_store)
+                self._pending_store = pending
+                raise
+
+    def _remember(self, norm: str, value: tuple) -> None:
+        self._ids[norm] = value
+        if len(self._ids) > IDS_KEPT:
+            self._ids.popitem(last=False)
+
+    # -- what the SMSC sends ------------------------------------------------------------------------
+    def _on_request(self, session: EsmeSession, pdu: P.Pdu) -> None:
+        if pdu.fields.get("esm_class", 0) & RECEIPT_BITS:
+            self._on_receipt(session, pdu)
+        else:
+            asyncio.get_running_loop().create_task(self._on_mo(session, pdu))
+
+    def _on_receipt(self, session: EsmeSession, pdu: P.Pdu) -> None:
+        parsed = parse_receipt(pdu.fields.get("short_message", b""), pdu.tlvs)
+        if parsed is None:
+            log.warning("%s: a receipt without an id: %r", self.name, pdu.fields.get("short_message"))
+            session.send(P.make_resp(pdu, **_resp_fields(pdu)))
+            return
+        if parsed.outcome == "pending":  # ENROUTE, ACCEPTED: not final; nothing to record
+            session.send(P.make_resp(pdu, **_resp_fields(pdu)))
+            return
+        # the handset: source_addr per SMPP 3.4; some SMSCs swap the addresses of a receipt
+        handset = (pdu.fields.get("source_addr", ""), pdu.fields.get("destination_addr", ""))
+        match = self._match(parsed.id, handset)
+        if match is None:
+            asyncio.get_running_loop().create_task(self._resolve(session, pdu, parsed, handset))
+            return
+        self._queue_receipt(session, pdu, parsed, match)
+
+    async def _resolve(self, session: EsmeSession, pdu: P.Pdu, parsed, handset: tuple[str, str]) -> None:
+        """An id not in memory: read it from the store (a receipt for a message sent before a
+        restart), else hold it for its submit_sm_resp."""
+        candidates = self._candidates(parsed.id)
+        found = await self.ctx.store.get_many([f"m:{c}" for c in candidates])
+        for key, value in found.items():
+            self._remember(key[2:], tuple(value))
+        match = self._match(parsed.id, handset)
+        if match is not None:
+            self._queue_receipt(session, pdu, parsed, match)
+            return
+        self.stats["held"] += 1
+        held = _Held(session, pdu, parsed, handset)
+        for candidate in candidates:
+            self._held.setdefault(candidate, []).append(held)
+        asyncio.get_running_loop().call_later(self.settings.hold_receipts, self._give_up, held)
+
+    def _release_held(self, norm: str) -> None:
+        """A submit_sm_resp named ``norm``: the receipts waiting for it (or for another
+        candidate of their id that turns out to be it) go now."""
+        for held in self._held.pop(norm, ()):
+            if held.done:
+                continue
+            match = self._match(held.parsed.id, held.handset)
+            if match is not None:
+                held.done = True
+                self._queue_receipt(held.session, held.pdu, held.parsed, match)
+
+    def _give_up(self, held: "_Held") -> None:
+        """No submit_sm_resp named the receipt's message in time: it goes to the gateway under its
+        own id, which keeps it aside as unmatched (a copy sent before a crash, whose response was
+        never written, or an SMSC's mistake). It is not given to another number's message that
+        holds another reading of its id: that would count a receipt twice, or for the wrong number."""
+        for candidate in self._candidates(held.parsed.id):
+            waiting = self._held.get(candidate)
+            if waiting and held in waiting:
+                waiting.remove(held)
+                if not waiting:
+                    del self._held[candidate]
+        if held.done:
+            return
+        held.done = True
+        match = self._match(held.parsed.id, held.handset)
+        if match is None:
+            self.stats["unmatched"] += 1
+            match = (normalise_id(held.parsed.id, "auto"), -1, "", None)
+        self._queue_receipt(held.session, held.pdu, held.parsed, match)
+
+    def _candidates(self, receipt_id: str) -> list[str]:
+        """The keys a receipt id may have been stored under, in the order to try them."""
+        mode = self.settings.receipt_id
+        if mode != "auto":
+            return [normalise_id(receipt_id, mode)]
+        raw = receipt_id.strip().strip("\0").strip()
+        out = [normalise_id(raw, "auto")]
+        if raw.isdigit() and raw:
+            value = int(raw)
+            out.append(format(value, "x"))  # decimal in the receipt, hex in the response
+            if value < 1 << 128:
+                out.append(str(uuid.UUID(int=value)))  # a UUID's number
+        try:
+            out.append(str(int(raw, 16)))  # hex in the receipt, decimal in the response
+        except ValueError:
+            pass
+        return list(dict.fromkeys(c for c in out if c))
+
+    def _match(self, receipt_id: str, handset: tuple[str, str]) -> tuple | None:
+        """The message a receipt id names. ``auto`` gives several candidates (``19`` may be
+        decimal 19 or hex 0x19): only one sent to the receipt's own handset is taken, since a
+        receipt that overtook its submit_sm_resp would otherwise land on whichever message holds
+        another reading of its id. A receipt that names no handset at all takes the first
+        candidate known."""
+        found = [self._ids[c] for c in self._candidates(receipt_id) if c in self._ids]
+        if not found:
+            return None
+        if any(handset):
+            return next((f for f in found if any(_same_handset(f[2], a) for a in handset if a)), None)
+        return found[0]
+
+    def _queue_receipt(self, session: EsmeSession, pdu: P.Pdu, parsed, match: tuple) -> None:
+        platform_id, part, _number, _ws = match
+        state_name = _STATE_NAMES.get(parsed.state or 0, "UNKNOWN")
+        delivered = parsed.outcome == "delivered"
+        err = parsed.network_error if parsed.network_error is not None else _int(parsed.err)
+        code = "DELIVERED" if delivered else code_of_smpp(state_name, err)
+        receipt = Receipt(platform_id, "delivered" if delivered else "failed", self.ctx.clock.now(),
+                          None if part < 0 else part, code, None if delivered else f"{parsed.stat or state_name} err:{parsed.err}")
+        self.stats["receipts"] += 1
+        self._receipts.append((session, pdu, receipt))
+        if self._receipt_flush is None or self._receipt_flush.done():
+            self._receipt_flush = asyncio.get_running_loop().create_task(self._flush_receipts())
+
+    async def _flush_receipts(self) -> None:
+        """Hand receipts to the gateway in batches; answer each only after its batch committed."""
+        await asyncio.sleep(0)
+        while self._receipts:
+            batch, self._receipts = self._receipts, []
+            try:
+                await self.ctx.deliver_receipts(self.name, [r for _, _, r in batch])
+                status = P.ESME_ROK
+            except Exception:
+                log.exception("%s: the gateway could not take %d receipts; the SMSC will send them again", self.name, len(batch))
+                status = P.ESME_RX_T_APPN
+            for session, pdu, _ in batch:
+                session.send(P.make_resp(pdu, status, **_resp_fields(pdu)))
+
+    async def _on_mo(self, session: EsmeSession, pdu: P.Pdu) -> None:
+        fields = pdu.fields
+        sender = "+" + fields.get("source_addr", "").lstrip("+")
+        message = InboundMessage(sender, fields.get("destination_addr", ""), pdu_text(pdu), self.ctx.clock.now(),
+                                 pdu.tlvs.get("receipted_message_id"))
+        workspace = self.settings.workspace
+        if workspace is None:
+            workspace = (await self.ctx.store.get_many([f"n:{sender}"])).get(f"n:{sender}")
+        try:
+            if self.ctx.deliver_inbound is not None:
+                await self.ctx.deliver_inbound(self.name, [message], workspace)
+            self.stats["inbound"] += 1
+            session.send(P.make_resp(pdu, **_resp_fields(pdu)))
+        except Exception:
+            log.exception("%s: the gateway could not take a reply; the SMSC will send it again", self.name)
+            session.send(P.make_resp(pdu, P.ESME_RX_T_APPN))
+
+
+class _WorkspaceView(Platform):
+    """The platform for one workspace's task: the same sessions, and the workspace remembered with
+    each number, so that a reply is filed under the workspace that sent to it."""
+
+    def __init__(self, platform: SmppPlatform, workspace_id: int):
+        self.platform = platform
+        self.workspace_id = workspace_id
+        self.name = platform.name
+        self.description = platform.description
+
+    async def submit(self, batch: list[SubmitItem]) -> list[SubmitResult]:
+        return await self.platform.submit(batch, self.workspace_id)
+
+    def describe(self) -> dict:
+        return self.platform.describe()
+
+    def for_workspace(self, workspace_id: int) -> Platform:
+        return self.platform.for_workspace(workspace_id)
+
+
+def _resp_fields(pdu: P.Pdu) -> dict:
+    return {"message_id": ""} if pdu.command_id == P.DELIVER_SM or pdu.command_id == P.DATA_SM else {}
+
+
+def _same_handset(number: str, source_addr: str) -> bool:
+    """The receipt's source_addr names the number sent to: equal digits, or one the other's
+    tail (an SMSC that drops the country code, or writes a national prefix)."""
+    a = number.lstrip("+")
+    b = source_addr.lstrip("+")
+    if a == b:
+        return True
+    short, long_ = sorted((a, b), key=len)
+    return len(short) >= 7 and long_.endswith(short.lstrip("0"))
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
