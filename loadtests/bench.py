@@ -103,7 +103,7 @@ async def _upload_csv(session: aiohttp.ClientSession, base: str, n: int) -> int:
         return data["id"]
 
 
-async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float) -> dict:
+async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platform: str = "sim") -> dict:
     headers = {"Authorization": f"Bearer {proc.token}"}
     async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=None)) as s:
         async with s.post(f"{proc.base}/api/v1/simulator/presets/perfect") as r:
@@ -111,7 +111,7 @@ async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float) -> di
         t = time.perf_counter()
         audience = await _upload_csv(s, proc.base, n)
         upload = time.perf_counter() - t
-        task = {"name": f"bench pipeline {n}", "platform": "sim", "sms_type": "marketing", "signature": "Shop",
+        task = {"name": f"bench pipeline {n}", "platform": platform, "sms_type": "marketing", "signature": "Shop",
                 "content": {"text": "Spring sale: 20% off everything this weekend"}, "audience_id": audience,
                 "send_type": "immediate", "sub_activities": []}
         proc.spy_start()
@@ -139,6 +139,8 @@ async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float) -> di
 
 
 def bench_pipeline(args) -> dict:
+    if args.platform == "smpp":
+        return bench_pipeline_smpp(args)
     with workdir(args.workdir) as wd:
         ins, upd = sqlite_floor(wd / "floor.db", args.numbers)
         floor = ins + upd
@@ -168,6 +170,57 @@ def bench_pipeline(args) -> dict:
     ]
     print(H.table("pipeline: one task through the in-process carrier, perfect profile", rows))
     return {"rate": rate, "floor_rate": floor_rate, "elapsed": run["elapsed"], "floor": floor, "rss_mb": rss}
+
+
+PIPELINE_SMPP_TARGET = 15_000  # numbers/s end to end through SMPP (issue 14), and at least a third of sim's
+
+
+def bench_pipeline_smpp(args) -> dict:
+    """The same task twice in one run: on the in-process ``sim`` platform (the baseline), then on
+    the ``smpp`` platform through ``smslab carrier --smpp-port`` (perfect profile: every message
+    delivered, its receipt due at once), the gateway and the SMSC as two processes on these two
+    cores. Checked against the carrier's ground truth: every number once, every receipt acked."""
+    n = args.numbers
+    with workdir(args.workdir) as wd:
+        with H.smslab_server(str(wd / "sim.db"), profile="perfect") as proc:
+            sim = asyncio.run(_pipeline_run(proc, n, args.timeout, args.poll))
+        with smpp_carrier(str(wd / "carrier.db"), spy=None) as carrier:
+            check_perfect(carrier.base)
+            _http_json("PATCH", f"{carrier.base}/accounts/{SMPP_ACCOUNT[0]}",
+                       {"window": max(args.window, 100), "max_binds": max(args.binds * 2, 10)})
+            url = (f"smpp://{SMPP_ACCOUNT[0]}:{SMPP_ACCOUNT[1]}@127.0.0.1:{carrier.smpp_port}"
+                   f"?binds={args.binds}&window={args.window}")
+            env = {"SMSLAB_SMPP_URL": url, "SMSLAB_DISPATCH_BATCH": str(args.batch)}
+            with H.smslab_server(str(wd / "gateway.db"), profile="perfect", spy=args.spy, env=env) as gw:
+                cpu0_gw, cpu0_c = cpu_seconds(gw.pid), cpu_seconds(carrier.pid)
+                smpp = asyncio.run(_pipeline_run(gw, n, args.timeout, args.poll, platform="smpp"))
+                cpu_gw, cpu_c = cpu_seconds(gw.pid) - cpu0_gw, cpu_seconds(carrier.pid) - cpu0_c
+                rss = H.peak_rss_mb(gw.pid)
+            truth = ground_truth_counts(carrier.base, SMPP_ACCOUNT[0], time.monotonic() + max(120.0, args.timeout))
+    for name, run in (("sim", sim), ("smpp", smpp)):
+        row = run["row"]
+        if row["status"] != "completed" or row["succeeded"] != n:
+            raise SystemExit(f"pipeline ({name}): unexpected end state {row['status']} sent={row['sent']} succeeded={row['succeeded']}")
+    truth_ok = truth["messages"] == n and truth["delivered"] == n and truth["sent"] == n and truth["acked"] == n
+    rate, base_rate = n / smpp["elapsed"], n / sim["elapsed"]
+    rate_ok, share_ok = rate >= PIPELINE_SMPP_TARGET, rate >= base_rate / 3
+    rows = [
+        ("numbers (one task, perfect profile)", f"{n:,}", f"{n:,}", ""),
+        ("send → completed (s; task created_at → completed_at)", fmt(smpp["elapsed"]), fmt(sim["elapsed"]), ""),
+        (f"numbers/s (target ≥ {PIPELINE_SMPP_TARGET:,} and ≥ ⅓ of sim)", f"{fmt(rate)} {_mark(rate_ok)}", fmt(base_rate),
+         f"{rate / base_rate:.2f} {_mark(share_ok)}"),
+        ("CPU s: gateway / SMSC", f"{cpu_gw:.1f} / {cpu_c:.1f}", "", ""),
+        ("CPU µs per number: gateway / SMSC", f"{cpu_gw * 1e6 / n:.1f} / {cpu_c * 1e6 / n:.1f}", "", ""),
+        ("peak RSS of the gateway (MB)", fmt(rss or float("nan")), "", ""),
+        ("ground truth: messages, delivered, receipts sent, acked",
+         f"{truth['messages']:,}, {truth['delivered']:,}, {truth['sent']:,}, {truth['acked']:,} {_mark(truth_ok)}", "", ""),
+    ]
+    print(H.table(f"pipeline --platform smpp: one task through SMPP ({args.binds} binds × window {args.window}) "
+                  "against the same task on the in-process sim platform, same run", rows))
+    print(f"\ntargets: ≥ {PIPELINE_SMPP_TARGET:,} numbers/s {_mark(rate_ok)}, ≥ ⅓ of sim's rate {_mark(share_ok)}")
+    if not truth_ok:
+        raise SystemExit(f"pipeline smpp: the ground truth does not show {n:,} delivered messages, each receipt acked: {truth}")
+    return {"rate": rate, "sim_rate": base_rate, "cpu_gateway_s": cpu_gw, "cpu_smsc_s": cpu_c, "ground_truth": truth}
 
 
 # -- ingest -----------------------------------------------------------------------------------
@@ -743,6 +796,11 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--numbers", type=int, default=1_000_000)
     sp.add_argument("--poll", type=float, default=0.1)
     sp.add_argument("--timeline", default=None, help="write seconds,sent,receipts_committed CSV here")
+    sp.add_argument("--platform", choices=["sim", "smpp"], default="sim",
+                    help="smpp: the task through smslab carrier --smpp-port, next to the same task on sim in the same run")
+    sp.add_argument("--binds", type=int, default=2, help="with --platform smpp: SMPP sessions")
+    sp.add_argument("--window", type=int, default=100, help="with --platform smpp: requests per session")
+    sp.add_argument("--batch", type=int, default=1000, help="with --platform smpp: SMSLAB_DISPATCH_BATCH")
     sp = sub.add_parser("ingest")
     common(sp)
     sp.add_argument("--receipts", type=int, default=500_000)
