@@ -13,6 +13,8 @@ peer still reaches the journal and the receipt text.
 
 from __future__ import annotations
 
+import functools
+
 import unicodedata
 from typing import Any, NamedTuple
 
@@ -180,23 +182,10 @@ def split_for_submit(text: str, mode: str = "udh", ref: int = 0, udh16: bool = F
     """
     if mode not in ("udh", "sar", "payload"):
         raise ValueError(f"mode must be udh, sar or payload, not {mode!r}")
-    coding = choose_coding(text)
-    if coding == GSM7:
-        units = [_GSM[char] for char in text]
-        unit_size, single, per_part = 1, 160, 153
-    else:
-        units = [char.encode("utf-16-be") for char in text]
-        unit_size, single, per_part = 2, 70, 67
-    if mode == "payload":
-        return [Part(b"", 0, {"message_payload": b"".join(units)}, coding)]
-    if sum(len(unit) for unit in units) // unit_size <= single:
-        return [Part(b"".join(units), 0, {}, coding)]
-    if mode == "udh" and udh16:
-        per_part -= 1
-    chunks = _chunks(units, per_part, unit_size)
+    coding, chunks, whole = _layout(text, mode, udh16)
+    if whole is not None:
+        return [whole]
     total = len(chunks)
-    if total > 255:
-        raise ValueError(f"{total} parts: a concatenated message has at most 255")
     if mode == "sar":
         ref &= 0xFFFF
         return [
@@ -208,3 +197,27 @@ def split_for_submit(text: str, mode: str = "udh", ref: int = 0, udh16: bool = F
     else:
         header = b"\x05\x00\x03" + bytes((ref & 0xFF,))
     return [Part(header + bytes((total, seq)) + chunk, ESM_UDHI, {}, coding) for seq, chunk in enumerate(chunks, 1)]
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(text: str, mode: str, udh16: bool) -> tuple[int, tuple[bytes, ...], Part | None]:
+    """The coding and the encoded chunks of ``text`` (or its one whole part), which do not
+    depend on the concatenation reference: a task sends one text to every number, so it is
+    encoded once, not once per number."""
+    coding = choose_coding(text)
+    if coding == GSM7:
+        units = [_GSM[char] for char in text]
+        unit_size, single, per_part = 1, 160, 153
+    else:
+        units = [char.encode("utf-16-be") for char in text]
+        unit_size, single, per_part = 2, 70, 67
+    if mode == "payload":
+        return coding, (), Part(b"", 0, {"message_payload": b"".join(units)}, coding)
+    if sum(len(unit) for unit in units) // unit_size <= single:
+        return coding, (), Part(b"".join(units), 0, {}, coding)
+    if mode == "udh" and udh16:
+        per_part -= 1
+    chunks = _chunks(units, per_part, unit_size)
+    if len(chunks) > 255:
+        raise ValueError(f"{len(chunks)} parts: a concatenated message has at most 255")
+    return coding, tuple(chunks), None

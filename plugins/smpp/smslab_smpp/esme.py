@@ -218,10 +218,20 @@ class EsmeSession(asyncio.Protocol):
             seq = self._next_seq
             self._next_seq = seq + 1 if seq < 0x7FFFFFFF else 1
             pdu.sequence_number = seq
-            future = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
             self.inflight[seq] = future
             self.send(pdu)
+            # one timer per request rather than asyncio.wait_for, which wraps the future in a
+            # task of its own: this runs once per part at thousands of parts a second
+            timer = loop.call_later(self.settings.timeout, _expire, future)
             try:
-                return await asyncio.wait_for(future, self.settings.timeout)
+                return await future
             finally:
+                timer.cancel()
                 self.inflight.pop(seq, None)
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError("the SMSC did not answer in time"))

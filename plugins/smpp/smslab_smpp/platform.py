@@ -173,7 +173,10 @@ class SmppPlatform(Platform):
 
     async def _submit_one(self, item: SubmitItem, workspace_id: int | None) -> SubmitResult:
         parts = [_Part(pdu) for pdu in self._pdus(item)]
-        await asyncio.gather(*(self._send(part) for part in parts))
+        if len(parts) == 1:
+            await self._send(parts[0])  # the usual case: no gather (a task per part) needed
+        else:
+            await asyncio.gather(*(self._send(part) for part in parts))
         error = next((p.error for p in parts if p.error), None)
         mode = self.settings.receipt_id
         if error is not None:
@@ -380,6 +383,12 @@ class SmppPlatform(Platform):
         receipt that overtook its submit_sm_resp would otherwise land on whichever message holds
         another reading of its id. A receipt that names no handset at all takes the first
         candidate known."""
+        if self.settings.receipt_id == "auto":
+            # the id as written comes first among the candidates: when it is known (the usual
+            # case) and names this handset, the other readings need not be computed
+            first = self._ids.get(normalise_id(receipt_id, "auto"))
+            if first is not None and (not any(handset) or any(_same_handset(first[2], a) for a in handset if a)):
+                return first
         found = [self._ids[c] for c in self._candidates(receipt_id) if c in self._ids]
         if not found:
             return None
