@@ -34,6 +34,9 @@ class Account(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     throughput_limit: float | None = None
     window: int = 100  # requests a bind may leave unanswered; past it the SMSC answers ESME_RTHROTTLED
     extra: dict[str, Any] = msgspec.field(default_factory=dict)  # protocol settings (templates, sign names...)
+    # a provider account's secret itself (Twilio's auth token, Alibaba's AccessKey secret): the
+    # carrier signs status callbacks and checks request signatures with it, which a hash cannot do
+    secret: str = ""
 
     def check(self, password: str) -> bool:
         return verify_password(self.password_hash, password)
@@ -42,6 +45,7 @@ class Account(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
         """As the control API shows it: everything but the password hash."""
         out = msgspec.to_builtins(self)
         del out["password_hash"]
+        out.pop("secret", None)
         out["system_id"] = out.pop("name")
         return out
 
@@ -105,7 +109,16 @@ def apply_change(name: str, current: Account | None, change: AccountChange, repl
         value = getattr(change, key)
         if value is not None:
             fields[key] = value
-    return msgspec.structs.replace(base, **fields)
+    account = msgspec.structs.replace(base, **fields)
+    if account.protocol != "smpp" and change.password is not None:
+        account = msgspec.structs.replace(account, secret=change.password)
+    elif account.protocol == "smpp" and account.secret:
+        account = msgspec.structs.replace(account, secret="")
+    if account.protocol != "smpp" and not account.secret:
+        raise AccountError(f"password: a {account.protocol} account needs its secret (the password) set again")
+    if account.protocol == "smpp" and len(name) > 15:
+        raise AccountError("system_id: an SMPP system_id has at most 15 characters")
+    return account
 
 
 class Accounts:

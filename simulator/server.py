@@ -49,6 +49,7 @@ from gateway.web.bodies import read
 from gateway.wire.smpp.receipts import PRESETS as DIALECT_PRESETS
 
 from . import profile as profiles
+from . import providers
 from .accounts import AccountChange, AccountError, apply_change
 from .standalone import MAX_SUBMIT_BATCH, StandaloneCarrier, SubmitIn
 
@@ -116,9 +117,12 @@ PUBLIC_PATHS = ("/healthz",)
 async def _auth(request: web.Request, handler):
     """With a ``--token``, every endpoint but /healthz needs ``Authorization: Bearer <token>``.
     Without one the carrier listens on loopback only (``_run`` refuses anything else)."""
-    token = request.app[carrier_key].token
+    carrier = request.app[carrier_key]
+    token = carrier.token
     if token is None or request.path in PUBLIC_PATHS:
         return await handler(request)
+    if any(getattr(front, "authenticates", None) and front.authenticates(request.path) for front in carrier.front_ends):
+        return await handler(request)  # a provider's API: its own credentials (Basic auth, a signature)
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode()):
         response = _error(401, "unauthorized", "the carrier's API needs 'Authorization: Bearer <token>' with its --token")
@@ -309,8 +313,10 @@ async def list_accounts(request: web.Request) -> web.Response:
 
 def _account_name(request: web.Request) -> str:
     name = request.match_info["system_id"]
-    if not (0 < len(name) <= 15 and name.isascii() and all(ch.isalnum() or ch in "_.-" for ch in name)):
-        raise Invalid("system_id: 1 to 15 letters, digits, '_', '.' or '-'", field="system_id")
+    # an SMPP system_id has at most 15 characters (checked with the protocol, in apply_change); a
+    # provider's account id is longer (a Twilio AccountSid has 34, an Alibaba AccessKeyId 24)
+    if not (0 < len(name) <= 64 and name.isascii() and all(ch.isalnum() or ch in "_.-" for ch in name)):
+        raise Invalid("system_id: 1 to 64 letters, digits, '_', '.' or '-'", field="system_id")
     return name
 
 
@@ -417,6 +423,9 @@ def create_app(carrier: CarrierServer) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_errors, _auth])
     app[carrier_key] = carrier
     app.add_routes(routes)
+    for front in carrier.front_ends:  # the provider APIs
+        if hasattr(front, "routes"):
+            app.add_routes(front.routes())
 
     async def lifecycle(_app: web.Application):
         await carrier.start()
@@ -457,17 +466,22 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         accounts.append((name, password))
+    provider_accounts, error = providers.accounts_from(args)
+    if error:
+        print(f"smslab carrier: {error}", file=sys.stderr)
+        return 2
     for option, port in (("--port", args.port), ("--smpp-port", args.smpp_port), ("--smpp-tls-port", args.smpp_tls_port)):
         if port is not None and _port_taken(args.host, port):
             print(f"smslab carrier: {args.host}:{port} ({option}) is already in use", file=sys.stderr)
             return 2
     carrier = CarrierServer(args.db, clock=args.clock, clock_start=args.clock_start, profile=profile,
                             callback=args.callback, secret=args.secret, token=args.token, accounts=accounts,
-                            journal_max=args.journal_max)
+                            journal_max=args.journal_max, provider_accounts=provider_accounts)
     if args.smpp_port is not None or args.smpp_tls_port is not None:
         from .smpp.smsc import Smsc
 
         carrier.front_ends.append(Smsc(args.host, args.smpp_port, args.smpp_tls_port, args.tls_cert, args.tls_key))
+    carrier.front_ends.extend(providers.front_ends(args))
     app = create_app(carrier)
 
     async def announce(_app: web.Application) -> None:
@@ -543,6 +557,7 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="an SMPP account (repeatable; stored with its password hashed; more via PUT /accounts/{id})")
     parser.add_argument("--journal-max", type=int, default=_env_int(env, "SMSLAB_JOURNAL_MAX") or 100_000,
                         help="PDUs the journal keeps (GET /journal; default 100,000; 0 keeps none)")
+    providers.add_arguments(parser, env)
     parser.set_defaults(func=_run)
     return parser
 

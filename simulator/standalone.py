@@ -78,7 +78,7 @@ class StandaloneCarrier:
                  profile: profiles.Profile | None = None, callback: str | None = None, secret: str | None = None,
                  retry_schedule=RETRY_SCHEDULE, delivery_batch: int = DELIVERY_BATCH, tick: float = TICK,
                  token: str | None = None, accounts: list[tuple[str, str]] = (), journal_max: int = DEFAULT_MAX,
-                 receipt_timeout: float = 72 * 3600.0):
+                 receipt_timeout: float = 72 * 3600.0, provider_accounts: list[tuple[str, str, str]] = ()):
         self.db_path = db_path
         self.clock_mode = clock
         self.clock_start = clock_start
@@ -91,6 +91,7 @@ class StandaloneCarrier:
         self.delivery_batch = delivery_batch
         self.tick = tick
         self.cli_accounts = list(accounts)
+        self.provider_accounts = list(provider_accounts)  # (id, secret, protocol): --twilio, --aliyun
         self.journal = Journal(journal_max)
         self.receipt_timeout = receipt_timeout
         self.front_ends: list[FrontEnd] = []
@@ -126,6 +127,8 @@ class StandaloneCarrier:
         await self.accounts.load()
         for name, password in self.cli_accounts:
             await self.accounts.ensure(name, password)
+        for name, secret, protocol in self.provider_accounts:
+            await self.accounts.ensure(name, secret, protocol)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT))
         self._tasks.append(asyncio.create_task(self._emission_loop(), name="carrier-emission"))
         if self.callback:
