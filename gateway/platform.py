@@ -66,12 +66,18 @@ class PlatformConfigError(ValueError):
 
 class PlatformError(Exception):
     """The whole batch was not accepted. ``retryable`` errors are retried with backoff (the
-    platform is unreachable or busy); others fail the task with this message."""
+    platform is unreachable or busy); others fail the task with this message.
 
-    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None):
+    ``retry_at``: the service-clock time the platform knows it is back (a simulated outage's
+    end). On a virtual clock an advance stops there, so the numbers go out at that instant and a
+    replay of "an outage from 10:00 to 10:20" sends at 10:20 however far the clock is moved."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None,
+                 retry_at: float | None = None):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.retry_at = retry_at
 
 
 class Throttled(PlatformError):

@@ -190,7 +190,7 @@ class SimulatedCarrier(WorkspaceCarrier):
         if refusal is not None:
             if refusal.kind == "throttled":
                 raise Throttled(refusal.message, retry_after=refusal.retry_after)
-            raise PlatformError(refusal.message, retryable=True)
+            raise PlatformError(refusal.message, retryable=True, retry_at=refusal.until)
         ids = [f"sim-{item.key}" for item in batch]
         refused, due_rows = await self.core.submit(tenant, batch, ids)
         if due_rows:

@@ -57,6 +57,9 @@ class Dispatcher:
         self.config = config
         self.metrics = metrics
         self.backing_off: set[int] = set()  # tasks whose dispatcher waits to retry a submission
+        # service-clock times those retries are worth making (the platform's outage ends, or the
+        # dispatcher gives up): an advance of the virtual clock stops at each
+        self.retry_due: dict[int, float] = {}
         self.stalled: set[int] = set()  # tasks whose dispatcher waits for the storage to take a record
         self._clock_moved = asyncio.Event()
 
@@ -202,6 +205,12 @@ class Dispatcher:
                 self.sink.recorded(platform_name, platform_ids)
 
     async def _submit_with_retry(self, platform, batch: list[SubmitItem]) -> list[SubmitResult]:
+        try:
+            return await self._submit_until_taken(platform, batch)
+        finally:  # taken, failed or cancelled: no longer an event for the clock to stop at
+            self.retry_due.pop(batch[0].task_id, None)
+
+    async def _submit_until_taken(self, platform, batch: list[SubmitItem]) -> list[SubmitResult]:
         """Submit one batch until the platform takes it.
 
         Throttling is retried for as long as it lasts (the carrier is up, only slower). Errors
@@ -234,6 +243,9 @@ class Dispatcher:
                 if now - first_failure >= self.config.submit_give_up_seconds:
                     raise TaskFailure(f"the platform was unreachable: {error}") from None
                 delay = min(delay * 2, 2.0)
+                give_up = first_failure + self.config.submit_give_up_seconds
+                retry_at = getattr(error, "retry_at", None)
+                self.retry_due[task_id] = min(retry_at, give_up) if retry_at is not None and retry_at > now else give_up
             if throttled:  # throttling clears in real time: advance waits for it
                 await asyncio.sleep(pause)
                 continue

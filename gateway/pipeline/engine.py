@@ -169,7 +169,12 @@ class Engine:
                )""",
             {"now": now, "timeout": timeout},
         )
-        return row[0] if row else None
+        upcoming = row[0] if row else None
+        # a send backing off until its platform's outage ends (or it gives up) is an event too
+        retries = [t for t in self.dispatcher.retry_due.values() if t > now]
+        if retries:
+            upcoming = min(retries) if upcoming is None else min(upcoming, min(retries))
+        return upcoming
 
     async def step_now(self) -> None:
         async with self._step_lock:
