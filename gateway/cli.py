@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--db", default="smslab.db")
     revoke.set_defaults(func=_token_revoke)
 
+    from .scenario.cli import add_scenario_command
+
+    add_scenario_command(sub)
+
     from .scaffold import add_plugin_commands
 
     add_plugin_commands(sub)
