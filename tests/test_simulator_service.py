@@ -11,6 +11,7 @@ import time
 import pytest
 
 from gateway.auth import create_token
+from gateway.client import ApiError, AsyncClient
 from gateway.config import Config
 from gateway.web.app import create_app
 from gateway.web.keys import clock_key, db_key, platforms_key, tokens_key
@@ -20,52 +21,29 @@ HOUR = 3600.0
 LONG_TEXT = "Spring sale! " * 15  # 195 characters + 【signature】 (UCS-2): a 3-part message
 
 
-class Api:
+class Api(AsyncClient):
+    """The typed client (``gateway.client.AsyncClient``) on the in-process test server, plus
+    what only an in-process test can read: the gateway's own table and the workspace's carrier."""
+
     def __init__(self, client, token: str):
-        self.client = client
+        super().__init__(str(client.make_url("")), token, session=client.session)
         self.app = client.server.app
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    async def call(self, method: str, path: str, json=None, expect: int | None = 200):
-        resp = await self.client.request(method, path, json=json, headers=self.headers)
-        body = await resp.json() if resp.content_type == "application/json" else await resp.text()
-        if expect is not None:
-            assert resp.status == expect, (method, path, resp.status, body)
-        return body
-
-    async def advance(self, seconds: float):
-        return await self.call("POST", "/api/v1/clock/advance", {"seconds": seconds})
-
-    async def put_profile(self, **fields):
-        return await self.call("PUT", "/api/v1/simulator/profile", fields)
-
-    async def patch_profile(self, **fields):
-        return await self.call("PATCH", "/api/v1/simulator/profile", fields)
-
-    async def preset(self, name: str):
-        return await self.call("POST", f"/api/v1/simulator/presets/{name}")
 
     async def task(self, numbers: list[str], name: str, text: str = "Hello", **fields) -> dict:
-        aud = await self.call("POST", "/api/v1/audiences", {"name": f"aud-{name}", "numbers": numbers}, expect=201)
+        aud = await self.create_audience(f"aud-{name}", numbers)
         body = {"name": name, "platform": "sim", "sms_type": "marketing", "signature": "Shop", "content": {"text": text},
                 "audience_id": aud["id"], "send_type": "immediate", "sub_activities": []}
         body.update(fields)
-        return await self.call("POST", "/api/v1/tasks", body, expect=201)
+        return await self.create_task(body)
 
     async def get_task(self, task_id: int) -> dict:
-        task = await self.call("GET", f"/api/v1/tasks/{task_id}")
+        task = await super().get_task(task_id)
         assert task["sent"] == task["succeeded"] + task["failed"] + task["pending"], task
         return task
 
-    async def ground_truth(self, task_id: int) -> list[dict]:
-        items, cursor = [], None
-        while True:
-            path = f"/api/v1/simulator/ground-truth?task_id={task_id}&limit=1000" + (f"&cursor={cursor}" if cursor else "")
-            page = await self.call("GET", path)
-            items += page["items"]
-            cursor = page["next_cursor"]
-            if not cursor:
-                return items
+    async def truth(self, task_id: int) -> list[dict]:
+        """Every ground-truth item of the task (all pages)."""
+        return [item async for item in self.iter_ground_truth(task_id)]
 
     async def gateway_results(self, task_id: int) -> dict[str, tuple]:
         """Per number, straight from the gateway's table: result, platform id, reasons, receipt time."""
@@ -163,7 +141,7 @@ async def run_scenario(api: Api) -> dict:
         snap = {}
         for t in (t1, t2):
             task = await api.get_task(t["id"])
-            truth = await api.ground_truth(t["id"])
+            truth = await api.truth(t["id"])
             results = await api.gateway_results(t["id"])
             check_against_ground_truth(task, truth, results, final=False)
             snap[t["id"]] = {"task": {k: task[k] for k in ("status", "sent", "succeeded", "failed", "pending", "skipped", "segments")},
@@ -173,7 +151,7 @@ async def run_scenario(api: Api) -> dict:
     final = {}
     for t in (t1, t2):
         task = await api.get_task(t["id"])
-        truth = await api.ground_truth(t["id"])
+        truth = await api.truth(t["id"])
         results = await api.gateway_results(t["id"])
         assert task["status"] == "completed" and task["pending"] == 0
         check_against_ground_truth(task, truth, results, final=True)
@@ -250,8 +228,8 @@ async def test_a_different_seed_gives_different_decisions(service):
     await api.patch_profile(seed=MIXED["seed"] + 1)
     t2 = await api.task(numbers(200), "b")
     await api.advance(30)
-    one = {m["number"]: m["outcome"] for m in await api.ground_truth(t1["id"])}
-    two = {m["number"]: m["outcome"] for m in await api.ground_truth(t2["id"])}
+    one = {m["number"]: m["outcome"] for m in await api.truth(t1["id"])}
+    two = {m["number"]: m["outcome"] for m in await api.truth(t2["id"])}
     assert one.keys() == two.keys() and one != two
 
 
@@ -259,14 +237,14 @@ async def test_a_different_seed_gives_different_decisions(service):
 async def test_presets_switched_at_run_time_change_outcomes(service):
     api = await service()
     nums = numbers(120)
-    await api.preset("perfect")
+    await api.activate_preset("perfect")
     perfect = await api.task(nums, "perfect")
     await api.advance(1)  # review_seconds = 0 in perfect: sending at once; receipts at once
     # switched while the first task is still pending at the gateway: only later submissions change
-    await api.preset("black-hole")
+    await api.activate_preset("black-hole")
     hole = await api.task(nums, "hole")
     await api.advance(1)
-    await api.preset("flaky")
+    await api.activate_preset("flaky")
     await api.patch_profile(throughput_limit=None, moderation={"review_seconds": 0})
     flaky = await api.task(nums, "flaky")
     await api.advance(2 * HOUR)
@@ -276,12 +254,12 @@ async def test_presets_switched_at_run_time_change_outcomes(service):
     assert f["failed"] > 10 and f["succeeded"] > 40 and f["pending"] > 3
     assert f["duplicate_receipts"] > 0
     for t in (perfect, hole, flaky):
-        check_against_ground_truth(await api.get_task(t["id"]), await api.ground_truth(t["id"]), await api.gateway_results(t["id"]), final=False)
+        check_against_ground_truth(await api.get_task(t["id"]), await api.truth(t["id"]), await api.gateway_results(t["id"]), final=False)
     await api.advance(72 * HOUR)
     h = await api.get_task(hole["id"])
     assert (h["status"], h["failed"], h["pending"]) == ("completed", 120, 0)
     for t in (perfect, hole, flaky):
-        check_against_ground_truth(await api.get_task(t["id"]), await api.ground_truth(t["id"]), await api.gateway_results(t["id"]), final=True)
+        check_against_ground_truth(await api.get_task(t["id"]), await api.truth(t["id"]), await api.gateway_results(t["id"]), final=True)
 
 
 async def test_missing_share_is_pending_then_receipt_timeout(service):
@@ -290,20 +268,20 @@ async def test_missing_share_is_pending_then_receipt_timeout(service):
                           receipt_delay={"kind": "uniform", "low": 1, "high": 60}, moderation={"review_seconds": 0})
     task = await api.task(numbers(300), "missing")
     await api.advance(HOUR)
-    truth = await api.ground_truth(task["id"])
+    truth = await api.truth(task["id"])
     missing = sum(m["outcome"] == "missing" for m in truth)
     assert 60 < missing < 120
     t = await api.get_task(task["id"])
     assert (t["status"], t["succeeded"], t["pending"], t["failed"]) == ("sending", 300 - missing, missing, 0)
-    pending_rows = await api.call("GET", f"/api/v1/tasks/{task['id']}/messages?result=pending&limit=1000")
+    pending_rows = await api.request("GET", f"/api/v1/tasks/{task['id']}/messages?result=pending&limit=1000")
     assert len(pending_rows["items"]) == missing
     await api.advance(72 * HOUR + 60)
     t = await api.get_task(task["id"])
     assert (t["status"], t["succeeded"], t["pending"], t["failed"]) == ("completed", 300 - missing, 0, missing)
-    failed_rows = await api.call("GET", f"/api/v1/tasks/{task['id']}/messages?result=failed&limit=1000")
+    failed_rows = await api.request("GET", f"/api/v1/tasks/{task['id']}/messages?result=failed&limit=1000")
     assert len(failed_rows["items"]) == missing
     assert all([r["code"] for r in row["failure_reasons"]] == ["RECEIPT_TIMEOUT"] for row in failed_rows["items"])
-    check_against_ground_truth(t, await api.ground_truth(task["id"]), await api.gateway_results(task["id"]), final=True)
+    check_against_ground_truth(t, await api.truth(task["id"]), await api.gateway_results(task["id"]), final=True)
 
 
 async def test_duplicates_and_reordering_never_change_the_counts(service):
@@ -318,11 +296,11 @@ async def test_duplicates_and_reordering_never_change_the_counts(service):
         await api.advance(20)
         t = await api.get_task(task["id"])
         seen_pending.append(t["pending"])
-        check_against_ground_truth(t, await api.ground_truth(task["id"]), await api.gateway_results(task["id"]), final=False)
+        check_against_ground_truth(t, await api.truth(task["id"]), await api.gateway_results(task["id"]), final=False)
     assert seen_pending[0] > seen_pending[-1] > 0  # results arrived over time
     await api.advance(48 * HOUR)
     t = await api.get_task(task["id"])
-    truth = await api.ground_truth(task["id"])
+    truth = await api.truth(task["id"])
     assert t["status"] == "completed" and t["sent"] == 400 and t["segments"] == 1200
     check_against_ground_truth(t, truth, await api.gateway_results(task["id"]), final=True)
     emitted = [r for m in truth for r in m["receipts"] if r["emitted_at"]]
@@ -346,13 +324,13 @@ async def test_a_throttled_carrier_loses_no_number(service):
     t = await api.get_task(task["id"])
     assert t["sent"] == 2000 and t["skipped"].get("refused", 0) == 0
     assert elapsed >= 0.9  # 2000 numbers at 1000/s over a sliding second
-    platforms = await api.call("GET", "/api/v1/platforms")
+    platforms = await api.request("GET", "/api/v1/platforms")
     sim = next(p for p in platforms["items"] if p["name"] == "sim")
     assert sim["throughput_limit"] == 1000 and sim["throttled_batches"] > 0
     await api.advance(10)
     t = await api.get_task(task["id"])
     assert (t["status"], t["succeeded"]) == ("completed", 2000)
-    truth = await api.ground_truth(task["id"])
+    truth = await api.truth(task["id"])
     assert len(truth) == 2000 and len({m["number"] for m in truth}) == 2000
     check_against_ground_truth(t, truth, await api.gateway_results(task["id"]), final=True)
 
@@ -369,13 +347,13 @@ async def test_receipts_outage_swallows_receipts(service):
     await api.advance(60)
     a, b = await api.get_task(inside["id"]), await api.get_task(after["id"])
     assert (a["succeeded"], a["pending"]) == (0, 50) and (b["succeeded"], b["pending"]) == (50, 0)
-    truth = await api.ground_truth(inside["id"])
+    truth = await api.truth(inside["id"])
     assert all(r["swallowed"] and r["emitted_at"] is None for m in truth for r in m["receipts"])
     assert {m["expected_result"] for m in truth} == {"receipt_timeout"}
     # changing another field keeps the outage windows where they were
-    anchor = (await api.call("GET", "/api/v1/platforms"))["items"]
+    anchor = (await api.request("GET", "/api/v1/platforms"))["items"]
     await api.patch_profile(duplicate_rate=0.1)
-    assert (await api.call("GET", "/api/v1/platforms"))["items"] == anchor
+    assert (await api.request("GET", "/api/v1/platforms"))["items"] == anchor
     await api.advance(73 * HOUR)
     a = await api.get_task(inside["id"])
     assert (a["status"], a["failed"]) == ("completed", 50)
@@ -396,7 +374,7 @@ async def test_submit_outage_is_retried_until_it_ends(service):
         await asyncio.sleep(0.05)
     assert (t["status"], t["sent"], t["succeeded"]) == ("completed", 30, 30)
     assert api.carrier.outage_refusals > 0
-    truth = await api.ground_truth(task["id"])
+    truth = await api.truth(task["id"])
     anchor = api.carrier.outages_anchor
     assert len(truth) == 30 and all(_ts(m["submitted_at"]) >= anchor + 60 for m in truth)
 
@@ -439,10 +417,10 @@ async def test_reset_forgets_the_carriers_state_not_the_gateways(service):
                           moderation={"review_seconds": 0})
     first = await api.task(numbers(20), "first")
     await api.advance(1)
-    assert len(await api.ground_truth(first["id"])) == 20
+    assert len(await api.truth(first["id"])) == 20
     await api.carrier.reset()
-    assert await api.ground_truth(first["id"]) == []
-    assert (await api.call("GET", "/api/v1/simulator/profile"))["receipt_delay"] == {"kind": "fixed", "seconds": 60.0}
+    assert await api.truth(first["id"]) == []
+    assert (await api.request("GET", "/api/v1/simulator/profile"))["receipt_delay"] == {"kind": "fixed", "seconds": 60.0}
     second = await api.task(numbers(20), "second")
     await api.advance(120)
     s = await api.get_task(second["id"])
@@ -467,12 +445,12 @@ async def test_profile_api_takes_the_new_fields_and_names_bad_ones(service):
                        ({"outages": [{"start": True, "end": 5}]}, "outages[0].start"),
                        ({"number_rules": [{"number": "12345", "outcome": "failed"}]}, "number_rules[0].number"),
                        ({"submit_latency": {"kind": "gamma"}}, "submit_latency")]:
-        resp = await api.client.request("PATCH", "/api/v1/simulator/profile", json=bad, headers=api.headers)
-        error = (await resp.json())["error"]
-        assert resp.status == 400 and field in error["message"], (bad, error)
+        with pytest.raises(ApiError) as refused:
+            await api.patch_profile(bad)
+        assert refused.value.status == 400 and field in refused.value.message, (bad, refused.value)
     # a PUT without number_rules brings the magic numbers back
     assert len((await api.put_profile(seed=1))["number_rules"]) == 14 + 8  # and the SMSC's eight
-    presets = await api.call("GET", "/api/v1/simulator/presets")
+    presets = await api.request("GET", "/api/v1/simulator/presets")
     assert {p["name"] for p in presets["items"]} >= {"perfect", "realistic", "flaky", "outage", "black-hole"}
-    active = await api.preset("outage")
+    active = await api.activate_preset("outage")
     assert [o["kind"] for o in active["outages"]] == ["submit", "receipts"]

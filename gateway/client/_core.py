@@ -1,0 +1,193 @@
+"""The transport under every client: one sync implementation on :mod:`urllib.request` (no extra
+dependency, no event loop) and one async on :mod:`aiohttp`, with the same error mapping.
+
+Both smslab servers answer errors as ``{"error": {"code", "message", "field"?}}``; any 4xx/5xx
+becomes an :class:`ApiError` carrying those fields (and the raw decoded body).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json as _json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Mapping
+
+import msgspec
+
+__all__ = ["ApiError", "SyncTransport", "AsyncTransport", "encode_body", "with_query"]
+
+
+class ApiError(Exception):
+    """An HTTP error answer: ``status`` (int), ``code``/``message``/``field`` from the error body
+    (``field`` is None when the answer names none), ``body`` the decoded answer (dict or text)."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, body: Any = None,
+                 method: str = "", path: str = ""):
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.body = body
+        self.method = method
+        self.path = path
+        where = f"{method} {path}: " if method else ""
+        extra = f" (field {field})" if field else ""
+        super().__init__(f"{where}{status} {code}: {message}{extra}")
+
+    @classmethod
+    def from_answer(cls, status: int, body: Any, reason: str = "", method: str = "", path: str = "") -> "ApiError":
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict):
+            return cls(status, str(err.get("code") or "error"), str(err.get("message") or reason),
+                       err.get("field"), body, method, path)
+        text = body if isinstance(body, str) else reason
+        return cls(status, "http_error", (text or reason or "").strip()[:500], None, body, method, path)
+
+
+def encode_body(json: Any) -> bytes:
+    """A request body: a msgspec Struct (the server's own request models), a dict/list, or anything
+    msgspec can encode. A Struct's fields left at their default ``None`` are left out (the server
+    decodes the same model, so absent and ``None`` are the same to it; the body stays readable)."""
+    if isinstance(json, msgspec.Struct):
+        data = msgspec.to_builtins(json)
+        for field in msgspec.structs.fields(type(json)):
+            if field.default is None and data.get(field.encode_name, 0) is None:
+                del data[field.encode_name]
+        return msgspec.json.encode(data)
+    return msgspec.json.encode(json)
+
+
+def with_query(path: str, params: Mapping[str, Any] | None) -> str:
+    """``path`` with ``params`` appended (None values dropped; lists repeat the key; booleans as
+    ``true``/``false``)."""
+    if not params:
+        return path
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            pairs.append((key, ("true" if v else "false") if isinstance(v, bool) else str(v)))
+    if not pairs:
+        return path
+    return path + ("&" if "?" in path else "?") + urllib.parse.urlencode(pairs)
+
+
+def _decode(raw: bytes, content_type: str) -> Any:
+    if not raw:
+        return None
+    if "json" in (content_type or ""):
+        try:
+            return _json.loads(raw)
+        except ValueError:
+            pass
+    text = raw.decode("utf-8", "replace")
+    return text
+
+
+def _is_loopback(base_url: str) -> bool:
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SyncTransport:
+    def __init__(self, base_url: str, token: str | None, timeout: float = 300.0):
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(self.base_url) else []
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def request(self, method: str, path: str, json: Any = None, *, params: Mapping[str, Any] | None = None,
+                data: bytes | str | None = None, content_type: str | None = None, raw: bool = False,
+                headers: Mapping[str, str] | None = None) -> Any:
+        path = with_query(path, params)
+        body: bytes | None
+        if json is not None:
+            body, content_type = encode_body(json), "application/json"
+        elif data is not None:
+            body = data.encode() if isinstance(data, str) else data
+        else:
+            body = None
+        req = urllib.request.Request(self.base_url + path, data=body, method=method.upper(),
+                                     headers={**self.headers(content_type), **(headers or {})})
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                payload, ctype, status = resp.read(), resp.headers.get("Content-Type", ""), resp.status
+        except urllib.error.HTTPError as exc:
+            payload = exc.read() if exc.fp is not None else b""
+            decoded = _decode(payload, exc.headers.get("Content-Type", "") if exc.headers else "")
+            raise ApiError.from_answer(exc.code, decoded, exc.reason or "", method.upper(), path) from None
+        if raw:
+            return payload.decode("utf-8", "replace")
+        return _decode(payload, ctype)
+
+    def close(self) -> None:
+        pass
+
+
+class AsyncTransport:
+    def __init__(self, base_url: str, token: str | None, timeout: float = 300.0, session=None):
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._session = session
+        self._own_session = session is None
+
+    def headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    async def _session_(self):
+        if self._session is None:
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                                  trust_env=not _is_loopback(self.base_url))
+        return self._session
+
+    async def request(self, method: str, path: str, json: Any = None, *, params: Mapping[str, Any] | None = None,
+                      data: bytes | str | None = None, content_type: str | None = None, raw: bool = False,
+                headers: Mapping[str, str] | None = None) -> Any:
+        path = with_query(path, params)
+        if json is not None:
+            body, content_type = encode_body(json), "application/json"
+        elif data is not None:
+            body = data.encode() if isinstance(data, str) else data
+        else:
+            body = None
+        session = await self._session_()
+        async with session.request(method.upper(), self.base_url + path, data=body,
+                                   headers={**self.headers(content_type), **(headers or {})}) as resp:
+            payload = await resp.read()
+            ctype = resp.headers.get("Content-Type", "")
+            if resp.status >= 400:
+                raise ApiError.from_answer(resp.status, _decode(payload, ctype), resp.reason or "", method.upper(), path)
+        if raw:
+            return payload.decode("utf-8", "replace")
+        return _decode(payload, ctype)
+
+    async def close(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None
