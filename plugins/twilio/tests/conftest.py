@@ -1,0 +1,9 @@
+"""The plugin's tests run smslab carrier (its Twilio API) as a process; the
+helpers that start it live with smslab's tests, in the repository this plugin is part of."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
