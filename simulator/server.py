@@ -499,7 +499,8 @@ def _run(args: argparse.Namespace) -> int:
               else "Its API is open to this machine only (no --token).", flush=True)
 
     app.on_startup.append(announce)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    # a request line up to 64 KiB: Alibaba's SDK puts SendSms's PhoneNumbers (up to 1000) in the query string
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, max_line_size=65536)
     return 0
 
 

@@ -1,0 +1,11 @@
+"""The plugin's tests run smslab's own carrier (``smslab carrier --aliyun``), in-process or as a
+process; the helpers that start it live with smslab's tests, in the repository this plugin is part of."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).resolve().parent
+for path in (ROOT, HERE, ROOT / "plugins" / "smpp" / "tests"):  # smpp_gateway: the Gateway helper
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
