@@ -144,3 +144,11 @@ def test_extra_arguments_of_the_started_processes_come_from_the_ini(pytester: py
             assert smslab_carrier.get_profile()["outcomes"]["missing"] == 1
     """)
     pytester.runpytest(*INNER).assert_outcomes(passed=1)
+
+
+def test_a_carrier_token_that_begins_with_a_dash_still_starts():
+    # secrets.token_urlsafe gives one now and then; passed as "--token -x…" argparse took it for an option
+    from gateway.testing.pytest_plugin import CarrierProcess
+
+    with CarrierProcess(token="-Wi3mES2anlk524TYKOt4w") as carrier:
+        assert carrier.client().health()["status"] == "ok"

@@ -217,7 +217,8 @@ class CarrierProcess(_Process):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "gateway.cli", "carrier", "--host", "127.0.0.1", "--port", str(self.port),
                 "--smpp-port", str(self.smpp_port), "--db", str(self.db), "--clock", "virtual",
-                "--token", self.token, "--account", f"{self.system_id}:{self.password}", *self.extra]
+                # "--option=value": a random token may begin with "-", which argparse would take for an option
+                f"--token={self.token}", f"--account={self.system_id}:{self.password}", *self.extra]
 
     def _started(self) -> bool:
         return "SMPP 3.4 on" in self.log()
