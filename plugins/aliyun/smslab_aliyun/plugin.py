@@ -297,9 +297,14 @@ class AliyunPlatform(Platform):
 
     # -- pushes ---------------------------------------------------------------------------------------
     def parse_webhook(self, headers: dict[str, str], body: bytes, now: float) -> list[Receipt]:
-        """Alibaba signs nothing it pushes: only the secret path
-        (``/api/v1/platforms/{name}/{token}/receipts``) is accepted, never the plain one."""
-        raise WebhookRejected("Alibaba Cloud reports are taken at the platform's secret path only", status=401)
+        """Not used: ``take_webhook`` takes the whole request (the token is in its URL)."""
+        raise WebhookRejected("Alibaba Cloud reports need the platform's secret token", status=401)
+
+    async def take_webhook(self, request):
+        """``POST /api/v1/platforms/{name}/receipts?token=SECRET``: the gateway's own route hands
+        the request over, since Alibaba signs nothing it pushes (the secret token authenticates it)
+        and must be answered ``{"code": 0}``."""
+        return await _answer_push(self, request, request.query.get("token", ""))
 
     def check_token(self, token: str) -> bool:
         want = self.settings.report_token
@@ -383,13 +388,18 @@ async def _push_route(request):
     """``POST /api/v1/platforms/{name}/{token}/receipts``: Alibaba's pushes. A wrong token or an
     unknown platform is the gateway's usual 401; the body is committed before the answer
     ``{"code": 0, "msg": "ok"}`` (anything else makes Alibaba push it again)."""
+    return await _answer_push(_platforms.get(request.match_info["name"]), request, request.match_info["token"])
+
+
+async def _answer_push(platform: "AliyunPlatform | None", request, token: str):
+    """Check the token, commit the push, answer as Alibaba expects (``{"code": 0}``, or the
+    gateway's error: anything else is pushed again)."""
     from aiohttp import web
 
     from gateway.web.middleware import error_body
     from gateway.web.routes_system import _refused
 
-    platform = _platforms.get(request.match_info["name"])
-    if platform is None or not platform.check_token(request.match_info["token"]):
+    if platform is None or not platform.check_token(token):
         log.info("a push for platform %s was refused: unknown platform or wrong token", request.match_info["name"])
         return _refused()
     too_large = f"body: a push of at most {MAX_PUSH:,} bytes"
