@@ -178,10 +178,10 @@ def test_unacknowledged_receipts_are_sent_again_when_the_dialect_says_so(carrier
     assert again and again[0].tlvs.get("receipted_message_id") == message_id
     deadline = time.monotonic() + 5  # the acknowledgement is on its way to the carrier: wait for it
     truth = carrier.ground_truth(name)[0]["receipts"][0]
-    while not truth["acked_at"] and time.monotonic() < deadline:
+    while not truth.get("acked_at") and time.monotonic() < deadline:
         time.sleep(0.02)
         truth = carrier.ground_truth(name)[0]["receipts"][0]
-    assert truth["attempts"] == 2 and truth["acked_at"]
+    assert truth["attempts"] == 2 and truth.get("acked_at"), truth
 
 
 def test_early_receipts_come_before_their_response(carrier, esme):

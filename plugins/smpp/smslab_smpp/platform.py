@@ -37,6 +37,7 @@ messages of the workspace that last sent to the number through this platform.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import uuid
@@ -156,9 +157,17 @@ class SmppPlatform(Platform):
                 results[item.key] = SubmitResult(item.key, known[0])
         if todo:
             await self._wait_bound()
-            outcomes = await asyncio.gather(*(self._submit_one(item, workspace_id) for item in todo))
-            for item, result in zip(todo, outcomes):
-                results[item.key] = result
+            # as many workers as parts can be in flight, each taking the next number: the windows
+            # stay full without a task per number (a thousand tasks a batch cost more than the PDUs)
+            queue = collections.deque(todo)
+
+            async def worker() -> None:
+                while queue:
+                    item = queue.popleft()
+                    results[item.key] = await self._submit_one(item, workspace_id)
+
+            in_flight = sum(self.settings.window for s in self.sessions if s.mode in ("trx", "tx"))
+            await asyncio.gather(*(worker() for _ in range(max(1, min(len(todo), in_flight)))))
             await self._write_store()
         return [results[item.key] for item in batch]
 
