@@ -608,32 +608,36 @@ class Smsc:
             metas = await self._metas_of([i.msg_id for i in items if i.kind == RECEIPT])
             back: list[OutItem] = []
             skipped: list[OutItem] = []
+            handed: list[OutItem] = []
             turn = self._round_robin.get(name, 0)
-            for item in items:
-                meta = metas.get(item.msg_id) if item.kind == RECEIPT else None
-                if item.kind == RECEIPT and (meta is None or meta.canceled_at is not None
-                                             or not _requested(meta.registered_delivery, item.status)):
-                    skipped.append(item)
-                    continue
-                session = None
-                for k in range(len(receivers)):
-                    candidate = receivers[(turn + k) % len(receivers)]
-                    if candidate.room > 0 and candidate.state == "bound":
-                        session = candidate
-                        turn = (turn + k + 1) % len(receivers)
-                        break
-                if session is None:
-                    back.append(item)
-                    continue
-                pdu = self._receipt(session.account.dialect, item, meta) if item.kind == RECEIPT else self._mo(item)
-                session.request(pdu, item)
-                outbox.sent([item], now)
-                sent += 1
-                if item.kind == RECEIPT:
-                    self.stats["receipts_sent"] += 1
-                    self._release_resps(item.msg_id)
-                else:
-                    self.stats["mo_sent"] += 1
+            try:
+                for item in items:
+                    meta = metas.get(item.msg_id) if item.kind == RECEIPT else None
+                    if item.kind == RECEIPT and (meta is None or meta.canceled_at is not None
+                                                 or not _requested(meta.registered_delivery, item.status)):
+                        skipped.append(item)
+                        continue
+                    session = None
+                    for k in range(len(receivers)):
+                        candidate = receivers[(turn + k) % len(receivers)]
+                        if candidate.room > 0 and candidate.state == "bound":
+                            session = candidate
+                            turn = (turn + k + 1) % len(receivers)
+                            break
+                    if session is None:
+                        back.append(item)
+                        continue
+                    pdu = self._receipt(session.account.dialect, item, meta) if item.kind == RECEIPT else self._mo(item)
+                    session.request(pdu, item)
+                    handed.append(item)
+                    sent += 1
+                    if item.kind == RECEIPT:
+                        self.stats["receipts_sent"] += 1
+                        self._release_resps(item.msg_id)
+                    else:
+                        self.stats["mo_sent"] += 1
+            finally:  # marked sent once the loop is done: one call, not one per receipt
+                outbox.sent(handed, now)
             self._round_robin[name] = turn
             if skipped:
                 outbox.not_requested(skipped, now)

@@ -12,6 +12,7 @@ field, each with the public report of the gateway failure it reproduces.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from datetime import datetime
@@ -53,6 +54,14 @@ _DATE_WRITERS = {
     "YYYYMMDDhhmm": lambda t: "%04d%02d%02d%02d%02d" % (t.year, t.month, t.day, t.hour, t.minute),
     "YYYYMMDDhhmmss": lambda t: "%04d%02d%02d%02d%02d%02d" % (t.year, t.month, t.day, t.hour, t.minute, t.second),
 }
+
+
+@functools.lru_cache(maxsize=None)
+def _date_writer(date_format: str):
+    """The date writer of a format, remembering the last few thousand dates it wrote: receipts
+    come in bursts that share their seconds (the SMSC reuses one datetime per second), and a
+    look-up is a third of the formatting."""
+    return functools.lru_cache(maxsize=4096)(_DATE_WRITERS[date_format])
 
 
 class Dialect(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -234,7 +243,7 @@ def build_receipt(
     if dlvrd is None:
         dlvrd = 1 if state == DELIVERED else 0
     show = dialect.fields
-    write_date = _DATE_WRITERS[dialect.date_format]
+    write_date = _date_writer(dialect.date_format)
     message_id = format_message_id(dialect, message_number)
     words: list[str] = []
     if "id" in show:

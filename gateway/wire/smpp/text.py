@@ -84,6 +84,7 @@ def encode_text(text: str, data_coding: int) -> bytes:
     return text.encode(codec)
 
 
+@functools.lru_cache(maxsize=1024)  # a task sends one text to every number: its receipts quote it
 def gsm_or_question_marks(text: str) -> bytes:
     """``text`` in GSM 03.38, a character it cannot carry written ``?`` (as many SMSCs write the
     ``text:`` of a receipt for a UCS-2 message)."""
