@@ -12,11 +12,11 @@ import json as _json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Iterator, Mapping
 
 import msgspec
 
-__all__ = ["ApiError", "SyncTransport", "AsyncTransport", "encode_body", "with_query"]
+__all__ = ["ApiError", "AsyncSession", "AsyncTransport", "SyncSession", "SyncTransport", "encode_body", "with_query"]
 
 
 class ApiError(Exception):
@@ -98,38 +98,42 @@ def _is_loopback(base_url: str) -> bool:
         return False
 
 
-class SyncTransport:
+class _Transport:
     def __init__(self, base_url: str, token: str | None, timeout: float = 300.0):
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
-        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(self.base_url) else []
-        self._opener = urllib.request.build_opener(*handlers)
 
-    def headers(self, content_type: str | None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        if content_type:
-            headers["Content-Type"] = content_type
-        return headers
-
-    def request(self, method: str, path: str, json: Any = None, *, params: Mapping[str, Any] | None = None,
-                data: bytes | str | None = None, content_type: str | None = None, raw: bool = False,
-                headers: Mapping[str, str] | None = None) -> Any:
-        path = with_query(path, params)
-        body: bytes | None
+    def prepare(self, path: str, json: Any, params: Mapping[str, Any] | None, data: bytes | str | None,
+                content_type: str | None, headers: Mapping[str, str] | None) -> tuple[str, bytes | None, dict[str, str]]:
+        """(path with its query, body, headers) of a request: ``json`` encoded, else ``data`` as given."""
+        body: bytes | None = None
         if json is not None:
             body, content_type = encode_body(json), "application/json"
         elif data is not None:
             body = data.encode() if isinstance(data, str) else data
-        else:
-            body = None
-        req = urllib.request.Request(self.base_url + path, data=body, method=method.upper(),
-                                     headers={**self.headers(content_type), **(headers or {})})
+        sent = {"Accept": "application/json"}
+        if self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
+        if content_type:
+            sent["Content-Type"] = content_type
+        return with_query(path, params), body, {**sent, **(headers or {})}
+
+
+class SyncTransport(_Transport):
+    def __init__(self, base_url: str, token: str | None, timeout: float = 300.0):
+        super().__init__(base_url, token, timeout)
+        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(self.base_url) else []
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def request(self, method: str, path: str, json: Any = None, *, params: Mapping[str, Any] | None = None,
+                data: bytes | str | None = None, content_type: str | None = None, raw: bool = False,
+                headers: Mapping[str, str] | None = None) -> Any:
+        path, body, sent = self.prepare(path, json, params, data, content_type, headers)
+        req = urllib.request.Request(self.base_url + path, data=body, method=method.upper(), headers=sent)
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
-                payload, ctype, status = resp.read(), resp.headers.get("Content-Type", ""), resp.status
+                payload, ctype = resp.read(), resp.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
             payload = exc.read() if exc.fp is not None else b""
             decoded = _decode(payload, exc.headers.get("Content-Type", "") if exc.headers else "")
@@ -142,21 +146,11 @@ class SyncTransport:
         pass
 
 
-class AsyncTransport:
+class AsyncTransport(_Transport):
     def __init__(self, base_url: str, token: str | None, timeout: float = 300.0, session=None):
-        self.base_url = base_url.rstrip("/")
-        self.token = token
-        self.timeout = timeout
+        super().__init__(base_url, token, timeout)
         self._session = session
         self._own_session = session is None
-
-    def headers(self, content_type: str | None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        if content_type:
-            headers["Content-Type"] = content_type
-        return headers
 
     async def _session_(self):
         if self._session is None:
@@ -169,16 +163,9 @@ class AsyncTransport:
     async def request(self, method: str, path: str, json: Any = None, *, params: Mapping[str, Any] | None = None,
                       data: bytes | str | None = None, content_type: str | None = None, raw: bool = False,
                 headers: Mapping[str, str] | None = None) -> Any:
-        path = with_query(path, params)
-        if json is not None:
-            body, content_type = encode_body(json), "application/json"
-        elif data is not None:
-            body = data.encode() if isinstance(data, str) else data
-        else:
-            body = None
+        path, body, sent = self.prepare(path, json, params, data, content_type, headers)
         session = await self._session_()
-        async with session.request(method.upper(), self.base_url + path, data=body,
-                                   headers={**self.headers(content_type), **(headers or {})}) as resp:
+        async with session.request(method.upper(), self.base_url + path, data=body, headers=sent) as resp:
             payload = await resp.read()
             ctype = resp.headers.get("Content-Type", "")
             if resp.status >= 400:
@@ -191,3 +178,63 @@ class AsyncTransport:
         if self._session is not None and self._own_session:
             await self._session.close()
         self._session = None
+
+
+class SyncSession:
+    """The sync half every client shares (the gateway's and the carrier's): requests through
+    its transport, cursor paging, closing. The route methods come from an ``_Operations`` class."""
+
+    _http: SyncTransport
+
+    def request(self, method: str, path: str, json: Any = None, *, params: dict | None = None, **kw: Any) -> Any:
+        return self._http.request(method, path, json, params=params, **kw)
+
+    _call = request
+
+    def _iter(self, path: str, params: dict) -> Iterator[dict]:
+        params = dict(params)
+        while True:
+            page = self.request("GET", path, params=params)
+            yield from page["items"]
+            if not page.get("next_cursor"):
+                return
+            params["cursor"] = page["next_cursor"]
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncSession:
+    """:class:`SyncSession` as coroutines (``async with``; the ``iter_*`` methods are async iterators)."""
+
+    _http: AsyncTransport
+
+    async def request(self, method: str, path: str, json: Any = None, *, params: dict | None = None, **kw: Any) -> Any:
+        return await self._http.request(method, path, json, params=params, **kw)
+
+    _call = request
+
+    async def _iter(self, path: str, params: dict) -> AsyncIterator[dict]:
+        params = dict(params)
+        while True:
+            page = await self.request("GET", path, params=params)
+            for item in page["items"]:
+                yield item
+            if not page.get("next_cursor"):
+                return
+            params["cursor"] = page["next_cursor"]
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()

@@ -8,9 +8,9 @@ Besides the HTTP API a carrier may listen for SMPP: ``smpp_host``/``smpp_port`` 
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any, Sequence
 
-from ._core import AsyncTransport, SyncTransport
+from ._core import AsyncSession, AsyncTransport, SyncSession, SyncTransport
 from .gateway import _page, _seg
 
 __all__ = ["AsyncCarrierClient", "CARRIER_ROUTES", "CarrierClient"]
@@ -156,7 +156,7 @@ class _CarrierOperations:
         return self._call("POST", "/mo", {"account": account or self.system_id, "from": from_, "to": to, "text": text})
 
 
-class CarrierClient(_CarrierOperations):
+class CarrierClient(SyncSession, _CarrierOperations):
     """A client for a running ``smslab carrier``. ``smpp_port``, ``system_id`` and ``password``
     are what a gateway under test needs to bind (None when unknown)."""
 
@@ -169,34 +169,12 @@ class CarrierClient(_CarrierOperations):
         self.system_id = system_id
         self.password = password
 
-    def request(self, method: str, path: str, json: Any = None, *, params: dict | None = None, **kw: Any) -> Any:
-        return self._http.request(method, path, json, params=params, **kw)
-
-    _call = request
-
-    def _iter(self, path: str, params: dict) -> Iterator[dict]:
-        params = dict(params)
-        while True:
-            page = self.request("GET", path, params=params)
-            yield from page["items"]
-            if not page.get("next_cursor"):
-                return
-            params["cursor"] = page["next_cursor"]
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "CarrierClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"CarrierClient({self.base_url!r}, smpp_port={self.smpp_port!r}, system_id={self.system_id!r})"
 
 
-class AsyncCarrierClient(_CarrierOperations):
+class AsyncCarrierClient(AsyncSession, _CarrierOperations):
     def __init__(self, base_url: str, token: str | None = None, *, smpp_port: int | None = None,
                  system_id: str | None = None, password: str | None = None, timeout: float = 300.0, session: Any = None):
         self._http = AsyncTransport(base_url, token, timeout, session)
@@ -206,26 +184,3 @@ class AsyncCarrierClient(_CarrierOperations):
         self.system_id = system_id
         self.password = password
 
-    async def request(self, method: str, path: str, json: Any = None, *, params: dict | None = None, **kw: Any) -> Any:
-        return await self._http.request(method, path, json, params=params, **kw)
-
-    _call = request
-
-    async def _iter(self, path: str, params: dict) -> AsyncIterator[dict]:
-        params = dict(params)
-        while True:
-            page = await self.request("GET", path, params=params)
-            for item in page["items"]:
-                yield item
-            if not page.get("next_cursor"):
-                return
-            params["cursor"] = page["next_cursor"]
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    async def __aenter__(self) -> "AsyncCarrierClient":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()

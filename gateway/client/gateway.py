@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
-from typing import Any, AsyncIterator, Iterable, Iterator, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import msgspec
 
 from gateway.web import schemas as S
 
 from . import truth as _truth
-from ._core import ApiError, AsyncTransport, SyncTransport
+from ._core import ApiError, AsyncSession, AsyncTransport, SyncSession, SyncTransport
 
 __all__ = ["ApiError", "AsyncClient", "Client", "ITERATORS", "PLUGIN_ROUTES", "ROUTES"]
 
@@ -286,7 +286,7 @@ def _status_set(status: str | Iterable[str]) -> set[str]:
     return {status} if isinstance(status, str) else set(status)
 
 
-class Client(_Operations):
+class Client(SyncSession, _Operations):
     """A client for a running ``smslab serve``: ``Client("http://127.0.0.1:8080", token)``.
 
     ``request(method, path, json=None)`` returns the decoded JSON (text when the answer is not
@@ -298,20 +298,6 @@ class Client(_Operations):
         self._http = SyncTransport(base_url, token, timeout)
         self.base_url = self._http.base_url
         self.token = token
-
-    def request(self, method: str, path: str, json: Any = None, *, params: dict | None = None, **kw: Any) -> Any:
-        return self._http.request(method, path, json, params=params, **kw)
-
-    _call = request
-
-    def _iter(self, path: str, params: dict) -> Iterator[dict]:
-        params = dict(params)
-        while True:
-            page = self.request("GET", path, params=params)
-            yield from page["items"]
-            if not page.get("next_cursor"):
-                return
-            params["cursor"] = page["next_cursor"]
 
     def wait_for_task(self, task_id: int, status: str | Iterable[str], timeout: float = 60, *,
                       interval: float = 0.05) -> dict:
@@ -340,20 +326,12 @@ class Client(_Operations):
         if lines:
             raise AssertionError(_truth.report(task_id, lines))
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
 
 
-class AsyncClient(_Operations):
+class AsyncClient(AsyncSession, _Operations):
     """:class:`Client`'s methods as coroutines, on aiohttp (``async with AsyncClient(url, token) as
     c: await c.get_task(1)``); the ``iter_*`` methods are async iterators. ``session=`` shares an
     ``aiohttp.ClientSession`` (then closing the client leaves it open)."""
@@ -362,21 +340,6 @@ class AsyncClient(_Operations):
         self._http = AsyncTransport(base_url, token, timeout, session)
         self.base_url = self._http.base_url
         self.token = token
-
-    async def request(self, method: str, path: str, json: Any = None, *, params: dict | None = None, **kw: Any) -> Any:
-        return await self._http.request(method, path, json, params=params, **kw)
-
-    _call = request
-
-    async def _iter(self, path: str, params: dict) -> AsyncIterator[dict]:
-        params = dict(params)
-        while True:
-            page = await self.request("GET", path, params=params)
-            for item in page["items"]:
-                yield item
-            if not page.get("next_cursor"):
-                return
-            params["cursor"] = page["next_cursor"]
 
     async def wait_for_task(self, task_id: int, status: str | Iterable[str], timeout: float = 60, *,
                             interval: float = 0.05) -> dict:
@@ -402,14 +365,6 @@ class AsyncClient(_Operations):
         if lines:
             raise AssertionError(_truth.report(task_id, lines))
 
-    async def close(self) -> None:
-        await self._http.close()
-
-    async def __aenter__(self) -> "AsyncClient":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.base_url!r})"

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 import uuid
 from collections import OrderedDict
 from typing import Any
