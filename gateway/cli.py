@@ -14,6 +14,7 @@ from aiohttp import web
 from .auth import create_token, list_tokens, revoke_token, serve_token
 from .config import Config
 from .platform import PlatformConfigError
+from .ports import port_taken
 from .storage.db import Database
 
 
@@ -24,25 +25,6 @@ async def _with_db(db_path: str, fn, *args):
         return await fn(db, *args)
     finally:
         await db.close()
-
-
-def _port_taken(host: str, port: int) -> bool:
-    """Whether something already listens on host:port (checked before anything is printed, so a
-    second ``smslab serve`` says so in one line instead of a traceback after its token)."""
-    import socket
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return False
-    for family, socktype, proto, _, addr in infos:
-        with socket.socket(family, socktype, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(addr)
-            except OSError:
-                return True
-    return False
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -73,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
         if not Path(config.profile).is_file() and config.profile not in profiles.preset_names():
             print(f"smslab: --profile {config.profile!r} is neither a file nor a preset ({', '.join(profiles.preset_names())})", file=sys.stderr)
             return 2
-    if _port_taken(config.host, config.port):
+    if port_taken(config.host, config.port):
         print(f"smslab: {config.host}:{config.port} is already in use; stop what runs there or choose another --port",
               file=sys.stderr)
         return 2

@@ -45,6 +45,7 @@ from aiohttp import web
 from gateway import paging
 from gateway.clock import to_rfc3339
 from gateway.errors import Conflict, Invalid, NotFound, ServiceError
+from gateway.ports import port_taken
 from gateway.web.bodies import read
 from gateway.wire.smpp.receipts import PRESETS as DIALECT_PRESETS
 
@@ -471,7 +472,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"smslab carrier: {error}", file=sys.stderr)
         return 2
     for option, port in (("--port", args.port), ("--smpp-port", args.smpp_port), ("--smpp-tls-port", args.smpp_tls_port)):
-        if port is not None and _port_taken(args.host, port):
+        if port is not None and port_taken(args.host, port):
             print(f"smslab carrier: {args.host}:{port} ({option}) is already in use", file=sys.stderr)
             return 2
     carrier = CarrierServer(args.db, clock=args.clock, clock_start=args.clock_start, profile=profile,
@@ -507,12 +508,6 @@ def _run(args: argparse.Namespace) -> int:
 def _env_int(env, name: str) -> int | None:
     value = env.get(name)
     return int(value) if value else None
-
-
-def _port_taken(host: str, port: int) -> bool:
-    from gateway.cli import _port_taken as taken
-
-    return taken(host, port)
 
 
 def _loopback(host: str) -> bool:
