@@ -3,7 +3,7 @@
 The result, ``smslab-NAME/``, is a pip-installable distribution: a ``pyproject.toml`` with the
 entry point ``[project.entry-points.smslab] NAME = "smslab_NAME.plugin"``, a package with a
 Platform subclass that accepts every message and reports it delivered a little later on the
-service clock (keeping its state in the gateway's database, so it is idempotent across
+service clock (keeping its state in its own store, ``ctx.store``, so it is idempotent across
 restarts), a README, and tests that run the conformance suite
 (:mod:`gateway.testing.conformance`) and check that the entry point loads.
 
@@ -108,12 +108,14 @@ PLATFORM = '''\
 """The {name} platform.
 
 It accepts every message and reports it delivered ``receipt_delay`` seconds later on the
-service clock. Its state lives in the gateway's database (table ``{table}``), so:
+service clock. Its state lives in the platform's own store (``ctx.store``: keys and JSON values
+in a namespace of its own, kept by the gateway), so:
 
 - the same idempotency key submitted twice (the gateway resubmits after a crash) gets the
-  same platform id and is not sent twice, even by a restarted process;
-- a receipt is marked emitted only after ``ctx.deliver_receipts`` returned, i.e. after the
-  gateway committed it; if the hand-off fails, the next ``on_clock`` offers it again.
+  same platform id and is not sent twice, even by a restarted process (``k:{{key}}``);
+- a receipt waits under ``due:{{time}}:{{platform id}}`` (keys sort by time) and is removed only
+  after ``ctx.deliver_receipts`` returned, i.e. after the gateway committed it; if the hand-off
+  fails, the next ``on_clock`` offers it again.
 
 Replace ``submit`` with a call to your carrier (raise ``PlatformError`` or ``Throttled`` when
 the whole batch is refused, set ``error_code`` on a result for one refused number) and
@@ -123,20 +125,13 @@ them to ``POST /api/v1/platforms/{name}/receipts``.
 
 from __future__ import annotations
 
-from gateway.platform import Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS {table} (
-    key TEXT PRIMARY KEY,
-    platform_id TEXT NOT NULL UNIQUE,
-    parts INTEGER NOT NULL,
-    due_at REAL NOT NULL,
-    emitted INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS {table}_due ON {table}(emitted, due_at);
-"""
+from gateway.platform import Platform, PlatformContext, Receipt, SubmitItem, SubmitResult
 
 EMIT_BATCH = 1000
+
+
+def _due_key(due_at: float, platform_id: str) -> str:
+    return f"due:{{due_at:020.6f}}:{{platform_id}}"  # fixed width: the store's key order is time order
 
 
 class {cls}(Platform):
@@ -146,54 +141,45 @@ class {cls}(Platform):
 
     async def start(self, ctx: PlatformContext) -> None:
         self.ctx = ctx
-        async with ctx.database.transaction() as conn:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    await conn.execute(statement)
 
     async def submit(self, batch: list[SubmitItem]) -> list[SubmitResult]:
         if not batch:
             return []
-        db = self.ctx.database
-        now = self.ctx.clock.now()
-        results = []
-        async with db.transaction() as conn:
-            for item in batch:
-                if not item.number.startswith("+") or not item.number[1:].isdigit():
-                    results.append(SubmitResult(item.key, error_code="INVALID_NUMBER",
-                                                error_message=f"not an E.164 number: {{item.number!r}}"))
-                    continue
-                platform_id = f"{name}-{{item.key}}"
-                # INSERT OR IGNORE: a key seen before keeps its first id and is not sent again
-                await conn.execute(
-                    "INSERT OR IGNORE INTO {table}(key, platform_id, parts, due_at) VALUES (?,?,?,?)",
-                    (item.key, platform_id, max(1, item.parts), now + self.receipt_delay),
-                )
-                row = await db.one(conn, "SELECT platform_id FROM {table} WHERE key=?", (item.key,))
-                if row is None:  # cannot happen with SQLite; shown for the shape of a batch refusal
-                    raise PlatformError("the platform lost a message", retryable=True)
-                results.append(SubmitResult(item.key, row[0]))
+        store = self.ctx.store
+        known = await store.get_many([f"k:{{item.key}}" for item in batch])  # one read for the batch
+        due_at = self.ctx.clock.now() + self.receipt_delay
+        results, new = [], {{}}
+        for item in batch:
+            if not item.number.startswith("+") or not item.number[1:].isdigit():
+                results.append(SubmitResult(item.key, error_code="INVALID_NUMBER",
+                                            error_message=f"not an E.164 number: {{item.number!r}}"))
+                continue
+            seen = known.get(f"k:{{item.key}}")
+            if seen is not None:  # sent before (a resubmission after a crash): same id, not sent again
+                results.append(SubmitResult(item.key, seen))
+                continue
+            platform_id = f"{name}-{{item.key}}"
+            new[f"k:{{item.key}}"] = platform_id
+            new[_due_key(due_at, platform_id)] = [platform_id, max(1, item.parts), due_at]
+            results.append(SubmitResult(item.key, platform_id))
+        await store.put_many(new)  # one transaction, before the gateway records the batch
         return results
 
     async def on_clock(self, now: float) -> None:
-        db = self.ctx.database
+        store = self.ctx.store
         while True:
-            rows = await db.fetchall(
-                "SELECT platform_id, parts, due_at FROM {table} WHERE emitted=0 AND due_at <= ?"
-                " ORDER BY due_at, platform_id LIMIT ?",
-                (now, EMIT_BATCH),
-            )
-            if not rows:
+            page = await store.scan("due:", limit=EMIT_BATCH)
+            due = [(key, value) for key, value in page if value[2] <= now]
+            if not due:
                 return
             receipts = [
-                Receipt(platform_id=pid, status="delivered", at=due, part=(part if parts > 1 else None))
-                for pid, parts, due in rows
+                Receipt(platform_id=pid, status="delivered", at=at, part=(part if parts > 1 else None))
+                for _, (pid, parts, at) in due
                 for part in range(parts)
             ]
             await self.ctx.deliver_receipts(self.name, receipts)  # returns once committed
-            async with db.transaction() as conn:
-                await conn.executemany("UPDATE {table} SET emitted=1 WHERE platform_id=?", [(r[0],) for r in rows])
-            if len(rows) < EMIT_BATCH:
+            await store.delete_many([key for key, _ in due])
+            if len(due) < EMIT_BATCH:
                 return
 
     def describe(self) -> dict:
@@ -248,7 +234,7 @@ def names_for(name: str) -> dict[str, str]:
     if keyword.iskeyword(ident):
         raise ScaffoldError(f"plugin name {name!r} is a Python keyword")
     cls = "".join(part.capitalize() for part in ident.split("_") if part) + "Platform"
-    return {"name": name, "module": f"smslab_{ident}", "cls": cls, "table": f"plugin_{ident}_messages"}
+    return {"name": name, "module": f"smslab_{ident}", "cls": cls}
 
 
 def render(name: str, delay: float = 1.0) -> dict[str, str]:
