@@ -20,22 +20,33 @@ def parse_id(text: str) -> int | None:
     return value if value <= MAX_ID else None
 
 
+def encode_tagged(tag: str, value: str) -> str:
+    """A cursor holding ``value`` under ``tag`` (what kind of position it is)."""
+    return base64.urlsafe_b64encode(f"{tag}:{value}".encode()).decode().rstrip("=")
+
+
+def decode_tagged(cursor: str, tag: str) -> str | None:
+    """The value of a cursor made by ``encode_tagged(tag, ...)``; None for anything else."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    kind, sep, value = text.partition(":")
+    return value if sep and kind == tag else None
+
+
 def encode(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+    return encode_tagged("id", str(last_id))
 
 
 def decode(cursor: str | None) -> int | None:
     if not cursor:
         return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = text.partition(":")
-        last = parse_id(value) if kind == "id" else None
-        if last is None:
-            raise ValueError
-        return last
-    except (ValueError, UnicodeDecodeError):
-        raise Invalid("cursor: not a cursor this service gave out", field="cursor") from None
+    value = decode_tagged(cursor, "id")
+    last = parse_id(value) if value is not None else None
+    if last is None:
+        raise Invalid("cursor: not a cursor this service gave out", field="cursor")
+    return last
 
 
 def limit_of(raw: str | None) -> int:
@@ -50,17 +61,13 @@ def limit_of(raw: str | None) -> int:
 
 def encode_key(last_key: str) -> str:
     """A cursor for a page ordered by a text key (an opt-out list, by number)."""
-    return base64.urlsafe_b64encode(f"key:{last_key}".encode()).decode().rstrip("=")
+    return encode_tagged("key", last_key)
 
 
 def decode_key(cursor: str | None) -> str | None:
     if not cursor:
         return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        text = ""
-    kind, _, value = text.partition(":")
-    if kind != "key" or not value:
+    value = decode_tagged(cursor, "key")
+    if not value:
         raise Invalid("cursor: not a cursor this service gave out", field="cursor")
     return value

@@ -14,7 +14,6 @@ its receiver binds.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 import aiohttp
 import msgspec
 
+from gateway import paging
 from gateway.clock import Clock, VirtualClock, WallClock, to_rfc3339
 from gateway.errors import Conflict, Invalid
 from gateway.platform import SubmitItem
@@ -418,16 +418,13 @@ def _describe_receipt(r: dict, out) -> None:
 
 
 def _cursor_of(msg_id: str) -> str:
-    return base64.urlsafe_b64encode(f"m:{msg_id}".encode()).decode().rstrip("=")
+    return paging.encode_tagged("m", msg_id)
 
 
 def _cursor_value(cursor: str | None) -> str | None:
     if not cursor:
         return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        text = ""
-    if not text.startswith("m:"):
+    value = paging.decode_tagged(cursor, "m")
+    if value is None:
         raise Invalid("cursor: not a cursor this carrier gave out", field="cursor")
-    return text[2:]
+    return value
