@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from typing import Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 import msgspec
 
@@ -35,6 +35,7 @@ WAITING, SENT, ABANDONED, NOT_REQUESTED = 0, 1, 3, 4
 RECEIPT, MO = 0, 1
 STATE_NAMES = {WAITING: "planned", SENT: "sent", ABANDONED: "abandoned", NOT_REQUESTED: "not_requested"}
 FLUSH_SECONDS = 0.02
+DELIVERY_TICK = 0.05  # real seconds between a front end's looks, for items that wait for a later time
 
 
 class OutItem(msgspec.Struct, array_like=True, gc=False):
@@ -336,3 +337,25 @@ def _upsert(conn, items: list[OutItem]) -> None:
         "INSERT OR REPLACE INTO sim_outbox(rid, due_at, state, attempts, sent_at, acked_at, last_error, mo)"
         " SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 FROM json_each(?)",
         (bulk.encode(rows),))
+
+
+async def keep_delivering(outbox: Outbox, deliver: Callable[[], Awaitable[Any]], wake: asyncio.Event,
+                          logger: logging.Logger, failure: str) -> None:
+    """A front end's delivery loop (the SMSC's receipts, Twilio's callbacks, Alibaba's pushes):
+    ``deliver()`` whenever the outbox has news or the front end sets ``wake`` itself (a client
+    acknowledged, a window has room), and at least every ``DELIVERY_TICK`` for items that wait
+    for a later time. A failure is logged as ``failure`` and tried again on the next round."""
+    outbox.listeners.append(wake.set)
+    while True:
+        wake.clear()
+        try:
+            await deliver()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception(failure)
+        try:
+            async with asyncio.timeout(DELIVERY_TICK):
+                await wake.wait()
+        except TimeoutError:
+            pass

@@ -56,7 +56,7 @@ from gateway.storage import bulk
 from gateway.wire.codes import error_text
 
 from ..core import books
-from ..core.outbox import RECEIPT, OutItem
+from ..core.outbox import RECEIPT, OutItem, keep_delivering
 from .aliyun_auth import TIMESTAMP_SKEW, AuthError, claims, parse_time
 
 log = logging.getLogger("smslab.aliyun")
@@ -187,7 +187,6 @@ class AliyunApi:
             if account.protocol == self.protocol:
                 carrier.core.tenant(name).throughput_limit = account.throughput_limit
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PUSH_TIMEOUT))
-        carrier.outbox.listeners.append(self._wake.set)
         self._tasks.append(asyncio.create_task(self._push_loop(), name="aliyun-push"))
 
     async def stop(self) -> None:
@@ -500,19 +499,8 @@ class AliyunApi:
 
     # -- pushes: SmsReport, SmsUp ---------------------------------------------------------------------
     async def _push_loop(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.push_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("pushing Alibaba Cloud reports failed; retrying")
-            try:
-                async with asyncio.timeout(0.05):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+        await keep_delivering(self.carrier.outbox, self.push_due, self._wake, log,
+                              "pushing Alibaba Cloud reports failed; retrying")
 
     async def push_due(self) -> int:
         carrier = self.carrier

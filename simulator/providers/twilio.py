@@ -52,7 +52,7 @@ from aiohttp import web
 from gateway.platform import SubmitItem
 from gateway.storage import bulk
 
-from ..core.outbox import MO, RECEIPT, OutItem
+from ..core.outbox import MO, RECEIPT, OutItem, keep_delivering
 from . import twilio_wire as W
 
 log = logging.getLogger("smslab.twilio")
@@ -112,7 +112,6 @@ class TwilioApi:
             account.clear()
             account.update((m.sid, m) for m in ordered)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT))
-        carrier.outbox.listeners.append(self._wake.set)
         self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="twilio-callbacks"))
 
     async def stop(self) -> None:
@@ -443,19 +442,8 @@ class TwilioApi:
 
     # -- status callbacks ----------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.dispatch()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sending Twilio status callbacks failed; retrying")
-            try:
-                async with asyncio.timeout(0.05):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+        await keep_delivering(self.carrier.outbox, self.dispatch, self._wake, log,
+                              "sending Twilio status callbacks failed; retrying")
 
     async def dispatch(self) -> int:
         """Take every Twilio account's due callbacks and send them: one message's in order

@@ -53,7 +53,7 @@ from gateway.wire.smpp.text import (ESM_UDHI, GSM7, choose_coding, concat_info, 
                                     gsm_or_question_marks, split_udh)
 
 from ..core import books
-from ..core.outbox import RECEIPT, OutItem
+from ..core.outbox import RECEIPT, OutItem, keep_delivering
 from ..model import draw
 from ..profile import outage_time
 from .session import BIND_MODES, Session
@@ -576,20 +576,7 @@ class Smsc:
 
     # -- receipts and mobile-originated messages out ----------------------------------------------
     async def _dispatch_loop(self) -> None:
-        self.carrier.outbox.listeners.append(self._wake.set)
-        while True:
-            self._wake.clear()
-            try:
-                await self.dispatch()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sending receipts failed; retrying")
-            try:
-                async with asyncio.timeout(0.05):  # also for items waiting for a later time
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+        await keep_delivering(self.carrier.outbox, self.dispatch, self._wake, log, "sending receipts failed; retrying")
 
     async def dispatch(self) -> int:
         """Send every account's due receipts and MOs its receiver binds have room for."""
