@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 
 from aiohttp import web
 
-from tests.procs import free_port
+from tests.procs import free_port, wait_for
 
 
 def sdk_client(port: int, key_id: str, secret: str, signature_algorithm: str | None = None):
@@ -71,11 +70,4 @@ class Receiver:
             return [item for p, _, body in self.pushes if path is None or p == path for item in (body or [])]
 
     def wait(self, check, timeout: float = 20.0, what: str = "pushes"):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; pushes so far: {self.pushes!r}"[:3000])
-            time.sleep(0.02)
+        return wait_for(check, timeout, 0.02, what=lambda: f"{what}; pushes so far: {self.pushes!r}"[:3000])

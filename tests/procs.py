@@ -13,6 +13,19 @@ import json
 import urllib.request
 
 
+def wait_for(check, timeout: float = 30.0, interval: float = 0.05, what="a condition"):
+    """``check()`` until it returns something true; its last value in the error otherwise
+    (``what`` may be a callable, to describe the state at the time of the failure)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}; last: {value!r}")
+        time.sleep(interval)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests import procs
 from tests.procs import free_port
 from tests.smsc_support import Carrier
 
@@ -60,14 +60,8 @@ class TwilioCarrier(Carrier):
 
 
 def wait_for(check, timeout: float = 15.0, interval: float = 0.02, what="a condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}; last: {value!r}")
-        time.sleep(interval)
+    """``tests.procs.wait_for`` with this module's shorter defaults."""
+    return procs.wait_for(check, timeout, interval, what)
 
 
 class CallbackServer:

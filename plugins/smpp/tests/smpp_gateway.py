@@ -5,29 +5,15 @@ the gateway shows with what the carrier says it did (its ground truth)."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections import Counter
 from pathlib import Path
 
 from gateway.domain.results import FAILED, PENDING, SUCCEEDED
 from gateway.wire.smpp.receipts import normalise_id
-from tests.procs import Server, create_token
+from tests.procs import Server, create_token, wait_for
 
 RESULT_NAMES = {PENDING: "pending", SUCCEEDED: "succeeded", FAILED: "failed"}
 FINAL = {"succeeded": "succeeded", "failed": "failed", "receipt_timeout": "failed"}
-
-
-def wait_for(check, timeout: float = 30.0, interval: float = 0.05, what="a condition"):
-    """``check()`` until it returns something true; its last value in the error otherwise
-    (``what`` may be a callable, to describe the state at the time of the failure)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}; last: {value!r}")
-        time.sleep(interval)
 
 
 class Gateway:
