@@ -15,7 +15,7 @@ from .auth import create_token, list_tokens, revoke_token, serve_token
 from .config import Config
 from .platform import PlatformConfigError
 from .ports import port_taken
-from .storage.db import Database
+from .storage.sqlite.db import Database
 
 
 async def _with_db(db_path: str, fn, *args):

@@ -31,7 +31,7 @@ from .domain.optout import opt_out_keyword
 from .errors import Invalid, NotFound
 from .platform import InboundMessage
 from .plugins import call_async
-from .storage import bulk
+from .storage.sqlite import bulk
 
 log = logging.getLogger(__name__)
 

@@ -104,7 +104,7 @@ class PlatformContext:
     # seen only by admin tokens, and they opt nobody out; a platform that can tell, remembers whom
     # it sent to, as the smpp plugin does in its store); returns once they are stored
     deliver_inbound: Callable[[str, list[InboundMessage], int | None], Awaitable[None]] = None  # type: ignore[assignment]
-    # the platform's own namespaced store (gateway.storage.store.PlatformStore)
+    # the platform's own namespaced store (gateway.storage.sqlite.platform_store.PlatformStore)
     store: Any = None
 
 

@@ -171,7 +171,7 @@ def bare_server() -> Iterator[Proc]:
 # -- seeding with sqlite3 ---------------------------------------------------------------------
 def init_db(path: str) -> None:
     """Create the schema (the service's own migrations) and the 'default' workspace."""
-    from gateway.storage.schema import MIGRATIONS
+    from gateway.storage.sqlite.schema import MIGRATIONS
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")

@@ -25,7 +25,7 @@ from gateway.pipeline.dispatcher import _message_rows, _record_batch
 from gateway.pipeline.fresh import FreshMessages
 from gateway.pipeline.receipts import _commit_receipts
 from gateway.platform import Receipt, SubmitItem, SubmitResult
-from gateway.storage.schema import MIGRATIONS
+from gateway.storage.sqlite.schema import MIGRATIONS
 from simulator import profile as profiles
 from simulator import store
 from simulator.core.books import record_submission as _record_submission

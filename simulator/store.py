@@ -22,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from gateway.storage.db import Database
+from gateway.storage.sqlite.db import Database
 
 # the per-message tables earlier versions kept in the gateway's file; moved over and dropped at start
 GATEWAY_TABLES = ("sim_state", "sim_messages", "sim_queue", "sim_emissions")

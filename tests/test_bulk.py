@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import sqlite3
 
-from gateway.storage import bulk
+from gateway.storage.sqlite import bulk
 
 
 def test_exact_reals_survive_the_json_round_trip():

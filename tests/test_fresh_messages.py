@@ -12,7 +12,7 @@ from gateway.pipeline.dispatcher import _message_rows, _record_batch
 from gateway.pipeline.fresh import FreshMessages
 from gateway.pipeline.receipts import apply_receipts
 from gateway.platform import Receipt, SubmitItem, SubmitResult
-from gateway.storage.db import Database
+from gateway.storage.sqlite.db import Database
 from gateway.web.app import create_app
 from gateway.web.keys import clock_key, db_key
 

@@ -332,7 +332,7 @@ async def test_the_list_outlives_a_restart(tmp_path):
     from gateway.clock import VirtualClock
     from gateway.inbound import InboundService
     from gateway.plugins import build_plugin_manager
-    from gateway.storage.db import Database
+    from gateway.storage.sqlite.db import Database
 
     config = make_config(tmp_path)
     pm = build_plugin_manager(load_entrypoints=False)

@@ -8,7 +8,7 @@ from gateway.domain import results as R
 from gateway.pipeline.dispatcher import _message_rows, _record_batch
 from gateway.pipeline.receipts import apply_receipts
 from gateway.platform import Receipt, SubmitItem, SubmitResult
-from gateway.storage.db import Database
+from gateway.storage.sqlite.db import Database
 
 
 def _item(seq: int, number: str) -> SubmitItem:

@@ -13,7 +13,7 @@ import pytest
 from gateway.clock import VirtualClock
 from gateway.config import Config
 from gateway.platform import PlatformContext, PlatformError, SubmitItem, Throttled
-from gateway.storage.db import Database
+from gateway.storage.sqlite.db import Database
 from simulator import profile as P
 from simulator.carrier import SimulatedCarrier
 

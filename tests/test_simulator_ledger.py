@@ -10,7 +10,7 @@ import sqlite3
 from gateway.clock import VirtualClock
 from gateway.config import Config
 from gateway.platform import PlatformContext, SubmitItem
-from gateway.storage.db import Database
+from gateway.storage.sqlite.db import Database
 from simulator import profile as P
 from simulator.carrier import SimulatedCarrier
 from simulator.ledger import DueQueue, KeyRanges

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from gateway.storage.db import Database
+from gateway.storage.sqlite.db import Database
 
 
 async def test_a_commit_is_visible_to_the_next_read_while_other_reads_run(tmp_path):
@@ -36,7 +36,7 @@ async def test_the_wal_is_checkpointed_off_the_writer_and_closing_never_waits_on
     default; a background connection copies committed pages back instead (checkpoint.py)."""
     import sqlite3
 
-    from gateway.storage.checkpoint import SAFETY_PAGES
+    from gateway.storage.sqlite.checkpoint import SAFETY_PAGES
 
     db = Database(tmp_path / "c.db")
     await db.open()

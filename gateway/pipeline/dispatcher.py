@@ -27,7 +27,7 @@ from collections import Counter
 from gateway.domain import numbers as N
 from gateway.domain.content import render
 from gateway.domain.segments import signed_text
-from gateway.storage import bulk
+from gateway.storage.sqlite import bulk
 from gateway.platform import PlatformError, Receipt, SubmitItem, SubmitResult, Throttled
 from gateway.plugins import call_async
 

@@ -23,7 +23,7 @@ import msgspec
 
 from gateway.domain import results as R
 from gateway.platform import Receipt
-from gateway.storage import bulk
+from gateway.storage.sqlite import bulk
 
 from .fresh import FreshMessages
 

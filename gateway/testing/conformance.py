@@ -16,7 +16,7 @@ providing a ``platform_factory`` fixture that returns a callable making a *fresh
 Every test runs its scenario in its own event loop (``asyncio.run``), so the suite needs no
 asyncio pytest plugin and works whatever ``asyncio_mode`` the plugin's project uses. The
 platform is started with a :class:`Harness`: a PlatformContext lent by a fake gateway with a
-real :class:`gateway.storage.db.Database` (a fresh SQLite file, migrations applied), a
+real :class:`gateway.storage.sqlite.db.Database` (a fresh SQLite file, migrations applied), a
 :class:`gateway.clock.VirtualClock` and a ``deliver_receipts`` that records what it is given.
 Time only moves when a test advances the virtual clock; the harness then calls
 ``await platform.on_clock(now)``, exactly like the gateway's engine. Nothing sleeps.
@@ -43,8 +43,8 @@ import pytest
 from gateway.clock import VirtualClock
 from gateway.config import Config
 from gateway.platform import Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult, WebhookRejected
-from gateway.storage.db import Database
-from gateway.storage.store import PlatformStore
+from gateway.storage.sqlite.db import Database
+from gateway.storage.sqlite.platform_store import PlatformStore
 
 __all__ = [
     "START",

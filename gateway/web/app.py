@@ -19,13 +19,12 @@ from gateway.pipeline.engine import Engine
 from gateway.pipeline.receipts import ReceiptSink
 from gateway.platform import PlatformContext
 from gateway.plugins import build_plugin_manager, call_async
-from gateway.storage.db import Database
-from gateway.storage.store import PlatformStore
+from gateway.storage import open_storage
 from gateway.tasks import TaskService
 
 from . import middleware, protocol_errors, routes_api, routes_inbound, routes_system, routes_testbed
 from .keys import (clock_key, config_key, db_key, engine_key, inbound_key, metrics_key, platforms_key, pm_key, sink_key,
-                   tasks_key, tokens_key, uploads_key)
+                   storage_key, tasks_key, tokens_key, uploads_key)
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +50,10 @@ def _initial_profile(config: Config):
 async def _service(app: web.Application) -> AsyncIterator[None]:
     """Open the database, start platforms, the receipt sink and the engine; stop them in reverse."""
     config: Config = app[config_key]
-    db = Database(config.db_path)
-    await db.open()
-    app[db_key] = db
+    storage = open_storage(config.db_path)
+    await storage.open()
+    app[storage_key] = storage
+    db = app[db_key] = storage.db  # the areas not yet behind the storage interface
     app[tokens_key] = TokenCache(db)
     uploads = app[uploads_key] = Uploads()
     swept = await uploads.sweep(db)  # left by a killed process or a full disk
@@ -102,7 +102,7 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
                           deliver_inbound=deliver_inbound)
     for platform in platforms.values():
         # each platform gets its own namespaced store; the rest of the context is shared
-        await platform.start(dataclasses.replace(ctx, store=PlatformStore(db, platform.name)))
+        await platform.start(dataclasses.replace(ctx, store=storage.platform_store(platform.name)))
     dispatcher = Dispatcher(db, clock, platforms, pm, config, metrics, sink, optouts=inbound)
     engine = Engine(db, clock, platforms, pm, config, metrics, dispatcher, maintenance=lambda: uploads.sweep(db))
     engines.append(engine)
@@ -119,7 +119,7 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
             except Exception:
                 log.exception("platform %s failed to stop", platform.name)
         await sink.stop()
-        await db.close()
+        await storage.close()
 
 
 def create_app(config: Config | None = None, *, pm=None, clock: Clock | None = None) -> web.Application:

@@ -13,12 +13,13 @@ from gateway.inbound import InboundService
 from gateway.metrics import Metrics
 from gateway.pipeline.engine import Engine
 from gateway.pipeline.receipts import ReceiptSink
-from gateway.storage.db import Database
+from gateway.storage.sqlite.db import Database
 from gateway.tasks import TaskService
 
 config_key = web.AppKey("config", Config)
 clock_key = web.AppKey("clock", Clock)
 db_key = web.AppKey("database", Database)
+storage_key = web.AppKey("storage", object)
 pm_key = web.AppKey("plugin_manager", pluggy.PluginManager)
 platforms_key = web.AppKey("platforms", dict)
 metrics_key = web.AppKey("metrics", Metrics)

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from gateway.platform import SubmitItem
-from gateway.storage import bulk
+from gateway.storage.sqlite import bulk
 
 from ..model import outage_windows, plan
 

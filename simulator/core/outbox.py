@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 import msgspec
 
-from gateway.storage import bulk
+from gateway.storage.sqlite import bulk
 
 log = logging.getLogger(__name__)
 

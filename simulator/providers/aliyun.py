@@ -52,7 +52,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.platform import SubmitItem
-from gateway.storage import bulk
+from gateway.storage.sqlite import bulk
 from gateway.wire.codes import error_text
 
 from ..core import books

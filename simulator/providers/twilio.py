@@ -50,7 +50,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.platform import SubmitItem
-from gateway.storage import bulk
+from gateway.storage.sqlite import bulk
 
 from ..core.outbox import MO, RECEIPT, OutItem, keep_delivering
 from . import twilio_wire as W

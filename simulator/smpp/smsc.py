@@ -43,7 +43,7 @@ from typing import Any
 import msgspec
 
 from gateway.platform import SubmitItem
-from gateway.storage import bulk
+from gateway.storage.sqlite import bulk
 from gateway.wire.codes import smpp_state
 from gateway.wire.smpp import pdu as P
 from gateway.wire.smpp.receipts import build_receipt, format_message_id, normalise_id, receipt_pdu

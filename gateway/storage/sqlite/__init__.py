@@ -1,0 +1,32 @@
+"""The embedded backend: one SQLite file in WAL mode (see db.py for why two connections).
+
+Each area of the service has its module here (tasks.py, audiences.py, …), built on the one
+``Database`` this storage opens; the area objects are what the services are given.
+"""
+
+from __future__ import annotations
+
+from .db import Database
+from .platform_store import PlatformStore
+
+
+class SqliteStorage:
+    backend = "sqlite"
+
+    def __init__(self, path: str):
+        self.path = path
+        self.db = Database(path)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    @property
+    def write_error(self) -> str | None:
+        """The last write that failed on the storage itself (a full disk), until one commits."""
+        return self.db.write_error
+
+    def platform_store(self, namespace: str) -> PlatformStore:
+        return PlatformStore(self.db, namespace)
