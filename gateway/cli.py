@@ -169,9 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_plugin_commands(sub)
 
-    from simulator.server import add_carrier_command
+    # plugins add their own commands (the simulated carrier: `smslab carrier`)
+    from .plugins import build_plugin_manager
 
-    add_carrier_command(sub)
+    build_plugin_manager().hook.smslab_register_commands(subparsers=sub)
     return parser
 
 

@@ -65,3 +65,11 @@ def smslab_inbound_message(platform, message, workspace_id, opted_out):
     keyword that put the sender on the workspace's opt-out list. For observing (auto-replies,
     CRM updates, logs); the return value is ignored and an exception is logged, never undoing
     the delivery."""
+
+
+@hookspec
+def smslab_register_commands(subparsers):
+    """Called once when the ``smslab`` command line is built, with the ``argparse`` sub-parsers
+    object. Add commands with ``subparsers.add_parser(name, help=...)`` and
+    ``set_defaults(func=run)``, where ``run(args)`` returns the exit status. The return value
+    is ignored."""

@@ -425,3 +425,44 @@ async def test_failing_status_observer_does_not_strand_tasks(service):
     await api.advance(10)
     detail = await api.task(task["id"])
     assert detail["status"] == "completed", detail
+
+
+def test_hook_smslab_register_commands(monkeypatch, capsys):
+    """A plugin's command becomes `smslab <name>`; the simulated carrier's `smslab carrier` comes
+    the same way, so leaving the sim plugin out (SMSLAB_PLUGINS) leaves the command out."""
+    import subprocess
+    import sys
+
+    from gateway import cli, plugins
+
+    class AcmeCommands:
+        @hookimpl
+        def smslab_register_commands(self, subparsers):
+            acme = subparsers.add_parser("acme-status", help="the acme queue")
+            acme.add_argument("--host", default="127.0.0.1")
+            acme.set_defaults(func=lambda args: print(f"acme on {args.host}: empty") or 3)
+
+    real = plugins.build_plugin_manager
+
+    def with_acme(load_entrypoints: bool = True):
+        pm = real(load_entrypoints)
+        pm.register(AcmeCommands())
+        return pm
+
+    monkeypatch.setattr(plugins, "build_plugin_manager", with_acme)
+    assert cli.main(["acme-status", "--host", "10.0.0.9"]) == 3
+    assert capsys.readouterr().out == "acme on 10.0.0.9: empty\n"
+
+    def helps(env_plugins: str | None) -> str:
+        env = {k: v for k, v in __import__("os").environ.items() if k != "SMSLAB_PLUGINS"}
+        if env_plugins is not None:
+            env["SMSLAB_PLUGINS"] = env_plugins
+        return subprocess.run([sys.executable, "-m", "gateway.cli", "--help"], env=env, capture_output=True,
+                              text=True, check=True).stdout
+
+    def commands(env_plugins: str | None) -> set[str]:  # the usage line: {serve,token,...}
+        return set(helps(env_plugins).split("{", 1)[1].split("}", 1)[0].split(","))
+
+    assert "carrier" in commands(None)
+    assert "carrier" not in commands("http")
+    assert {"serve", "token"} <= commands("http")
