@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--db", default="smslab.db")
     revoke.set_defaults(func=_token_revoke)
 
+    from .check import add_check_command
+
+    add_check_command(sub)
+
     from .scenario.cli import add_scenario_command
 
     add_scenario_command(sub)

@@ -14,7 +14,8 @@ opt-outs costs no query, and one with some costs one look-up of the batch's numb
 primary key. The cache belongs to this process; several gateway processes on one database
 would each need to hear of the others' changes (not built: SQLite is one process).
 
-Plain Python over the Database: the web layer only turns HTTP into these calls.
+Plain Python over the inbound store (``gateway/storage/inbound.py``): the web layer only turns
+HTTP into these calls, the store keeps the rows.
 """
 
 from __future__ import annotations
@@ -31,13 +32,11 @@ from .domain.optout import opt_out_keyword
 from .errors import Invalid, NotFound
 from .platform import InboundMessage
 from .plugins import call_async
-from .storage.sqlite import bulk
+from .storage.inbound import InboundRecord, InboundStore, NewInbound, OptOutRecord
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("reply", "api")
-_INBOUND_COLUMNS = "id, workspace_id, platform, sender, recipient, text, at, received_at, platform_id, opted_out"
-_OPT_OUT_COLUMNS = "number, source, keyword, inbound_id, created_at"
 _NUMBER_SEPARATORS = str.maketrans("", "", " +-()")
 
 
@@ -63,22 +62,20 @@ def e164_of(raw: Any, region: str) -> str | None:
     return e164 if kind == N.OK else None
 
 
-def inbound_json(row: tuple) -> dict[str, Any]:
-    iid, ws, platform, sender, recipient, text, at, received_at, platform_id, opted_out = row
-    return {"id": iid, "workspace_id": ws, "platform": platform, "sender": sender, "recipient": recipient,
-            "text": text, "at": to_rfc3339(at), "received_at": to_rfc3339(received_at), "platform_id": platform_id,
-            "opted_out": bool(opted_out)}
+def inbound_json(m: InboundRecord) -> dict[str, Any]:
+    return {"id": m.id, "workspace_id": m.workspace_id, "platform": m.platform, "sender": m.sender,
+            "recipient": m.recipient, "text": m.text, "at": to_rfc3339(m.at), "received_at": to_rfc3339(m.received_at),
+            "platform_id": m.platform_id, "opted_out": m.opted_out}
 
 
-def opt_out_json(row: tuple) -> dict[str, Any]:
-    number, source, keyword, inbound_id, created_at = row
-    return {"number": number, "source": source, "keyword": keyword, "inbound_id": inbound_id,
-            "created_at": to_rfc3339(created_at)}
+def opt_out_json(e: OptOutRecord) -> dict[str, Any]:
+    return {"number": e.number, "source": e.source, "keyword": e.keyword, "inbound_id": e.inbound_id,
+            "created_at": to_rfc3339(e.created_at)}
 
 
 class InboundService:
-    def __init__(self, db, clock, pm, config):
-        self.db = db
+    def __init__(self, store: InboundStore, clock, pm, config):
+        self.store = store
         self.clock = clock
         self.pm = pm
         self.config = config
@@ -107,10 +104,10 @@ class InboundService:
                 at = now
             recipient = message.recipient if isinstance(message.recipient, str) else str(message.recipient or "")
             platform_id = None if message.platform_id is None else str(message.platform_id)
-            rows.append((e164 or sender, recipient, text, float(at), platform_id, keyword))
+            rows.append(NewInbound(e164 or sender, recipient, text, float(at), platform_id, keyword))
             stored_messages.append(msgspec.structs.replace(message, sender=e164 or sender, recipient=recipient, text=text,
                                                            at=float(at), platform_id=platform_id))
-        stored = await self.db.write(_store_inbound, workspace_id, platform, rows, now)
+        stored = await self.store.store_replies(workspace_id, platform, rows, now)
         if workspace_id is not None and any(opted for _, _, opted in stored):
             self._changed(workspace_id)
         for index, _inbound_id, opted in stored:
@@ -125,33 +122,15 @@ class InboundService:
                            sender: str | None = None, platform: str | None = None) -> dict[str, Any]:
         """A workspace's inbound messages, newest first; an admin also sees those that belong to
         no workspace. ``sender``: digits of the sender's number."""
-        digits = number_digits(sender, "sender")
-        where = ["(workspace_id = ? OR workspace_id IS NULL)" if admin else "workspace_id = ?"]
-        args: list[Any] = [workspace_id]
-        if digits:
-            where.append("sender LIKE ?")
-            args.append(f"%{digits}%")
-        if platform:
-            where.append("platform = ?")
-            args.append(platform)
-        clause = " AND ".join(where)
-        (total,) = await self.db.fetchone(f"SELECT COUNT(*) FROM inbound_messages WHERE {clause}", args)
-        rows = await self.db.fetchall(
-            f"SELECT {_INBOUND_COLUMNS} FROM inbound_messages WHERE {clause} AND id < ? ORDER BY id DESC LIMIT ?",
-            (*args, cursor if cursor is not None else paging.MAX_ID, limit + 1),
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {"items": [inbound_json(r) for r in rows], "total": total,
-                "next_cursor": paging.encode(rows[-1][0]) if more else None}
+        page = await self.store.inbound_page(workspace_id, admin, limit, cursor, number_digits(sender, "sender"), platform)
+        return {"items": [inbound_json(m) for m in page.items], "total": page.total,
+                "next_cursor": paging.encode(page.items[-1].id) if page.more else None}
 
     async def inbound_by_platform_id(self, workspace_id: int | None, platform: str, platform_id: str) -> dict[str, Any]:
-        row = await self.db.fetchone(
-            f"SELECT {_INBOUND_COLUMNS} FROM inbound_messages WHERE platform = ? AND platform_id = ? AND workspace_id IS ?",
-            (platform, platform_id, workspace_id))
-        if row is None:
+        found = await self.store.inbound_by_platform_id(workspace_id, platform, platform_id)
+        if found is None:
             raise NotFound(f"no inbound message {platform_id!r} of platform {platform!r}")
-        return inbound_json(row)
+        return inbound_json(found)
 
     # -- the opt-out list ------------------------------------------------------------------------
     def _number(self, raw: Any, field: str = "number") -> str:
@@ -169,34 +148,23 @@ class InboundService:
     async def opt_outs_page(self, workspace_id: int, limit: int, cursor: str | None, q: str | None = None) -> dict[str, Any]:
         """The workspace's opt-outs in number order, with ``total``: how many the search (``q``,
         digits of the number) chooses."""
-        digits = number_digits(q, "q")
-        where, args = "workspace_id = ?", [workspace_id]
-        if digits:
-            where += " AND number LIKE ?"
-            args.append(f"%{digits}%")
-        (total,) = await self.db.fetchone(f"SELECT COUNT(*) FROM opt_outs WHERE {where}", args)
-        rows = await self.db.fetchall(
-            f"SELECT {_OPT_OUT_COLUMNS} FROM opt_outs WHERE {where} AND number > ? ORDER BY number LIMIT ?",
-            (*args, cursor or "", limit + 1),
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {"items": [opt_out_json(r) for r in rows], "total": total,
-                "next_cursor": paging.encode_key(rows[-1][0]) if more else None}
+        page = await self.store.opt_outs_page(workspace_id, limit, cursor, number_digits(q, "q"))
+        return {"items": [opt_out_json(e) for e in page.items], "total": page.total,
+                "next_cursor": paging.encode_key(page.items[-1].number) if page.more else None}
 
     async def add_opt_out(self, workspace_id: int, raw_number: Any) -> tuple[dict[str, Any], bool]:
         """Put a number on the list (source ``api``). Returns the entry and whether it is new; a
         number already there keeps its entry as it was."""
         number = self._number(raw_number)
-        row, created = await self.db.write(_add_opt_out, workspace_id, number, self.clock.now())
+        entry, created = await self.store.add_opt_out(workspace_id, number, self.clock.now())
         if created:
             self._changed(workspace_id)
-        return opt_out_json(row), created
+        return opt_out_json(entry), created
 
     async def remove_opt_out(self, workspace_id: int, raw_number: Any) -> None:
         """Take a number off the list: it can be sent to again. NotFound when it is not there."""
         number = self._number(raw_number)
-        removed = await self.db.write(_remove_opt_out, workspace_id, number)
+        removed = await self.store.remove_opt_out(workspace_id, number)
         if not removed:
             raise NotFound(f"number: {number} is not on this workspace's opt-out list", field="number")
         self._changed(workspace_id)
@@ -211,10 +179,10 @@ class InboundService:
         if known is not None:
             return known
         changes = self._changes.get(workspace_id, 0)
-        (found,) = await self.db.fetchone("SELECT EXISTS(SELECT 1 FROM opt_outs WHERE workspace_id = ?)", (workspace_id,))
+        found = await self.store.has_opt_outs(workspace_id)
         if self._changes.get(workspace_id, 0) == changes:  # no change committed while it was read
-            self._any[workspace_id] = bool(found)
-        return bool(found)
+            self._any[workspace_id] = found
+        return found
 
     async def opted_out(self, workspace_id: int, numbers: Iterable[str]) -> set[str]:
         """Which of ``numbers`` (E.164) are on the workspace's opt-out list: no query at all when
@@ -222,48 +190,4 @@ class InboundService:
         numbers = list(numbers)
         if not numbers or not await self.has_opt_outs(workspace_id):
             return set()
-        rows = await self.db.fetchall(
-            "SELECT number FROM opt_outs WHERE workspace_id = ? AND number IN (SELECT value FROM json_each(?))",
-            (workspace_id, bulk.encode(numbers)),
-        )
-        return {number for (number,) in rows}
-
-
-# -- transactions, each run whole on the writer's thread ---------------------------------------------
-def _store_inbound(conn, workspace_id: int | None, platform: str, rows: list[tuple], now: float) -> list[tuple[int, int, bool]]:
-    """Insert the messages and the opt-outs they ask for; returns (index, id, opted out) of each
-    message stored (one whose platform id is stored already is left out)."""
-    stored = []
-    for index, (sender, recipient, text, at, platform_id, keyword) in enumerate(rows):
-        opted = keyword is not None
-        cur = conn.execute(
-            "INSERT INTO inbound_messages(workspace_id, platform, sender, recipient, text, at, received_at, platform_id,"
-            " opted_out) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-            (workspace_id, platform, sender, recipient, text, at, now, platform_id, int(opted)),
-        )
-        if cur.rowcount == 0:
-            continue
-        inbound_id = cur.lastrowid
-        if opted:
-            # a number on the list already keeps its first entry (the reply still says it opted out)
-            conn.execute(
-                "INSERT INTO opt_outs(workspace_id, number, source, inbound_id, keyword, created_at)"
-                " VALUES (?,?,'reply',?,?,?) ON CONFLICT DO NOTHING",
-                (workspace_id, sender, inbound_id, keyword, now),
-            )
-        stored.append((index, inbound_id, opted))
-    return stored
-
-
-def _add_opt_out(conn, workspace_id: int, number: str, now: float) -> tuple[tuple, bool]:
-    cur = conn.execute(
-        "INSERT INTO opt_outs(workspace_id, number, source, created_at) VALUES (?,?,'api',?) ON CONFLICT DO NOTHING",
-        (workspace_id, number, now),
-    )
-    row = conn.execute(f"SELECT {_OPT_OUT_COLUMNS} FROM opt_outs WHERE workspace_id = ? AND number = ?",
-                       (workspace_id, number)).fetchone()
-    return row, cur.rowcount > 0
-
-
-def _remove_opt_out(conn, workspace_id: int, number: str) -> bool:
-    return conn.execute("DELETE FROM opt_outs WHERE workspace_id = ? AND number = ?", (workspace_id, number)).rowcount > 0
+        return await self.store.opted_out(workspace_id, numbers)

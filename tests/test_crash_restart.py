@@ -6,6 +6,7 @@ import sqlite3
 import time
 
 from simulator.store import carrier_db_path
+from tests.counts import assert_counters_match_rows
 from tests.procs import Server, create_token
 
 N = 60_000
@@ -37,9 +38,11 @@ def test_kill_during_sending_then_resume(tmp_path):
     finally:
         server.stop()
     assert 0 < sent_at_kill < N, "the kill did not land in the middle of the send"
+    assert_counters_match_rows(db)  # what the kill left: counters and rows committed together
 
     server = Server(db, "--profile", "perfect", env=env, log_path=tmp_path / "serve2.log")
     try:
+        assert_counters_match_rows(db)  # while the resumed send writes
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             _, detail = server.request("GET", f"/api/v1/tasks/{task['id']}", token)
@@ -49,6 +52,7 @@ def test_kill_during_sending_then_resume(tmp_path):
             time.sleep(0.1)
         assert detail["status"] == "completed", detail
         assert detail["sent"] == N and detail["succeeded"] == N and sum(detail["skipped"].values()) == 0
+        assert_counters_match_rows(db)
     finally:
         server.stop()
 

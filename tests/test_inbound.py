@@ -14,6 +14,7 @@ from gateway.platform import InboundMessage
 from gateway.web.app import create_app
 from gateway.web.keys import clock_key, db_key, inbound_key
 from tests.conftest import Api, make_config
+from tests.counts import assert_counters_match_rows_of
 
 STOPPER = "+8613800138000"
 OTHERS = ["+8613800138001", "+8613800138002", "+8613800138003", "+8613800138004"]
@@ -49,6 +50,7 @@ async def send(api: Api, numbers: list[str], name: str, admin: Api | None = None
 async def evidence(api: Api, task_id: int) -> dict:
     """What the message rows and the carrier say, independently of the task's counters."""
     db = _app(api)[db_key]
+    await assert_counters_match_rows_of(db, _app(api)[clock_key].now())  # every task's counters, against its rows
     by_result = dict(await db.fetchall("SELECT result, COUNT(*) FROM messages WHERE task_id=? GROUP BY result", (task_id,)))
     numbers = [n for (n,) in await db.fetchall("SELECT number FROM messages WHERE task_id=?", (task_id,))]
     truth = await api.get(f"/api/v1/simulator/ground-truth?task_id={task_id}&limit=1000")
@@ -333,6 +335,7 @@ async def test_the_list_outlives_a_restart(tmp_path):
     from gateway.inbound import InboundService
     from gateway.plugins import build_plugin_manager
     from gateway.storage.sqlite.db import Database
+    from gateway.storage.sqlite.inbound import SqliteInboundStore
 
     config = make_config(tmp_path)
     pm = build_plugin_manager(load_entrypoints=False)
@@ -340,7 +343,7 @@ async def test_the_list_outlives_a_restart(tmp_path):
         db = Database(config.db_path)
         await db.open()
         try:
-            service = InboundService(db, VirtualClock(1_700_000_000.0), pm, config)
+            service = InboundService(SqliteInboundStore(db), VirtualClock(1_700_000_000.0), pm, config)
             if round_ == 0:
                 assert await service.opted_out(7, [STOPPER]) == set()
                 await service.add_opt_out(7, STOPPER)

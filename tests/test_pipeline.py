@@ -9,6 +9,7 @@ from gateway.pipeline.dispatcher import _message_rows, _record_batch
 from gateway.pipeline.receipts import apply_receipts
 from gateway.platform import Receipt, SubmitItem, SubmitResult
 from gateway.storage.sqlite.db import Database
+from tests.counts import assert_counters_match_rows_of
 
 
 def _item(seq: int, number: str) -> SubmitItem:
@@ -66,6 +67,7 @@ async def test_receipt_before_acknowledgement_is_applied_at_ack(tmp_path):
         task = await db.fetchone("SELECT sent, succeeded, failed, segments FROM tasks WHERE id=1")
         assert task == (1, 1, 0, 2)
         assert await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts WHERE matched=0") == (0,)
+        await assert_counters_match_rows_of(db, 0.0)
     finally:
         await db.close()
 
@@ -82,6 +84,7 @@ async def test_a_batch_is_recorded_row_for_row_even_when_a_platform_repeats_an_i
         numbers = [b.number for b in batch]
         assert stored == [(1, n, 2, R.PENDING, pid, 4.0) for n, pid in zip(numbers + numbers, ["A", "B", "C", "D", "D", "E"])]
         assert await db.fetchone("SELECT sent, segments FROM tasks WHERE id=1") == (6, 12)
+        await assert_counters_match_rows_of(db, 0.0)
     finally:
         await db.close()
 

@@ -15,6 +15,7 @@ from gateway.client import ApiError, AsyncClient
 from gateway.config import Config
 from gateway.web.app import create_app
 from gateway.web.keys import clock_key, db_key, platforms_key, tokens_key
+from tests.counts import assert_counters_match_rows_of
 
 START = 1_714_557_600.0  # 2024-05-01T10:00:00Z: both runs of a comparison start at the same instant
 HOUR = 3600.0
@@ -39,6 +40,8 @@ class Api(AsyncClient):
     async def get_task(self, task_id: int) -> dict:
         task = await super().get_task(task_id)
         assert task["sent"] == task["succeeded"] + task["failed"] + task["pending"], task
+        # that sum holds by construction (pending is derived); the rows are the independent witness
+        await assert_counters_match_rows_of(self.app[db_key], self.app[clock_key].now(), min_checked=0)
         return task
 
     async def truth(self, task_id: int) -> list[dict]:

@@ -93,7 +93,7 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     profile = _initial_profile(config)
     if profile is not None:
         extras["sim_profile"] = profile
-    inbound = app[inbound_key] = InboundService(db, clock, pm, config)
+    inbound = app[inbound_key] = InboundService(storage.inbound, clock, pm, config)
 
     async def deliver_inbound(platform_name: str, messages: list, workspace_id: int | None = None) -> None:
         await inbound.deliver(platform_name, list(messages), workspace_id)

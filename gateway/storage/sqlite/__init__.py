@@ -6,7 +6,9 @@ Each area of the service has its module here (tasks.py, audiences.py, …), buil
 
 from __future__ import annotations
 
+from .check import SqliteCheckStore
 from .db import Database
+from .inbound import SqliteInboundStore
 from .platform_store import PlatformStore
 
 
@@ -16,6 +18,8 @@ class SqliteStorage:
     def __init__(self, path: str):
         self.path = path
         self.db = Database(path)
+        self.inbound = SqliteInboundStore(self.db)
+        self.check = SqliteCheckStore(self.db)
 
     async def open(self) -> None:
         await self.db.open()
