@@ -47,14 +47,6 @@ def _serve(args: argparse.Namespace) -> int:
     if config.clock not in ("wall", "virtual"):
         print(f"smslab: --clock must be wall or virtual, not {config.clock!r}", file=sys.stderr)
         return 2
-    if config.profile:
-        from pathlib import Path
-
-        from simulator import profile as profiles
-
-        if not Path(config.profile).is_file() and config.profile not in profiles.preset_names():
-            print(f"smslab: --profile {config.profile!r} is neither a file nor a preset ({', '.join(profiles.preset_names())})", file=sys.stderr)
-            return 2
     if port_taken(config.host, config.port):
         print(f"smslab: {config.host}:{config.port} is already in use; stop what runs there or choose another --port",
               file=sys.stderr)

@@ -164,6 +164,7 @@ class SimulatedCarrier(WorkspaceCarrier):
         super().__init__(self, self.core.default)
         self._views: dict[int, WorkspaceCarrier] = {}
         self._wake_handle: asyncio.TimerHandle | None = None
+        self.startup_profile: profiles.Profile | None = None  # `smslab serve --profile`, set by the plugin
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, ctx: PlatformContext) -> None:
@@ -172,7 +173,7 @@ class SimulatedCarrier(WorkspaceCarrier):
         await adopt_from_gateway(db, ctx.database)
         await _fill_in_workspaces(db, ctx.database)
         self.core.db, self.core.clock = db, ctx.clock
-        await self.core.load(ctx.extras.get("sim_profile"))
+        await self.core.load(ctx.extras.get("sim_profile") or self.startup_profile)
 
     async def stop(self) -> None:
         await self.db.close()

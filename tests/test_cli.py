@@ -143,3 +143,21 @@ def test_every_serve_option_is_in_the_readme():
     missing = [o for o in options if f"`{o}" not in readme]
     assert not missing, f"README.md's configuration table lacks {missing}"
     assert len(options) >= 8
+
+
+def test_a_wrong_profile_stops_serve_with_the_reason(tmp_path):
+    """The sim plugin checks `--profile` while the app is built: one line, exit 2, nothing listens."""
+    port = free_port()
+    unknown = subprocess.run([*CLI, "serve", "--port", str(port), "--db", str(tmp_path / "a.db"), "--profile", "nope"],
+                             capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [
+        "smslab: --profile 'nope' is neither a file nor a preset (black-hole, flaky, outage, perfect, realistic)"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[outcomes]\ndelivered = 0\nfailed = 0\nmissing = 0\n")
+    invalid = subprocess.run([*CLI, "serve", "--port", str(port), "--db", str(tmp_path / "b.db"), "--profile", str(bad)],
+                             capture_output=True, text=True, timeout=60)
+    assert invalid.returncode == 2
+    assert invalid.stderr.strip().splitlines() == [
+        f"smslab: --profile {str(bad)!r}: outcomes: at least one weight must be above 0"]
+    assert "Traceback" not in unknown.stderr + invalid.stderr

@@ -35,18 +35,6 @@ def make_clock(config: Config) -> Clock:
     return WallClock()
 
 
-def _initial_profile(config: Config):
-    if not config.profile:
-        return None
-    from pathlib import Path
-
-    from simulator import profile as profiles
-
-    if Path(config.profile).is_file():
-        return profiles.load_file(config.profile)
-    return profiles.load_preset(config.profile)
-
-
 async def _service(app: web.Application) -> AsyncIterator[None]:
     """Open the database, start platforms, the receipt sink and the engine; stop them in reverse."""
     config: Config = app[config_key]
@@ -90,9 +78,6 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     sink.start()
     platforms = app[platforms_key]
     extras = dict(config.extras)
-    profile = _initial_profile(config)
-    if profile is not None:
-        extras["sim_profile"] = profile
     inbound = app[inbound_key] = InboundService(storage.inbound, clock, pm, config)
 
     async def deliver_inbound(platform_name: str, messages: list, workspace_id: int | None = None) -> None:
