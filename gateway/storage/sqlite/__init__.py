@@ -6,8 +6,13 @@ Each area of the service has its module here (tasks.py, audiences.py, …), buil
 
 from __future__ import annotations
 
+from .audiences import SqliteAudienceStore
 from .db import Database
+from .health import SqliteHealthStore
 from .platform_store import PlatformStore
+from .tasks import SqliteTaskStore
+from .tokens import SqliteTokenStore
+from .unmatched import SqliteUnmatchedStore
 
 
 class SqliteStorage:
@@ -16,6 +21,11 @@ class SqliteStorage:
     def __init__(self, path: str):
         self.path = path
         self.db = Database(path)
+        self.tasks = SqliteTaskStore(self.db)
+        self.audiences = SqliteAudienceStore(self.db)
+        self.tokens = SqliteTokenStore(self.db)
+        self.unmatched = SqliteUnmatchedStore(self.db)
+        self.health = SqliteHealthStore(self.db)
 
     async def open(self) -> None:
         await self.db.open()
