@@ -9,37 +9,22 @@ becomes usable (``ready``) only when the last entry is in and duplicates were ma
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
-from .clock import to_rfc3339
-from .domain import numbers as N
-from .domain.labels import check_name
-from .errors import Conflict, NotFound
 from . import paging
+from .domain import numbers as N
+from .errors import Conflict, NotFound
+from .storage.audiences import KIND_EMPTY, KIND_INVALID, KIND_OK, AudienceRow, AudienceStore
+from .storage.errors import NameTaken
 
 log = logging.getLogger(__name__)
 
-KIND_CODES = {N.OK: 0, N.EMPTY: 1, N.INVALID: 2}
+KIND_CODES = {N.OK: KIND_OK, N.EMPTY: KIND_EMPTY, N.INVALID: KIND_INVALID}
 WRITE_BATCH = 5000
-
-
-def audience_json(row: tuple) -> dict[str, Any]:
-    aid, name, source, size, created_at, source_task_id = row
-    out = {"id": aid, "name": name, "size": size, "source": source, "created_at": to_rfc3339(created_at)}
-    if source_task_id is not None:
-        out["source_task_id"] = source_task_id
-    return out
-
-
-_COLUMNS = "id, name, source, size, created_at, source_task_id"
 
 
 def name_taken(name: str) -> Conflict:
     return Conflict(f"name: an audience named {name!r} already exists in this workspace", field="name", code="name_taken")
-
-
-SWEEP_CHUNK = 50_000
 
 
 class Uploads:
@@ -51,36 +36,26 @@ class Uploads:
     unready audience that no upload of this process is writing, at start and then periodically
     (the engine calls it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: AudienceStore) -> None:
+        self.store = store
         self.active: set[int] = set()
 
-    async def sweep(self, db) -> int:
+    async def sweep(self) -> int:
         """Delete abandoned partial audiences; returns how many."""
-        rows = await db.fetchall("SELECT id FROM audiences WHERE ready=0")
-        abandoned = [aid for (aid,) in rows if aid not in self.active]
+        abandoned = [aid for aid in await self.store.unready() if aid not in self.active]
         for aid in abandoned:
-            while True:
-                async with db.transaction() as conn:
-                    cur = await conn.execute(
-                        "DELETE FROM audience_members WHERE audience_id=? AND seq IN"
-                        " (SELECT seq FROM audience_members WHERE audience_id=? LIMIT ?)", (aid, aid, SWEEP_CHUNK))
-                    done = cur.rowcount < SWEEP_CHUNK
-                    if done:
-                        await conn.execute("DELETE FROM audiences WHERE id=? AND ready=0", (aid,))
-                if done:
-                    break
+            await self.store.remove_unready(aid)
         return len(abandoned)
 
 
 class AudienceWriter:
     """Streams entries into a new audience: ``begin``, ``add`` repeatedly, then ``finish`` (or
-    ``abort``)."""
+    ``abort``). Entries reach the store a batch (``WRITE_BATCH``) at a time."""
 
-    def __init__(self, db, clock, region: str, workspace_id: int, name: str, source: str = "upload", source_task_id=None,
-                 uploads: Uploads | None = None):
-        self.db, self.clock, self.region = db, clock, region
+    def __init__(self, uploads: Uploads, clock, region: str, workspace_id: int, name: str, source: str = "upload",
+                 source_task_id=None):
+        self.store, self.uploads, self.clock, self.region = uploads.store, uploads, clock, region
         self.workspace_id, self.name, self.source, self.source_task_id = workspace_id, name, source, source_task_id
-        self.uploads = uploads or Uploads()
         self.audience_id: int | None = None
         self.seq = 0
         self._pending: list[tuple] = []
@@ -88,13 +63,9 @@ class AudienceWriter:
     async def begin(self) -> None:
         """Create the (not yet ready) audience: a taken name is refused before any entry is read."""
         try:
-            async with self.db.transaction() as conn:
-                cur = await conn.execute(
-                    "INSERT INTO audiences(workspace_id, name, source, source_task_id, created_at) VALUES (?,?,?,?,?)",
-                    (self.workspace_id, self.name, self.source, self.source_task_id, self.clock.now()),
-                )
-                self.audience_id = cur.lastrowid
-        except sqlite3.IntegrityError:
+            self.audience_id = await self.store.begin(self.workspace_id, self.name, self.source, self.source_task_id,
+                                                      self.clock.now())
+        except NameTaken:
             raise name_taken(self.name) from None
         self.uploads.active.add(self.audience_id)
 
@@ -115,23 +86,15 @@ class AudienceWriter:
         if not self._pending:
             return
         rows, self._pending = self._pending, []
-        async with self.db.transaction() as conn:
-            await conn.executemany("INSERT INTO audience_members(audience_id, seq, raw, e164, kind) VALUES (?,?,?,?,?)", rows)
+        await self.store.add_entries(rows)
 
-    async def finish(self) -> dict[str, Any]:
+    async def finish(self) -> AudienceRow:
         if self.audience_id is None:
             await self.begin()
         await self._flush()
-        async with self.db.transaction() as conn:
-            # the first occurrence of a number is kept; later ones are duplicates
-            await conn.execute(
-                """UPDATE audience_members SET kind=3 WHERE audience_id=:a AND kind=0 AND seq NOT IN (
-                       SELECT MIN(seq) FROM audience_members WHERE audience_id=:a AND kind=0 GROUP BY e164)""",
-                {"a": self.audience_id},
-            )
-            await conn.execute("UPDATE audiences SET size=?, ready=1 WHERE id=?", (self.seq, self.audience_id))
+        await self.store.complete(self.audience_id, self.seq)
         self.uploads.active.discard(self.audience_id)
-        return await get(self.db, self.workspace_id, self.audience_id)
+        return await get(self.store, self.workspace_id, self.audience_id)
 
     async def abort(self) -> None:
         """Remove what was written. Should that fail too (a full disk), the rows are left to
@@ -140,40 +103,23 @@ class AudienceWriter:
             return
         self.uploads.active.discard(self.audience_id)
         try:
-            async with self.db.transaction() as conn:
-                await conn.execute("DELETE FROM audience_members WHERE audience_id=?", (self.audience_id,))
-                await conn.execute("DELETE FROM audiences WHERE id=?", (self.audience_id,))
+            await self.store.discard(self.audience_id)
         except Exception:
             log.warning("could not remove the partial audience %s now; the sweep will", self.audience_id, exc_info=True)
 
 
-async def get(db, workspace_id: int, audience_id: int) -> dict[str, Any]:
-    row = await db.fetchone(
-        f"SELECT {_COLUMNS} FROM audiences WHERE id=? AND workspace_id=? AND ready=1 AND deleted=0", (audience_id, workspace_id)
-    )
+async def get(store: AudienceStore, workspace_id: int, audience_id: int) -> AudienceRow:
+    row = await store.get(workspace_id, audience_id)
     if row is None:
         raise NotFound(f"audience {audience_id} not found")
-    return audience_json(row)
+    return row
 
 
-async def page(db, workspace_id: int, limit: int, cursor: int | None) -> dict[str, Any]:
-    rows = await db.fetchall(
-        f"SELECT {_COLUMNS} FROM audiences WHERE workspace_id=? AND ready=1 AND deleted=0 AND id < ? ORDER BY id DESC LIMIT ?",
-        (workspace_id, cursor if cursor is not None else 1 << 62, limit + 1),
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"items": [audience_json(r) for r in rows], "next_cursor": paging.encode(rows[-1][0]) if more else None}
+async def page(store: AudienceStore, workspace_id: int, limit: int, cursor: int | None) -> paging.Page:
+    rows = await store.page(workspace_id, limit + 1, cursor)
+    return paging.Page.of(rows, limit)
 
 
-async def delete(db, workspace_id: int, audience_id: int) -> None:
-    await get(db, workspace_id, audience_id)
-    async with db.transaction() as conn:
-        await conn.execute("UPDATE audiences SET deleted=1 WHERE id=?", (audience_id,))
-        # tasks that were not sent yet keep pointing at it and fail with a reason when due;
-        # the entries themselves go once no task is still reading them
-        await conn.execute(
-            """DELETE FROM audience_members WHERE audience_id=? AND NOT EXISTS (
-                   SELECT 1 FROM tasks WHERE audience_id=? AND status IN ('moderating','scheduled','sending'))""",
-            (audience_id, audience_id),
-        )
+async def delete(store: AudienceStore, workspace_id: int, audience_id: int) -> None:
+    await get(store, workspace_id, audience_id)
+    await store.delete(audience_id)

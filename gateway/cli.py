@@ -15,16 +15,17 @@ from .auth import create_token, list_tokens, revoke_token, serve_token
 from .config import Config
 from .platform import PlatformConfigError
 from .ports import port_taken
-from .storage.sqlite.db import Database
+from .storage import open_storage
 
 
-async def _with_db(db_path: str, fn, *args):
-    db = Database(db_path)
-    await db.open()
+async def _with_db(target: str, fn, *args):
+    """``fn(storage, *args)`` on the storage ``target`` names (a path, or ``postgresql://…``)."""
+    storage = open_storage(target)
+    await storage.open()
     try:
-        return await fn(db, *args)
+        return await fn(storage, *args)
     finally:
-        await db.close()
+        await storage.close()
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any, NamedTuple
 
 from .errors import Invalid
 
@@ -71,3 +72,19 @@ def decode_key(cursor: str | None) -> str | None:
     if not value:
         raise Invalid("cursor: not a cursor this service gave out", field="cursor")
     return value
+
+
+class Page(NamedTuple):
+    """A page of records (each with an ``id``) and the cursor to the next one, as a service
+    returns it; the web layer renders the records."""
+
+    items: list[Any]
+    next_cursor: str | None
+    total: int | None = None  # how many the filter chooses in all, where a page says it
+
+    @classmethod
+    def of(cls, rows: list[Any], limit: int, total: int | None = None) -> "Page":
+        """The page of ``rows``, fetched as ``limit + 1`` so that a further one shows there is more."""
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return cls(rows, encode(rows[-1].id) if more else None, total)

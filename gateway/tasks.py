@@ -1,26 +1,29 @@
 """Send tasks: create, edit, delete, list, details, per-number rows, audiences from results.
 
-Plain Python over the Database: the web layer only turns HTTP into these calls. The rules
-themselves (edit window, segmentation, results) live in ``gateway.domain``.
+Validation and rules over the storage's task and audience areas: the web layer turns HTTP into
+these calls and renders what they return (``gateway.web.present``). The rules themselves (edit
+window, segmentation, results) live in ``gateway.domain``.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 import msgspec
 
 from . import paging
+from .audiences import get as get_audience, name_taken
 from .clock import parse_rfc3339, to_rfc3339
-from .domain import numbers as N
 from .domain import results as R
 from .domain.labels import check_name, check_text
 from .domain.content import ContentError, render, summary
 from .domain.lifecycle import Status, modification_lock
 from .domain.segments import MAX_PARTS, segment, signed_text
 from .errors import Conflict, Gone, Invalid, NotFound
+from .storage.audiences import AudienceRow
+from .storage.errors import NameTaken
+from .storage.tasks import EditableTask, TaskFields, TaskRow
 # the request bodies are declared with the rest of the API's schemas (re-exported here)
 from .web.schemas import Content, GenerateAudience, Id, SubActivity, TaskCreate, TaskPatch, Template  # noqa: F401
 
@@ -28,20 +31,14 @@ SMS_TYPES = ("marketing", "notification", "digital")
 SEND_TYPES = ("immediate", "scheduled")
 
 
-# Until the send freezes it, a task's audience size is its audience's current size.
-_ROW_COLUMNS = (
-    "id, name, sub_activities, content_summary, audience_id, audience_name,"
-    " CASE WHEN dispatch_started_at IS NULL THEN COALESCE((SELECT a.size FROM audiences a"
-    " WHERE a.id = tasks.audience_id AND a.deleted = 0), 0) ELSE audience_size END, sent, succeeded, failed,"
-    " platform, sms_type, send_type, send_at, status, status_reason, created_at, content, signature, skipped, segments,"
-    " details_expire_at, details_purged, parts, encoding, late_receipts, duplicate_receipts, dispatch_started_at,"
-    " completed_at, updated_at"
-)
+def _task_name_taken(name: str) -> Conflict:
+    return Conflict(f"name: a task named {name!r} already exists in this workspace", field="name", code="name_taken")
 
 
 class TaskService:
-    def __init__(self, db, clock, platforms: dict, config, wake=lambda: None):
-        self.db = db
+    def __init__(self, storage, clock, platforms: dict, config, wake=lambda: None):
+        self.tasks = storage.tasks
+        self.audiences = storage.audiences
         self.clock = clock
         self.platforms = platforms
         self.config = config
@@ -71,12 +68,10 @@ class TaskService:
         return data, text, seg
 
     async def _audience(self, ws: int, audience_id: int) -> str:
-        row = await self.db.fetchone(
-            "SELECT name FROM audiences WHERE id=? AND workspace_id=? AND ready=1 AND deleted=0", (audience_id, ws)
-        )
+        row = await self.audiences.get(ws, audience_id)
         if row is None:
             raise Invalid(f"audience_id: audience {audience_id} not found", field="audience_id")
-        return row[0]
+        return row.name
 
     def _send_at(self, send_type: str, send_at: str | None) -> float | None:
         if send_type not in SEND_TYPES:
@@ -111,43 +106,35 @@ class TaskService:
         return self.clock.now() + self.platforms[platform].for_workspace(ws).moderation_delay()
 
     # -- commands ------------------------------------------------------------------------------
-    async def create(self, ws: int, body: TaskCreate) -> dict:
+    async def create(self, ws: int, body: TaskCreate) -> TaskRow:
         self._simple(body.name, body.platform, body.sms_type, body.signature, body.sub_activities)
         data, text, seg = self._content(body.content, body.signature)
         send_at = self._send_at(body.send_type, body.send_at)
         audience_name = await self._audience(ws, body.audience_id)
-        now = self.clock.now()
+        fields = TaskFields(
+            name=body.name.strip(), platform=body.platform, sms_type=body.sms_type, signature=body.signature,
+            content=json.dumps(data, ensure_ascii=False), content_summary=summary(data), audience_id=body.audience_id,
+            audience_name=audience_name, send_type=body.send_type, send_at=send_at,
+            sub_activities=json.dumps(msgspec.to_builtins(body.sub_activities), ensure_ascii=False),
+            moderation_due_at=self._moderation_due(body.platform, ws), parts=seg.parts, encoding=seg.encoding,
+        )
         try:
-            async with self.db.transaction() as conn:
-                cur = await conn.execute(
-                    "INSERT INTO tasks(workspace_id, name, platform, sms_type, signature, content, content_summary,"
-                    " audience_id, audience_name, send_type, send_at, sub_activities, status, created_at, updated_at,"
-                    " moderation_due_at, parts, encoding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (ws, body.name.strip(), body.platform, body.sms_type, body.signature, json.dumps(data, ensure_ascii=False),
-                     summary(data), body.audience_id, audience_name, body.send_type, send_at,
-                     json.dumps(msgspec.to_builtins(body.sub_activities), ensure_ascii=False), Status.MODERATING,
-                     now, now, self._moderation_due(body.platform, ws), seg.parts, seg.encoding),
-                )
-                task_id = cur.lastrowid
-        except sqlite3.IntegrityError:
-            raise Conflict(f"name: a task named {body.name!r} already exists in this workspace", field="name", code="name_taken") from None
+            task_id = await self.tasks.create(ws, fields, self.clock.now())
+        except NameTaken:
+            raise _task_name_taken(body.name) from None
         self.wake()
         return await self.get(ws, task_id)
 
-    async def _locked_row(self, ws: int, task_id: int) -> tuple:
-        row = await self.db.fetchone(
-            "SELECT status, send_type, send_at, name, platform, sms_type, signature, content, audience_id, sub_activities"
-            " FROM tasks WHERE id=? AND workspace_id=?",
-            (task_id, ws),
-        )
+    async def _locked_row(self, ws: int, task_id: int) -> EditableTask:
+        row = await self.tasks.editable(ws, task_id)
         if row is None:
             raise NotFound(f"task {task_id} not found")
-        reason = modification_lock(row[0], row[1], row[2], self.clock.now())
+        reason = modification_lock(row.status, row.send_type, row.send_at, self.clock.now())
         if reason:
             raise Conflict(f"the task cannot be changed: {reason}", code="task_locked")
         return row
 
-    async def update(self, ws: int, task_id: int, patch: TaskPatch) -> dict:
+    async def update(self, ws: int, task_id: int, patch: TaskPatch) -> TaskRow:
         row = await self._locked_row(ws, task_id)
         status, send_type, send_at, name, platform, sms_type, signature, content, audience_id, subs = row
         name = patch.name if patch.name is not None else name
@@ -165,126 +152,54 @@ class TaskService:
         audience_id = patch.audience_id if patch.audience_id is not None else audience_id
         audience_name = await self._audience(ws, audience_id)
         subs_json = json.dumps(msgspec.to_builtins(patch.sub_activities), ensure_ascii=False) if patch.sub_activities is not None else subs
-        now = self.clock.now()
+        fields = TaskFields(
+            name=name.strip(), platform=platform, sms_type=sms_type, signature=signature,
+            content=json.dumps(data, ensure_ascii=False), content_summary=summary(data), audience_id=audience_id,
+            audience_name=audience_name, send_type=new_send_type, send_at=new_send_at, sub_activities=subs_json,
+            moderation_due_at=self._moderation_due(platform, ws), parts=seg.parts, encoding=seg.encoding,
+        )
         try:
-            async with self.db.transaction() as conn:
-                cur = await conn.execute(
-                    "UPDATE tasks SET name=?, platform=?, sms_type=?, signature=?, content=?, content_summary=?, audience_id=?,"
-                    " audience_name=?, send_type=?, send_at=?, sub_activities=?, status='moderating', status_reason=NULL,"
-                    " updated_at=?, moderation_due_at=?, parts=?, encoding=? WHERE id=? AND workspace_id=? AND status=?",
-                    (name.strip(), platform, sms_type, signature, json.dumps(data, ensure_ascii=False), summary(data), audience_id,
-                     audience_name, new_send_type, new_send_at, subs_json, now, self._moderation_due(platform, ws), seg.parts,
-                     seg.encoding, task_id, ws, status),
-                )
-                if cur.rowcount == 0:
-                    raise Conflict("the task changed while it was being edited; try again", code="task_locked")
-        except sqlite3.IntegrityError:
-            raise Conflict(f"name: a task named {name!r} already exists in this workspace", field="name", code="name_taken") from None
+            changed = await self.tasks.update(ws, task_id, status, fields, self.clock.now())
+        except NameTaken:
+            raise _task_name_taken(name) from None
+        if not changed:
+            raise Conflict("the task changed while it was being edited; try again", code="task_locked")
         self.wake()
         return await self.get(ws, task_id)
 
     async def delete(self, ws: int, task_id: int) -> None:
         row = await self._locked_row(ws, task_id)
-        changed = await self.db.execute("DELETE FROM tasks WHERE id=? AND workspace_id=? AND status=?", (task_id, ws, row[0]))
-        if not changed:
+        if not await self.tasks.delete(ws, task_id, row.status):
             raise Conflict("the task changed while it was being deleted; try again", code="task_locked")
 
     # -- queries --------------------------------------------------------------------------------
-    def _row_json(self, r: tuple, detail: bool) -> dict:
-        (tid, name, subs, csummary, audience_id, audience_name, audience_size, sent, succeeded, failed, platform,
-         sms_type, send_type, send_at, status, status_reason, created_at, content, signature, skipped, segments,
-         expire_at, purged, parts, encoding, late, dups, started, completed_at, updated_at) = r
-        now = self.clock.now()
-        lock = modification_lock(status, send_type, send_at, now)
-        out = {
-            "id": tid,
-            "name": name,
-            "sub_activities": json.loads(subs),
-            "content_summary": csummary,
-            "audience_id": audience_id,
-            "audience_name": audience_name,
-            "audience_size": audience_size,
-            "sent": sent,
-            "succeeded": succeeded,
-            "failed": failed,
-            "pending": sent - succeeded - failed,
-            "platform": platform,
-            "sms_type": sms_type,
-            "send_type": send_type,
-            "send_at": to_rfc3339(send_at),
-            "status": status,
-            "status_reason": status_reason,
-            "created_at": to_rfc3339(created_at),
-            "can_edit": lock is None,
-            "can_delete": lock is None,
-            "lock_reason": lock,
-        }
-        if detail:
-            content_data = json.loads(content)
-            skipped_counts = {"empty": 0, "invalid": 0, "duplicate": 0, "over_limit": 0, **json.loads(skipped)}
-            try:
-                text = signed_text(signature, render(content_data))
-            except ContentError:
-                text = ""
-            seg = segment(text)
-            out.update(
-                content=content_data,
-                signature=signature,
-                skipped=skipped_counts,
-                segments=segments,
-                parts_per_message=parts,
-                details_expire_at=to_rfc3339(expire_at),
-                details_expired=bool(purged),
-                late_receipts=late,
-                duplicate_receipts=dups,
-                started_at=to_rfc3339(started),
-                completed_at=to_rfc3339(completed_at),
-                preview={"text": text, "encoding": seg.encoding, "parts": seg.parts, "characters": seg.units},
-                explanation=_explain(audience_size, sent, skipped_counts, segments, parts, started is not None),
-            )
-        return out
-
-    async def get(self, ws: int, task_id: int) -> dict:
-        row = await self.db.fetchone(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE id=? AND workspace_id=?", (task_id, ws))
+    async def get(self, ws: int, task_id: int) -> TaskRow:
+        row = await self.tasks.get(ws, task_id)
         if row is None:
             raise NotFound(f"task {task_id} not found")
-        return self._row_json(row, detail=True)
+        return row
 
-    async def page(self, ws: int, limit: int, cursor: int | None, status: str | None, platform: str | None, q: str | None) -> dict:
-        where, args = ["workspace_id=?"], [ws]
+    async def page(self, ws: int, limit: int, cursor: int | None, status: str | None, platform: str | None,
+                   q: str | None) -> paging.Page:
+        statuses: list[str] = []
         if status:
             statuses = [s.strip() for s in status.split(",") if s.strip()]
             bad = [s for s in statuses if s not in Status._value2member_map_]
             if bad:
                 raise Invalid(f"status: unknown status {bad[0]!r}; one of {', '.join(s.value for s in Status)}", field="status")
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            args += statuses
-        if platform:
-            where.append("platform=?")
-            args.append(platform)
         if q:
             check_text(q, "q")
-            where.append("(name LIKE ? ESCAPE '\\' OR content_summary LIKE ? ESCAPE '\\' OR audience_name LIKE ? ESCAPE '\\')")
-            pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            args += [pattern, pattern, pattern]
-        if cursor is not None:
-            where.append("id < ?")
-            args.append(cursor)
-        rows = await self.db.fetchall(
-            f"SELECT {_ROW_COLUMNS} FROM tasks WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", (*args, limit + 1)
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {"items": [self._row_json(r, detail=False) for r in rows], "next_cursor": paging.encode(rows[-1][0]) if more else None}
+        rows = await self.tasks.page(ws, limit + 1, cursor, statuses, platform or None, q or None)
+        return paging.Page.of(rows, limit)
 
     async def _details_available(self, ws: int, task_id: int) -> None:
-        row = await self.db.fetchone("SELECT details_purged, details_expire_at FROM tasks WHERE id=? AND workspace_id=?", (task_id, ws))
-        if row is None:
+        state = await self.tasks.details(ws, task_id)
+        if state is None:
             raise NotFound(f"task {task_id} not found")
-        if row[0]:
+        if state.purged:
             hours = self.config.retention / 3600
             raise Gone(
-                f"per-number details of this task expired at {to_rfc3339(row[1])}: they are kept for {hours:g} hours"
+                f"per-number details of this task expired at {to_rfc3339(state.expire_at)}: they are kept for {hours:g} hours"
                 " after submission, then deleted; the task's counts remain",
                 code="details_expired",
             )
@@ -299,7 +214,7 @@ class TaskService:
         return codes
 
     async def messages(self, ws: int, task_id: int, limit: int, cursor: int | None, result: str | None,
-                       q: str | None = None) -> dict:
+                       q: str | None = None) -> paging.Page:
         """A page of per-number rows, and ``total``: how many rows the filter chooses in all.
 
         The total comes from the task's counters when only results are chosen (they equal the
@@ -309,79 +224,26 @@ class TaskService:
         codes = self._results(result.split(",") if result else [], "result") or [0, 1, 2]
         digits = _number_search(q)
         await self._details_available(ws, task_id)
-        where = f"task_id=?{_results_sql(codes)}"
-        args: list[Any] = [task_id]
+        rows = await self.tasks.messages(task_id, codes, digits, cursor, limit + 1)
         if digits:
-            where += " AND number LIKE ?"
-            args.append(f"%{digits}%")
-        rows = await self.db.fetchall(
-            f"SELECT id, number, result, receipt_at, reasons, parts FROM messages WHERE {where}"
-            " AND id > ? ORDER BY id LIMIT ?",
-            (*args, cursor if cursor is not None else -1, limit + 1),
-        )
-        if digits:
-            (total,) = await self.db.fetchone(f"SELECT COUNT(*) FROM messages WHERE {where}", args)
+            total = await self.tasks.count_messages(task_id, codes, digits)
         else:
-            counters = await self.db.fetchone("SELECT sent, succeeded, failed FROM tasks WHERE id=?", (task_id,))
-            sent, succeeded, failed = counters
+            sent, succeeded, failed = await self.tasks.counters(task_id)
             by_result = {R.PENDING: sent - succeeded - failed, R.SUCCEEDED: succeeded, R.FAILED: failed}
             total = sum(by_result[c] for c in set(codes))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        items = [
-            {
-                "number_masked": N.mask(number),
-                "result": R.RESULT_NAMES[res],
-                "receipt_at": to_rfc3339(receipt_at),
-                "failure_reasons": _reasons_json(reasons),
-                "segments": parts,
-            }
-            for _id, number, res, receipt_at, reasons, parts in rows
-        ]
-        return {"items": items, "total": total, "next_cursor": paging.encode(rows[-1][0]) if more else None}
+        return paging.Page.of(rows, limit, total)
 
-    async def generate_audience(self, ws: int, task_id: int, body: GenerateAudience) -> dict:
-        from .audiences import get, name_taken
-
+    async def generate_audience(self, ws: int, task_id: int, body: GenerateAudience) -> AudienceRow:
         name = check_name(body.name)
         if not body.results:
             raise Invalid("results: choose at least one of succeeded, failed, pending", field="results")
         codes = self._results(body.results, "results")
         await self._details_available(ws, task_id)
-        now = self.clock.now()
         try:
-            async with self.db.transaction() as conn:
-                audience_id = await self._generated_audience(conn, ws, task_id, name, codes, now)
-        except sqlite3.IntegrityError:  # the name is taken: the transaction stored nothing
+            audience_id = await self.audiences.from_task_results(ws, task_id, name, codes, self.clock.now())
+        except NameTaken:  # the transaction stored nothing
             raise name_taken(name) from None
-        return await get(self.db, ws, audience_id)
-
-    @staticmethod
-    async def _generated_audience(conn, ws: int, task_id: int, name: str, codes: list[int], now: float) -> int:
-        cur = await conn.execute(
-            "INSERT INTO audiences(workspace_id, name, source, source_task_id, created_at) VALUES (?,?,?,?,?)",
-            (ws, name, "task", task_id, now),
-        )
-        audience_id = cur.lastrowid
-        cur = await conn.execute(
-            "INSERT INTO audience_members(audience_id, seq, raw, e164, kind)"
-            " SELECT ?, ROW_NUMBER() OVER (ORDER BY id) - 1, number, number, 0 FROM messages"
-            f" WHERE task_id=?{_results_sql(codes)}",
-            (audience_id, task_id),
-        )
-        await conn.execute("UPDATE audiences SET size=?, ready=1 WHERE id=?", (cur.rowcount, audience_id))
-        return audience_id
-
-
-def _reasons_json(stored: str | None) -> list[dict]:
-    """Stored reasons are ``[code, text]``, or ``[code, text, part]`` for a receipt naming a part."""
-    out = []
-    for reason in json.loads(stored) if stored else ():
-        item = {"code": reason[0], "message": reason[1]}
-        if len(reason) > 2:
-            item["part"] = reason[2]
-        out.append(item)
-    return out
+        return await get_audience(self.audiences, ws, audience_id)
 
 
 def _number_search(q: str | None) -> str:
@@ -395,30 +257,3 @@ def _number_search(q: str | None) -> str:
 
 
 _NUMBER_SEPARATORS = str.maketrans("", "", " +-()")
-
-
-def _results_sql(codes: list[int]) -> str:
-    """The WHERE terms choosing messages by result, after ``task_id=?``. The codes are written
-    as literals (they come from ``RESULT_CODES``, never from the request) so that SQLite can see
-    that a choice without succeeded numbers is answered by the partial index
-    ``messages_unsettled``: a page of failed numbers walks the failed and pending ones, not the
-    whole task (schema migration 8)."""
-    chosen = sorted(set(codes))
-    if chosen == sorted(R.RESULT_NAMES):
-        return ""
-    terms = f" AND result IN ({','.join(str(int(c)) for c in chosen)})"
-    return terms if R.SUCCEEDED in chosen else terms + f" AND result <> {R.SUCCEEDED}"
-
-
-def _explain(audience_size: int, sent: int, skipped: dict, segments: int, parts: int, started: bool) -> str:
-    if not started:
-        return "The task has not started sending yet."
-    lines = [f"{audience_size} numbers in the audience, {sent} sent."]
-    reasons = {k: v for k, v in skipped.items() if v}
-    if reasons:
-        words = {"empty": "empty", "invalid": "invalid", "duplicate": "duplicates", "over_limit": "over the platform's recipient limit",
-                 "opted_out": "opted out (on the workspace's opt-out list)"}
-        lines.append("Not sent: " + ", ".join(f"{v} {words.get(k, k)}" for k, v in sorted(reasons.items())) + ".")
-    if parts > 1:
-        lines.append(f"The text is {parts} parts long, so the platform bills {segments} messages for {sent} numbers.")
-    return " ".join(lines)

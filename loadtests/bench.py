@@ -477,7 +477,7 @@ def _sqlite_latencies(path: str, queries: list[tuple[str, tuple]]) -> list[float
 
 def bench_api(args) -> dict:
     from gateway import paging
-    from gateway.tasks import _ROW_COLUMNS
+    from gateway.storage.sqlite.tasks import ROW_COLUMNS as _ROW_COLUMNS
 
     rnd = random.Random(7)
     n = args.requests

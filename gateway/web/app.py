@@ -42,9 +42,9 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     await storage.open()
     app[storage_key] = storage
     db = app[db_key] = storage.db  # the areas not yet behind the storage interface
-    app[tokens_key] = TokenCache(db)
-    uploads = app[uploads_key] = Uploads()
-    swept = await uploads.sweep(db)  # left by a killed process or a full disk
+    app[tokens_key] = TokenCache(storage.tokens)
+    uploads = app[uploads_key] = Uploads(storage.audiences)
+    swept = await uploads.sweep()  # left by a killed process or a full disk
     if swept:
         log.warning("removed %d audience upload(s) left unfinished by an earlier run", swept)
     clock = app[clock_key]
@@ -89,10 +89,10 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
         # each platform gets its own namespaced store; the rest of the context is shared
         await platform.start(dataclasses.replace(ctx, store=storage.platform_store(platform.name)))
     dispatcher = Dispatcher(db, clock, platforms, pm, config, metrics, sink, optouts=inbound)
-    engine = Engine(db, clock, platforms, pm, config, metrics, dispatcher, maintenance=lambda: uploads.sweep(db))
+    engine = Engine(db, clock, platforms, pm, config, metrics, dispatcher, maintenance=uploads.sweep)
     engines.append(engine)
     app[engine_key] = engine
-    app[tasks_key] = TaskService(db, clock, platforms, config, wake=engine.wake)
+    app[tasks_key] = TaskService(storage, clock, platforms, config, wake=engine.wake)
     await engine.start()
     try:
         yield

@@ -13,9 +13,10 @@ from gateway.domain.labels import check_name
 from gateway.domain.phone_csv import CsvError, PhoneColumnReader
 from gateway.errors import Conflict, Invalid, NotFound
 
+from . import present
 from . import schemas as S
 from .bodies import body, chunks, json_response
-from .keys import clock_key, config_key, db_key, engine_key, platforms_key, tasks_key, uploads_key
+from .keys import clock_key, config_key, engine_key, platforms_key, storage_key, tasks_key, uploads_key
 from .middleware import principal_key, require_admin, workspace_key
 from .openapi import CURSOR, LIMIT, Param, documented
 from .schemas import MAX_ADVANCE, AudienceCreate, ClockAdvance, GenerateAudience, TaskCreate, TaskPatch  # noqa: F401
@@ -84,8 +85,7 @@ async def create_audience(request: web.Request) -> web.Response:
             raise Invalid("name: a JSON body gives the audience's name itself; ?name= is for a CSV body", field="name")
         data = await body(request, AudienceCreate)
         name = check_name(data.name)
-    writer = AudienceWriter(app[db_key], app[clock_key], config.default_region, request[workspace_key], name,
-                            uploads=app[uploads_key])
+    writer = AudienceWriter(app[uploads_key], app[clock_key], config.default_region, request[workspace_key], name)
     await writer.begin()
     try:
         if csv_body:
@@ -97,7 +97,7 @@ async def create_audience(request: web.Request) -> web.Response:
     except BaseException:
         await writer.abort()
         raise
-    return json_response(result, status=201)
+    return json_response(present.audience_json(result), status=201)
 
 
 async def _stream_csv(request: web.Request, writer: AudienceWriter, limit: int) -> None:
@@ -122,21 +122,23 @@ async def _stream_csv(request: web.Request, writer: AudienceWriter, limit: int) 
 @documented("List audiences, newest first", "audiences", query=(LIMIT, CURSOR), response=S.AudiencePage)
 async def list_audiences(request: web.Request) -> web.Response:
     q = request.query
-    page = await audiences.page(request.app[db_key], request[workspace_key], paging.limit_of(q.get("limit")), paging.decode(q.get("cursor")))
-    return json_response(page)
+    page = await audiences.page(request.app[storage_key].audiences, request[workspace_key], paging.limit_of(q.get("limit")),
+                                paging.decode(q.get("cursor")))
+    return json_response(present.audience_page(page))
 
 
 @routes.get("/api/v1/audiences/{id}")
 @documented("One audience", "audiences", response=S.Audience, errors=NOT_FOUND)
 async def get_audience(request: web.Request) -> web.Response:
-    return json_response(await audiences.get(request.app[db_key], request[workspace_key], _id(request)))
+    audience = await audiences.get(request.app[storage_key].audiences, request[workspace_key], _id(request))
+    return json_response(present.audience_json(audience))
 
 
 @routes.delete("/api/v1/audiences/{id}")
 @documented("Delete an audience", "audiences", status=204, errors=NOT_FOUND,
             description="Tasks not sent yet that use it fail with a reason when due.")
 async def delete_audience(request: web.Request) -> web.Response:
-    await audiences.delete(request.app[db_key], request[workspace_key], _id(request))
+    await audiences.delete(request.app[storage_key].audiences, request[workspace_key], _id(request))
     return web.Response(status=204)
 
 
@@ -148,7 +150,8 @@ async def delete_audience(request: web.Request) -> web.Response:
 async def create_task(request: web.Request) -> web.Response:
     data = await body(request, TaskCreate)
     _check_send_at(data.send_at)
-    return json_response(await request.app[tasks_key].create(request[workspace_key], data), status=201)
+    task = await request.app[tasks_key].create(request[workspace_key], data)
+    return json_response(present.task_json(task, request.app[clock_key].now()), status=201)
 
 
 @routes.get("/api/v1/tasks")
@@ -165,13 +168,14 @@ async def list_tasks(request: web.Request) -> web.Response:
         request[workspace_key], paging.limit_of(q.get("limit")), paging.decode(q.get("cursor")),
         q.get("status"), q.get("platform"), q.get("q"),
     )
-    return json_response(page)
+    return json_response(present.task_page(page, request.app[clock_key].now()))
 
 
 @routes.get("/api/v1/tasks/{id}")
 @documented("Task details", "tasks", response=S.TaskDetail, errors=NOT_FOUND)
 async def get_task(request: web.Request) -> web.Response:
-    return json_response(await request.app[tasks_key].get(request[workspace_key], _id(request)))
+    task = await request.app[tasks_key].get(request[workspace_key], _id(request))
+    return json_response(present.task_json(task, request.app[clock_key].now()))
 
 
 @routes.patch("/api/v1/tasks/{id}")
@@ -183,7 +187,8 @@ async def patch_task(request: web.Request) -> web.Response:
     task_id = _id(request)
     data = await body(request, TaskPatch)
     _check_send_at(data.send_at)
-    return json_response(await request.app[tasks_key].update(request[workspace_key], task_id, data))
+    task = await request.app[tasks_key].update(request[workspace_key], task_id, data)
+    return json_response(present.task_json(task, request.app[clock_key].now()))
 
 
 @routes.delete("/api/v1/tasks/{id}")
@@ -205,7 +210,7 @@ async def task_messages(request: web.Request) -> web.Response:
     q = request.query
     task_id, limit, cursor = _id(request), paging.limit_of(q.get("limit")), paging.decode(q.get("cursor"))
     page = await request.app[tasks_key].messages(request[workspace_key], task_id, limit, cursor, q.get("result"), q.get("q"))
-    return json_response(page)
+    return json_response(present.message_page(page))
 
 
 @routes.post("/api/v1/tasks/{id}/audiences")
@@ -216,7 +221,7 @@ async def task_audience(request: web.Request) -> web.Response:
     task_id = _id(request)
     data = await body(request, GenerateAudience)
     audience = await request.app[tasks_key].generate_audience(request[workspace_key], task_id, data)
-    return json_response(audience, status=201)
+    return json_response(present.audience_json(audience), status=201)
 
 
 # -- platforms -------------------------------------------------------------------------------
@@ -269,23 +274,6 @@ async def unmatched_receipts(request: web.Request) -> web.Response:
     limit, cursor = paging.limit_of(q.get("limit")), paging.decode(q.get("cursor"))
     # a workspace sees the receipts its tokens posted; an admin also those the platforms pushed
     # themselves (they belong to no workspace until matched)
-    scope = "(workspace_id = ? OR workspace_id IS NULL)" if request[principal_key].admin else "workspace_id = ?"
-    where, args = ["matched=0", scope], [request[workspace_key]]
-    if q.get("platform"):
-        where.append("platform=?")
-        args.append(q["platform"])
-    db = request.app[db_key]
-    (total,) = await db.fetchone(f"SELECT COUNT(*) FROM unmatched_receipts WHERE {' AND '.join(where)}", args)
-    rows = await db.fetchall(
-        "SELECT id, platform, platform_id, part, status, code, message, at, received_at FROM unmatched_receipts"
-        f" WHERE {' AND '.join(where)} AND id > ? ORDER BY id LIMIT ?",
-        (*args, cursor if cursor is not None else -1, limit + 1),
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    items = [
-        {"platform": r[1], "platform_id": r[2], "part": r[3], "status": r[4], "code": r[5], "message": r[6],
-         "at": to_rfc3339(r[7]), "received_at": to_rfc3339(r[8])}
-        for r in rows
-    ]
-    return json_response({"items": items, "total": total, "next_cursor": paging.encode(rows[-1][0]) if more else None})
+    total, rows = await request.app[storage_key].unmatched.page(
+        request[workspace_key], request[principal_key].admin, q.get("platform") or None, cursor, limit + 1)
+    return json_response(present.unmatched_page(paging.Page.of(rows, limit, total)))

@@ -14,7 +14,7 @@ from gateway.wire.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 from . import schemas as S
 from .bodies import json_response, read
-from .keys import clock_key, db_key, engine_key, metrics_key, platforms_key, sink_key, tokens_key
+from .keys import clock_key, engine_key, metrics_key, platforms_key, sink_key, storage_key, tokens_key
 from .middleware import error_body, require_admin
 from .openapi import Param, documented, openapi_json
 
@@ -32,14 +32,15 @@ async def healthz(request: web.Request) -> web.Response:
     writer whose last transaction failed on the storage (a full disk) and none committed since,
     an engine step that has run for over a minute (the clock's rules are not being applied)."""
     app = request.app
-    db = app[db_key]
+    storage = app[storage_key]
     checks: dict = {}
     try:
-        await db.fetchone("SELECT 1")
+        await storage.health.ping()
         checks["database"] = {"status": "ok"}
     except Exception as exc:
         checks["database"] = {"status": "failing", "error": str(exc)}
-    checks["writer"] = {"status": "failing", "error": db.write_error} if db.write_error else {"status": "ok"}
+    write_error = storage.write_error
+    checks["writer"] = {"status": "failing", "error": write_error} if write_error else {"status": "ok"}
     if engine_key in app:
         checks["engine"] = app[engine_key].health()
     healthy = all(c["status"] == "ok" for c in checks.values())
@@ -53,7 +54,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     require_admin(request)
     m = request.app[metrics_key]
-    for status, count in await request.app[db_key].fetchall("SELECT status, COUNT(*) FROM tasks GROUP BY status"):
+    for status, count in await request.app[storage_key].tasks.count_by_status():
         m.tasks_by_status.labels(status).set(count)
     body = generate_latest(m.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -14,7 +14,7 @@ from simulator.profile import Profile
 
 from . import schemas as S
 from .bodies import body, json_response, read
-from .keys import config_key, db_key, inbound_key, platforms_key
+from .keys import config_key, inbound_key, platforms_key, storage_key
 from .middleware import workspace_key
 from .openapi import CURSOR, LIMIT, Param, documented
 
@@ -142,8 +142,7 @@ async def ground_truth(request: web.Request) -> web.Response:
     if not task_id:  # not digits, above 2^63-1, or 0
         raise Invalid("task_id: a task id (digits, 1 to 2^63-1)", field="task_id")
     limit = paging.limit_of(request.query.get("limit"))  # bad input first, then a task that is not there
-    row = await request.app[db_key].fetchone("SELECT 1 FROM tasks WHERE id=? AND workspace_id=?", (task_id, request[workspace_key]))
-    if row is None:
+    if not await request.app[storage_key].tasks.exists(request[workspace_key], task_id):
         raise NotFound(f"task {task_id} not found")
     cursor = request.query.get("cursor") or None
     items, next_cursor = await carrier.ground_truth(task_id, cursor, limit)

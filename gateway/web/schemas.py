@@ -7,9 +7,9 @@ into the document as JSON Schema keywords (``extra_json_schema``), so the OpenAP
 exactly what the server accepts: a name is 1 to 200 characters, not only spaces, without control
 characters; an id is 1 to 2^63-1; ``seconds`` is above 0 and at most ten years.
 
-Responses are built as plain dicts by the services; the response Structs here describe them for
-the OpenAPI document, and the schemathesis run in ``tests/test_openapi.py`` proves that every
-answer matches them.
+Responses are rendered as plain dicts from the services' records by ``gateway.web.present``; the
+response Structs here describe them for the OpenAPI document, and the schemathesis run in
+``tests/test_openapi.py`` proves that every answer matches them.
 """
 
 from __future__ import annotations

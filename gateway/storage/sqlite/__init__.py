@@ -6,10 +6,15 @@ Each area of the service has its module here (tasks.py, audiences.py, …), buil
 
 from __future__ import annotations
 
+from .audiences import SqliteAudienceStore
 from .check import SqliteCheckStore
 from .db import Database
+from .health import SqliteHealthStore
 from .inbound import SqliteInboundStore
 from .platform_store import PlatformStore
+from .tasks import SqliteTaskStore
+from .tokens import SqliteTokenStore
+from .unmatched import SqliteUnmatchedStore
 
 
 class SqliteStorage:
@@ -18,6 +23,11 @@ class SqliteStorage:
     def __init__(self, path: str):
         self.path = path
         self.db = Database(path)
+        self.tasks = SqliteTaskStore(self.db)
+        self.audiences = SqliteAudienceStore(self.db)
+        self.tokens = SqliteTokenStore(self.db)
+        self.unmatched = SqliteUnmatchedStore(self.db)
+        self.health = SqliteHealthStore(self.db)
         self.inbound = SqliteInboundStore(self.db)
         self.check = SqliteCheckStore(self.db)
 
