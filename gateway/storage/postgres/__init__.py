@@ -1,0 +1,36 @@
+"""The PostgreSQL backend (``smslab serve --db postgresql://…``): several gateway instances on one
+database act as one gateway.
+
+It mirrors ``SqliteStorage``: each area of the service has its module here, built on the one
+``Database`` (a connection pool, db.py) this storage opens; the area objects are what the
+services are given. The schema is versioned (schema.py) and migrated at ``open()``.
+"""
+
+from __future__ import annotations
+
+from .db import Database
+from .leases import PostgresLeaseStore
+from .platform_store import PlatformStore
+
+
+class PostgresStorage:
+    backend = "postgres"
+
+    def __init__(self, url: str):
+        self.url = url
+        self.db = Database(url)
+        self.leases = PostgresLeaseStore(self.db)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    @property
+    def write_error(self) -> str | None:
+        """The last write that failed on the database itself (lost, full), until one commits."""
+        return self.db.write_error
+
+    def platform_store(self, namespace: str) -> PlatformStore:
+        return PlatformStore(self.db, namespace)
