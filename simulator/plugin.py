@@ -39,3 +39,11 @@ def smslab_register_commands(subparsers):
     from .server import add_carrier_command
 
     add_carrier_command(subparsers)
+
+
+@hookimpl
+def smslab_register_routes():
+    """The testbed routes (/api/v1/simulator/...): profile, presets, reset, ground truth, replies."""
+    from .routes import routes
+
+    return routes

@@ -16,6 +16,7 @@ from gateway.client import (CARRIER_ROUTES, ITERATORS, PLUGIN_ROUTES, ROUTES, Ap
 from gateway.client import truth as T
 from gateway.testing.pytest_plugin import CarrierProcess, GatewayProcess
 from gateway.web import schemas as S
+from simulator import schemas as SimS
 
 HOUR = 3600.0
 QUICK = {"moderation": {"review_seconds": 0}, "receipt_delay": {"kind": "fixed", "seconds": 60},
@@ -117,7 +118,7 @@ def test_the_sync_client_drives_every_route(gateway_process):
     client.activate_preset(client.list_presets()["items"][0]["name"])
     assert client.put_profile(**QUICK)["moderation"]["review_seconds"] == 0
     assert client.patch_profile(seed=7)["seed"] == 7
-    assert client.patch_profile(S.ProfilePatch(duplicate_rate=0.0))["duplicate_rate"] == 0.0
+    assert client.patch_profile(SimS.ProfilePatch(duplicate_rate=0.0))["duplicate_rate"] == 0.0
     assert client.get_profile()["seed"] == 7
 
     # audiences: JSON, CSV, a Struct body; listed page by page

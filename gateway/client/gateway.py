@@ -20,6 +20,7 @@ from typing import Any, Iterable, Literal, Sequence
 import msgspec
 
 from gateway.web import schemas as S
+from simulator import schemas as SimS
 
 from . import truth as _truth
 from ._core import ApiError, AsyncSession, AsyncTransport, SyncSession, SyncTransport
@@ -258,7 +259,7 @@ class _Operations:
         """PUT /api/v1/simulator/profile: replace the profile (fields left out take defaults)."""
         return self._call("PUT", "/api/v1/simulator/profile", profile if profile is not None else fields)
 
-    def patch_profile(self, patch: S.ProfilePatch | dict | None = None, /, **fields: Any) -> Any:
+    def patch_profile(self, patch: SimS.ProfilePatch | dict | None = None, /, **fields: Any) -> Any:
         """PATCH /api/v1/simulator/profile: change some fields (``patch_profile(seed=7)``)."""
         return self._call("PATCH", "/api/v1/simulator/profile", patch if patch is not None else fields)
 
@@ -273,7 +274,7 @@ class _Operations:
 
     def mobile_originated(self, from_: str, text: str, to: str | None = None) -> Any:
         """POST /api/v1/simulator/mo: a handset's reply (``STOP`` opts the sender out)."""
-        return self._call("POST", "/api/v1/simulator/mo", S.MobileOriginated(from_=from_, text=text, to=to))
+        return self._call("POST", "/api/v1/simulator/mo", SimS.MobileOriginated(from_=from_, text=text, to=to))
 
     def ground_truth(self, task_id: int, *, limit: int | None = None, cursor: str | None = None) -> Any:
         return self._call("GET", "/api/v1/simulator/ground-truth", params=_page(limit, cursor, task_id=task_id))

@@ -22,7 +22,7 @@ from gateway.plugins import build_plugin_manager, call_async
 from gateway.storage import open_storage
 from gateway.tasks import TaskService
 
-from . import middleware, protocol_errors, routes_api, routes_inbound, routes_system, routes_testbed
+from . import middleware, protocol_errors, routes_api, routes_inbound, routes_system
 from .keys import (clock_key, config_key, db_key, engine_key, inbound_key, metrics_key, platforms_key, pm_key, sink_key,
                    storage_key, tasks_key, tokens_key, uploads_key)
 
@@ -125,7 +125,6 @@ def create_app(config: Config | None = None, *, pm=None, clock: Clock | None = N
             platforms[platform.name] = platform
     app[platforms_key] = platforms
     app.add_routes(routes_api.routes)
-    app.add_routes(routes_testbed.routes)
     app.add_routes(routes_inbound.routes)
     app.add_routes(routes_system.routes)
     for extra in pm.hook.smslab_register_routes():

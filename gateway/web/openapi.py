@@ -26,7 +26,6 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import StaticResource
 
 from gateway import __version__
-from simulator import profile as profiles
 
 from . import schemas as S
 from .keys import platforms_key
@@ -83,13 +82,22 @@ class Operation:
     other: dict[int, Any] = field(default_factory=dict)  # other non-error answers: status -> body type
     links: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)  # name -> (operationId, parameters)
     access: Access = "token"
+    components: tuple = ()  # types its schemas refer to by a written $ref, which the document must hold
 
     def types(self) -> list:
-        found = [self.body, self.response, *self.other.values(), *(p.schema for p in (*self.query, *self.headers, *self.path))]
+        found = [self.body, self.response, *self.other.values(), *(p.schema for p in (*self.query, *self.headers, *self.path)),
+                 *self.components]
         return [t for t in found if t is not None and not isinstance(t, dict)]
 
 
 DOCUMENTED: list = []  # every documented handler, for the tests' "and vice versa"
+_ENUM_SOURCES: dict[str, Any] = {}
+
+
+def enum_source(name: str, values) -> None:
+    """``values()`` gives the enum of every schema marked ``x-smslab-enum: name`` (a plugin's
+    route module registers its own, as the simulator does for its preset names)."""
+    _ENUM_SOURCES[name] = values
 
 
 def documented(summary: str, tag: str, **details: Any):
@@ -172,7 +180,7 @@ def openapi_document(app: web.Application) -> dict:
                         del response["links"]
 
     platforms = sorted(app[platforms_key]) if platforms_key in app else []
-    enums = {"platforms": platforms, "presets": profiles.preset_names()}
+    enums = {"platforms": platforms, **{name: list(values()) for name, values in _ENUM_SOURCES.items()}}
     doc = {
         "openapi": "3.1.0",
         "info": {"title": "smslab", "version": __version__,

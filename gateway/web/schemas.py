@@ -23,8 +23,6 @@ from gateway.clock import MAX_TIME
 from gateway.domain.labels import MAX_NAME
 from gateway.domain.segments import MAX_PARTS
 from gateway.paging import MAX_ID, MAX_LIMIT
-from simulator.profile import (Delay, FixedDelay, LognormalDelay, Moderation, NumberRule, Outage, Outcomes, Profile,
-                               Seconds, UniformDelay, Weight)
 
 # -- character classes of the patterns ---------------------------------------------------------
 # Written with \uXXXX escapes, which Python's re, ECMA-262 and Rust's regex read alike.
@@ -45,12 +43,8 @@ NOT_BLANK_PATTERN = rf"[^{_WHITESPACE}]"
 NUMBER_SEARCH_PATTERN = r"^(?:[ +()\-]*[0-9][0-9 +()\-]*)?$"
 """Digits of a phone number, maybe written with +, spaces, dashes or brackets."""
 
-SHORT_CODE_PATTERN = r"^\+?[0-9A-Za-z]+$"
-"""The number or short code a reply was sent to (``routes_testbed``: the same rule)."""
-
 MAX_ADVANCE = 10 * 365 * 86400.0
 MAX_NUMBER = 32  # characters of a phone number as written
-MAX_MO_TEXT = 1600  # characters of a reply (ten concatenated parts)
 MAX_SIGNATURE = 40
 # the longest text that can fit MAX_PARTS parts: GSM-7, 153 septets a part (the exact rule
 # depends on the encoding and the signature; the server answers 400 naming content.text)
@@ -71,13 +65,9 @@ TaskStatus = Literal["moderating", "rejected", "scheduled", "sending", "complete
 ClockMode = Literal["wall", "virtual"]
 SearchText = Annotated[str, Meta(extra_json_schema={"pattern": TEXT_PATTERN})]
 NumberSearch = Annotated[str, Meta(extra_json_schema={"pattern": NUMBER_SEARCH_PATTERN})]
-PresetName = Annotated[str, Meta(extra_json_schema={"x-smslab-enum": "presets"})]
 PhoneNumber = Annotated[str, Meta(min_length=1, max_length=MAX_NUMBER, examples=["+8613800138000"],
                                   description="a phone number: E.164 (+8613800138000), or as written in the service's"
                                               " default region (13800138000); stored in E.164")]
-ShortCode = Annotated[str, Meta(min_length=1, max_length=MAX_NUMBER, extra_json_schema={"pattern": SHORT_CODE_PATTERN},
-                                description="the number or code a reply was sent to: letters and digits, maybe"
-                                            " after a +")]
 PlatformName = Annotated[str, Meta(extra_json_schema={"x-smslab-enum": "platforms"},
                                    description="the name of an installed platform (GET /api/v1/platforms)")]
 """A platform name: the OpenAPI document lists the installed ones as its enum."""
@@ -179,43 +169,6 @@ class ClockAdvance(Schema):
                                                                       " at 9000-01-01")]
 
 
-class DelayChange(Schema):
-    """Some parameters of the current delay, its kind unchanged (a PATCH merges them)."""
-
-    seconds: Seconds | UnsetType = UNSET
-    low: Seconds | UnsetType = UNSET
-    high: Seconds | UnsetType = UNSET
-    median: Annotated[float, Meta(gt=0, le=365 * 86400.0)] | UnsetType = UNSET
-    sigma: Annotated[float, Meta(ge=0, le=10)] | UnsetType = UNSET
-
-
-_DELAYS = [{"$ref": f"#/components/schemas/{t.__name__}"} for t in (FixedDelay, UniformDelay, LognormalDelay)]
-_DELAY_CHANGE = {"$ref": "#/components/schemas/DelayChange"}
-_OBJECT = dict[str, Any]
-
-
-class ProfilePatch(Schema):
-    """Some fields of the simulated carrier's profile. ``outcomes`` and ``moderation`` merge key
-    by key; ``receipt_delay`` and ``submit_latency`` merge when the kind stays (or is left out),
-    and are replaced when it changes; lists are replaced whole. The result is validated as a
-    whole profile."""
-
-    seed: int | UnsetType = UNSET
-    outcomes: Outcomes | UnsetType = UNSET
-    failure_codes: dict[Annotated[str, Meta(min_length=1, max_length=64)], Weight] | UnsetType = UNSET
-    receipt_delay: Annotated[_OBJECT, Meta(extra_json_schema={"anyOf": [*_DELAYS, _DELAY_CHANGE]})] | UnsetType = UNSET
-    max_recipients: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
-    moderation: Moderation | UnsetType = UNSET
-    duplicate_rate: Annotated[float, Meta(ge=0, le=1)] | UnsetType = UNSET
-    reorder: bool | UnsetType = UNSET
-    part_policy: Literal["all", "first", "last"] | UnsetType = UNSET
-    throughput_limit: Annotated[float, Meta(gt=0, le=1e9)] | None | UnsetType = UNSET
-    submit_latency: Annotated[Any, Meta(extra_json_schema={"anyOf": [
-        *_DELAYS, _DELAY_CHANGE, {"type": "number", "minimum": 0, "maximum": 365 * 86400.0}]})] | UnsetType = UNSET
-    outages: list[Outage] | UnsetType = UNSET
-    number_rules: list[NumberRule] | UnsetType = UNSET
-
-
 class PushedReceipt(Schema):
     """A receipt pushed by a platform (``gateway.wire.webhooks.WireReceipt``)."""
 
@@ -237,17 +190,6 @@ class OptOutCreate(Schema):
     """A number to put on the workspace's opt-out list: tasks skip it as ``opted_out``."""
 
     number: PhoneNumber
-
-
-class MobileOriginated(Schema):
-    """A reply from a handset to the simulated carrier (mobile-originated), handed to the gateway
-    as an inbound message of the caller's workspace."""
-
-    from_: PhoneNumber = msgspec.field(name="from")
-    text: Annotated[str, Meta(max_length=MAX_MO_TEXT, examples=["STOP"], description="what the handset sent; an opt-out keyword"
-                                                                  " (STOP, UNSUBSCRIBE, TD by default) opts the"
-                                                                  " number out")]
-    to: ShortCode | None = None
 
 
 # -- responses -----------------------------------------------------------------------------------
@@ -392,54 +334,6 @@ class ReceiptsAccepted(Schema):
     accepted: int
 
 
-class CarrierReset(Schema):
-    reset: Literal[True]
-    profile: Profile
-
-
-class Preset(Schema):
-    name: str
-    description: str
-    active: bool
-    profile: Profile
-
-
-class PresetPage(Schema):
-    items: list[Preset]
-    active: str | None
-    next_cursor: None
-
-
-class PlannedReceipt(Schema):
-    part: int | None
-    status: Literal["delivered", "failed"]
-    code: str | None
-    at: DateTime
-    duplicate: bool
-    swallowed: bool
-    emitted_at: DateTime | None
-
-
-class GroundTruth(Schema):
-    """What the simulated carrier decided for one message, and the receipts it planned."""
-
-    platform_id: str | None
-    number: str
-    parts: int
-    submitted_at: DateTime
-    outcome: Literal["delivered", "failed", "missing", "refused"]
-    code: str | None
-    submit_latency: float
-    rule: str | None
-    expected_result: Literal["succeeded", "failed", "receipt_timeout", "refused"]
-    receipts: list[PlannedReceipt]
-
-
-class GroundTruthPage(Schema):
-    items: list[GroundTruth]
-    next_cursor: str | None
-
-
 class InboundItem(Schema):
     """A message from a handset (a reply), as the gateway stored it."""
 
@@ -513,9 +407,7 @@ class Error(Schema):
     error: ErrorDetail
 
 
-REQUESTS = (AudienceCreate, TaskCreate, TaskPatch, GenerateAudience, ClockAdvance, Profile, ProfilePatch, PushedReceipts,
-            OptOutCreate, MobileOriginated)
+REQUESTS = (AudienceCreate, TaskCreate, TaskPatch, GenerateAudience, ClockAdvance, PushedReceipts, OptOutCreate)
 RESPONSES = (Audience, AudiencePage, TaskDetail, TaskPage, MessagePage, Clock, PlatformPage, UnmatchedPage,
-             ReceiptsAccepted, Profile, CarrierReset, PresetPage, GroundTruthPage, Health, Error, InboundItem, InboundPage,
-             OptOut, OptOutPage)
-ALL = (*REQUESTS, *RESPONSES, DelayChange, Delay)
+             ReceiptsAccepted, Health, Error, InboundItem, InboundPage, OptOut, OptOutPage)
+ALL = (*REQUESTS, *RESPONSES)

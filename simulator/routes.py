@@ -1,4 +1,6 @@
-"""The simulated carrier's control surface: profile, presets, ground truth, replies from handsets."""
+"""The simulated carrier's control surface in the gateway: profile, presets, ground truth,
+replies from handsets. The sim plugin adds these routes (``smslab_register_routes``); without it
+loaded, they are not there."""
 
 from __future__ import annotations
 
@@ -6,19 +8,21 @@ import re
 
 from aiohttp import web
 
-from gateway.errors import Invalid, NotFound
 from gateway import paging
+from gateway.errors import Invalid, NotFound
 from gateway.inbound import e164_of
-from simulator import profile as profiles
-from simulator.profile import Profile
+from gateway.web import schemas as G
+from gateway.web.bodies import body, json_response, read
+from gateway.web.keys import config_key, inbound_key, platforms_key, storage_key
+from gateway.web.middleware import workspace_key
+from gateway.web.openapi import CURSOR, LIMIT, Param, documented, enum_source
 
+from . import profile as profiles
 from . import schemas as S
-from .bodies import body, json_response, read
-from .keys import config_key, inbound_key, platforms_key, storage_key
-from .middleware import workspace_key
-from .openapi import CURSOR, LIMIT, Param, documented
+from .profile import Profile
 
 routes = web.RouteTableDef()
+enum_source("presets", profiles.preset_names)  # the document lists them as PresetName's enum
 _SHORT_CODE = re.compile(S.SHORT_CODE_PATTERN.strip("^$"))
 # every route here answers 404 when the simulated carrier is not loaded
 NO_CARRIER = {404: ("not_found",)}
@@ -43,7 +47,8 @@ def _active_preset(profile) -> str | None:
 
 
 @routes.get("/api/v1/simulator/profile")
-@documented("The simulated carrier's active profile", "simulator", response=Profile, errors=NO_CARRIER)
+@documented("The simulated carrier's active profile", "simulator", response=Profile, errors=NO_CARRIER,
+            components=S.COMPONENTS)
 async def get_profile(request: web.Request) -> web.Response:
     return json_response(profiles.to_builtins(_carrier(request).profile))
 
@@ -59,7 +64,8 @@ async def put_profile(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/simulator/profile")
-@documented("Change some fields of the profile", "simulator", body=S.ProfilePatch, response=Profile, errors=NO_CARRIER)
+@documented("Change some fields of the profile", "simulator", body=S.ProfilePatch, response=Profile, errors=NO_CARRIER,
+            components=S.COMPONENTS)
 async def patch_profile(request: web.Request) -> web.Response:
     carrier = _carrier(request)
     new = profiles.profile_from_request(await read(request), patching=carrier.profile)
@@ -108,7 +114,7 @@ async def activate_preset(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/simulator/mo")
 @documented("A reply from a handset (mobile-originated)", "simulator", body=S.MobileOriginated, status=201,
-            response=S.InboundItem, errors=NO_CARRIER,
+            response=G.InboundItem, errors=NO_CARRIER,
             description="The simulated carrier hands the message to the gateway as an inbound message of the token's"
                         " workspace, as an SMSC's `deliver_sm` would: it is listed at `GET /api/v1/inbound`, and one"
                         " whose text is an opt-out keyword (`STOP`, `UNSUBSCRIBE`, `TD` by default) puts `from` on the"
@@ -130,7 +136,7 @@ async def mobile_originated(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/simulator/ground-truth")
 @documented("What the carrier decided, per message and part", "simulator", response=S.GroundTruthPage,
-            errors=NO_CARRIER, query=(Param("task_id", S.Id, "the task", required=True), LIMIT, CURSOR),
+            errors=NO_CARRIER, query=(Param("task_id", G.Id, "the task", required=True), LIMIT, CURSOR),
             description="Every receipt it planned, with times: `emitted_at` is when it was handed to the gateway"
                         " (null until then; a receipt `swallowed` by an outage never is).")
 async def ground_truth(request: web.Request) -> web.Response:
