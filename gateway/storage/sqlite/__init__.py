@@ -7,7 +7,10 @@ Each area of the service has its module here (tasks.py, audiences.py, …), buil
 from __future__ import annotations
 
 from .db import Database
+from .lifecycle import SqliteLifecycleStore
+from .messages import SqliteMessageStore
 from .platform_store import PlatformStore
+from .state import SqliteServiceStateStore
 
 
 class SqliteStorage:
@@ -16,6 +19,9 @@ class SqliteStorage:
     def __init__(self, path: str):
         self.path = path
         self.db = Database(path)
+        self.messages = SqliteMessageStore(self.db)
+        self.lifecycle = SqliteLifecycleStore(self.db)
+        self.state = SqliteServiceStateStore(self.db)
 
     async def open(self) -> None:
         await self.db.open()
