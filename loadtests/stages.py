@@ -21,9 +21,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from gateway.clock import VirtualClock
-from gateway.pipeline.dispatcher import _message_rows, _record_batch
-from gateway.pipeline.fresh import FreshMessages
-from gateway.pipeline.receipts import _commit_receipts
+from gateway.pipeline.dispatcher import _message_rows
+from gateway.storage.fresh import FreshMessages
+from gateway.storage.sqlite.messages import record_batch as _record_batch
+from gateway.storage.sqlite.receipts import commit_receipts as _commit_receipts
 from gateway.platform import Receipt, SubmitItem, SubmitResult
 from gateway.storage.sqlite.schema import MIGRATIONS
 from simulator import profile as profiles

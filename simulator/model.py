@@ -20,6 +20,9 @@ from statistics import NormalDist
 
 import msgspec
 
+from gateway.domain import results as R
+from gateway.domain.receipt_fold import TIMED_OUT, fold
+
 from .profile import MAX_DELAY, FixedDelay, LognormalDelay, NumberRule, Profile, UniformDelay, outage_time
 
 _STD_NORMAL = NormalDist()
@@ -348,24 +351,14 @@ def expected_result(parts: int, submitted_at: float, receipts: list[tuple[float,
     """What the gateway must show for a message once every planned receipt fell due, from the
     receipts as ``(due_at, part, status, swallowed)``: ``succeeded``, ``failed``, or
     ``receipt_timeout`` (no final receipt before the receipt timeout: the gateway shows
-    ``pending`` until then and ``failed`` with RECEIPT_TIMEOUT after), mirroring the gateway's
-    rules (SPEC §4)."""
-    full = (1 << parts) - 1
-    delivered = failed = 0
-    deadline = submitted_at + timeout
-    for due, part, status, swallowed in sorted((r for r in receipts if not r[3]), key=lambda r: r[0]):
-        if due > deadline:
+    ``pending`` until then and ``failed`` with RECEIPT_TIMEOUT after): the receipts folded by the
+    gateway's own ``receipt_fold.fold`` (SPEC §4), so a change of the rule changes both."""
+    result, delivered, failed = R.PENDING, 0, 0
+    for due, part, status, _swallowed in sorted((r for r in receipts if not r[3]), key=lambda r: r[0]):
+        folded = fold(submitted_at, parts, result, delivered, failed, 0, None, status, part, None, None, due, timeout)
+        if folded.did == TIMED_OUT:
             break
-        bits = full if part is None else (1 << part if 0 <= part < parts else 0)
-        new = bits & ~(delivered | failed)
-        if not new:
-            continue
-        if status == "delivered":
-            delivered |= new
-        else:
-            failed |= new
-        if failed:
-            return "failed"
-        if delivered == full:
-            return "succeeded"
+        result, delivered, failed = folded.result, folded.delivered, folded.failed
+        if result != R.PENDING:
+            return R.RESULT_NAMES[result]
     return "receipt_timeout"

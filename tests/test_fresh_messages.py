@@ -1,4 +1,4 @@
-"""The receipt sink's fresh messages (gateway/pipeline/fresh.py): receipts for messages the
+"""The receipt sink's fresh messages (gateway/storage/fresh.py): receipts for messages the
 dispatcher just recorded are folded from memory instead of a SELECT, and must end exactly as the
 SELECT path ends them; anything else that changes message rows makes the sink read them again."""
 
@@ -8,9 +8,10 @@ import pytest
 
 from gateway.auth import create_token
 from gateway.domain import results as R
-from gateway.pipeline.dispatcher import _message_rows, _record_batch
-from gateway.pipeline.fresh import FreshMessages
-from gateway.pipeline.receipts import apply_receipts
+from gateway.pipeline.dispatcher import _message_rows
+from gateway.storage.fresh import FreshMessages
+from gateway.storage.sqlite.messages import record_batch as _record_batch
+from gateway.storage.sqlite.receipts import apply_receipts
 from gateway.platform import Receipt, SubmitItem, SubmitResult
 from gateway.storage.sqlite.db import Database
 from gateway.web.app import create_app

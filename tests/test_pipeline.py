@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from gateway.config import Config
 from gateway.domain import results as R
-from gateway.pipeline.dispatcher import _message_rows, _record_batch
-from gateway.pipeline.receipts import apply_receipts
+from gateway.pipeline.dispatcher import _message_rows
+from gateway.storage.sqlite.messages import record_batch as _record_batch
+from gateway.storage.sqlite.receipts import apply_receipts
 from gateway.platform import Receipt, SubmitItem, SubmitResult
 from gateway.storage.sqlite.db import Database
 from tests.counts import assert_counters_match_rows_of
@@ -219,6 +220,8 @@ async def test_receipts_overtaking_a_batch_being_recorded_wait_for_it_in_memory(
 
     from gateway.clock import VirtualClock
     from gateway.pipeline.receipts import ReceiptSink
+    from gateway.pipeline.results import MessageResults
+    from gateway.storage.sqlite.messages import SqliteMessageStore
 
     db = await _db(tmp_path)
     committed = []
@@ -227,7 +230,7 @@ async def test_receipts_overtaking_a_batch_being_recorded_wait_for_it_in_memory(
         committed.append(sum(len(r) for r in by_platform.values()))
 
     config = Config(db_path=str(tmp_path / "p.db"))
-    sink = ReceiptSink(db, VirtualClock(10.0), config, on_committed)
+    sink = ReceiptSink(MessageResults(SqliteMessageStore(db), config), VirtualClock(10.0), config, on_committed)
     sink.start()
     try:
         sink.expect("sim", ["P1"])

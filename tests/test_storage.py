@@ -138,3 +138,34 @@ async def test_on_commit_runs_on_the_writer_after_the_commit_and_never_after_a_r
         assert await db.fetchone("SELECT COUNT(*) FROM service_state WHERE key='b'") == (1,)
     finally:
         await db.close()
+
+
+async def test_a_full_disk_is_reported_as_storage_unavailable_at_every_edge(tmp_path):
+    """SQLite's own refusals reach the services as ``StorageUnavailable`` (never a sqlite3 error),
+    through write, transaction and execute alike, and /healthz's ``write_error`` says why until a
+    write commits again."""
+    from gateway.storage.errors import StorageUnavailable
+
+    db = Database(tmp_path / "full.db")
+    await db.open()
+    try:
+        await db.writer.execute("PRAGMA max_page_count=1")  # not even an update in place fits
+
+        def insert(conn):
+            conn.execute("INSERT INTO service_state(key, value) VALUES ('k', ?)", ("x" * 100_000,))
+
+        with pytest.raises(StorageUnavailable):
+            await db.write(insert)
+        assert db.write_error and "full" in db.write_error
+        with pytest.raises(StorageUnavailable):
+            await db.execute("INSERT INTO service_state(key, value) VALUES ('k', ?)", ("x" * 100_000,))
+        with pytest.raises(StorageUnavailable):
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO service_state(key, value) VALUES ('k', ?)", ("x" * 100_000,))
+        with pytest.raises(sqlite3.IntegrityError):  # only the storage's own failures are translated
+            await db.write(lambda conn: conn.execute("INSERT INTO tasks(id) VALUES (NULL)"))
+        await db.writer.execute("PRAGMA max_page_count=1073741823")
+        await db.write(insert)
+        assert db.write_error is None
+    finally:
+        await db.close()

@@ -21,17 +21,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import sqlite3
 from collections import Counter
 
 from gateway.domain import numbers as N
 from gateway.domain.content import render
 from gateway.domain.segments import signed_text
-from gateway.storage.sqlite import bulk
-from gateway.platform import PlatformError, Receipt, SubmitItem, SubmitResult, Throttled
+from gateway.platform import PlatformError, SubmitItem, SubmitResult, Throttled
 from gateway.plugins import call_async
+from gateway.storage.errors import StorageUnavailable
+from gateway.storage.messages import BatchRecord
 
-from .receipts import apply_receipts
+from .results import MessageResults
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,11 @@ class TaskFailure(Exception):
 
 
 class Dispatcher:
-    def __init__(self, database, clock, platforms: dict, pm, config, metrics, sink=None, optouts=None):
-        self.db = database
+    def __init__(self, storage, clock, platforms: dict, pm, config, metrics, results: MessageResults, sink=None,
+                 optouts=None):
+        self.lifecycle = storage.lifecycle
+        self.messages = storage.messages
+        self.results = results
         # the opt-out lists (gateway.inbound.InboundService): numbers on the task's workspace's
         # list are skipped as ``opted_out``
         self.optouts = optouts
@@ -64,14 +67,10 @@ class Dispatcher:
         self._clock_moved = asyncio.Event()
 
     async def run(self, task_id: int) -> None:
-        row = await self.db.fetchone(
-            "SELECT platform, audience_id, content, signature, parts, cursor, accepted, skipped, dispatch_started_at,"
-            " sms_type, name, workspace_id FROM tasks WHERE id=? AND status='sending'",
-            (task_id,),
-        )
-        if row is None:
+        task = await self.lifecycle.task_to_send(task_id)
+        if task is None:
             return
-        platform_name, audience_id, content, signature, parts, cursor, accepted, skipped, started, sms_type, name, ws = row
+        platform_name, audience_id, content, signature, parts, cursor, accepted, skipped, started, sms_type, name, ws = task
         platform = self.platforms.get(platform_name)
         if platform is None:
             raise TaskFailure(f"the platform {platform_name!r} is not installed")
@@ -80,14 +79,11 @@ class Dispatcher:
         task_info = {"id": task_id, "name": name, "platform": platform_name, "sms_type": sms_type, "workspace_id": ws}
         skipped = Counter(json.loads(skipped))
         if started is None:
-            audience = await self.db.fetchone("SELECT size, deleted, ready FROM audiences WHERE id=?", (audience_id,))
-            if audience is None or audience[1]:
+            refused = await self.lifecycle.start_dispatch(task_id, audience_id, self.clock.now())
+            if refused == "deleted":
                 raise TaskFailure("the audience was deleted before the task could be sent")
-            if audience[0] == 0:
+            if refused == "empty":
                 raise TaskFailure("the audience is empty")
-            await self.db.execute(
-                "UPDATE tasks SET dispatch_started_at=?, audience_size=? WHERE id=?", (self.clock.now(), audience[0], task_id)
-            )
         limit = platform.max_recipients()
         key_prefix = f"{task_id}-"
         batch_size = self.config.dispatch_batch
@@ -97,22 +93,23 @@ class Dispatcher:
         # starts only once the previous one committed, so records commit in audience order, each
         # with its own snapshot of the counters: the stored cursor never runs ahead of what was
         # recorded. (Recording more batches at once was measured slower: docs/benchmarks.md.)
-        next_page = asyncio.ensure_future(self.db.read(_read_members, audience_id, cursor, batch_size))
+        next_page = asyncio.ensure_future(self.messages.read_members(audience_id, cursor, batch_size))
         recording: asyncio.Future | None = None
         try:
             while True:
                 members = await next_page
                 if not members:
                     break
-                cursor = members[-1][0]
-                next_page = asyncio.ensure_future(self.db.read(_read_members, audience_id, cursor, batch_size))
+                cursor = members[-1].seq
+                next_page = asyncio.ensure_future(self.messages.read_members(audience_id, cursor, batch_size))
                 # numbers the workspace's opt-out list holds: no query when the list is empty
                 # (the usual case), else one look-up of this batch's numbers
                 opted: set[str] | tuple = ()
                 if self.optouts is not None and self.optouts.may_have_opt_outs(ws):
-                    opted = await self.optouts.opted_out(ws, [m[1] for m in members if not m[2]])
+                    opted = await self.optouts.opted_out(ws, [m.e164 for m in members if not m.kind])
                 candidates: list[tuple[int, str]] = []
-                for seq, e164, kind in members:
+                for member in members:
+                    seq, e164, kind = member.seq, member.e164, member.kind
                     if kind:
                         skipped[KIND_NAMES[kind]] += 1
                     elif opted and e164 in opted:  # before the limit: an opted-out number takes no place in it
@@ -151,10 +148,10 @@ class Dispatcher:
                     if self.sink is not None:
                         self.sink.recorded(platform.name, platform_ids)
                     raise
-                recording = asyncio.ensure_future(self._record(
-                    platform_ids, task_id, platform.name, parts, rows, self.clock.now(), cursor, accepted,
+                recording = asyncio.ensure_future(self._record(platform_ids, BatchRecord(
+                    task_id, platform.name, parts, rows, self.clock.now(), cursor, accepted,
                     json.dumps(dict(skipped)), self.config.receipt_timeout,
-                ))
+                )))
             if recording is not None:
                 await recording
         except asyncio.CancelledError:
@@ -174,35 +171,28 @@ class Dispatcher:
                 await next_page
         await self._finish(task_id)
 
-    async def _record(self, platform_ids: list[str], task_id: int, platform_name: str, parts: int, rows: list[tuple],
-                      now: float, *args) -> None:
-        fresh = self.sink.fresh if self.sink is not None else None
-
-        def remember(first_id: int | None) -> None:  # on the writer's thread, right after the COMMIT
-            if first_id is not None and fresh is not None:
-                fresh.add(platform_name, platform_ids, first_id, task_id, now, parts)
-
+    async def _record(self, platform_ids: list[str], batch: BatchRecord) -> None:
         try:
             delay = 0.05
             while True:
                 try:
-                    await self.db.write(_record_batch, task_id, platform_name, parts, rows, now, *args, on_commit=remember)
+                    await self.results.record_batch(batch)
                     return
-                except sqlite3.OperationalError as exc:
+                except StorageUnavailable as exc:
                     # the storage refused (a full disk, a locked or failing file): what the
                     # platform accepted must still be recorded, or it would not count as sent.
                     # Nothing was written (the transaction rolled back), so the same record is
                     # tried again until the storage takes it; ``advance`` does not wait meanwhile.
-                    log.warning("recording a batch of task %s failed (%s); retrying in %.2f s", task_id, exc, delay)
-                    self.stalled.add(task_id)
+                    log.warning("recording a batch of task %s failed (%s); retrying in %.2f s", batch.task_id, exc, delay)
+                    self.stalled.add(batch.task_id)
                     try:
                         await asyncio.sleep(delay)
                     finally:
-                        self.stalled.discard(task_id)
+                        self.stalled.discard(batch.task_id)
                     delay = min(delay * 2, 2.0)
         finally:
             if self.sink is not None:
-                self.sink.recorded(platform_name, platform_ids)
+                self.sink.recorded(batch.platform, platform_ids)
 
     async def _submit_with_retry(self, platform, batch: list[SubmitItem]) -> list[SubmitResult]:
         try:
@@ -258,12 +248,6 @@ class Dispatcher:
             finally:
                 self.backing_off.discard(task_id)
 
-    def messages_changed(self) -> None:
-        """Message rows were changed outside the receipt sink (called inside that transaction):
-        the sink reads them from SQLite again (see fresh.py)."""
-        if self.sink is not None:
-            self.sink.fresh.clear()
-
     def clock_moved(self) -> None:
         """The virtual clock jumped: retry now, the platform's outage may be over."""
         self.backing_off.clear()
@@ -272,33 +256,14 @@ class Dispatcher:
 
     async def _finish(self, task_id: int) -> None:
         now = self.clock.now()
-        row = await self.db.fetchone("SELECT sent, skipped FROM tasks WHERE id=?", (task_id,))
-        sent, skipped = row[0], json.loads(row[1])
+        sent, skipped = await self.lifecycle.sent_and_skipped(task_id)
+        skipped = json.loads(skipped)
         if sent == 0:
             if skipped.get("refused"):
                 raise TaskFailure("every submission was refused by the platform")
             detail = ", ".join(f"{n:,} {_SKIP_WORDS.get(reason, reason)}" for reason, n in sorted(skipped.items()) if n)
             raise TaskFailure(f"no number could be sent ({detail})" if detail else "no number could be sent")
-        await self.db.execute(
-            "UPDATE tasks SET dispatch_done_at=?, details_expire_at=? WHERE id=?",
-            (now, now + self.config.retention, task_id),
-        )
-
-
-# -- transactions, each run whole on the database thread ----------------------------------------
-def _read_members(conn: sqlite3.Connection, audience_id: int, cursor: int, limit: int) -> list[list]:
-    rows = bulk.fetch(
-        conn,
-        "SELECT json_group_array(json_array(seq, e164, kind)) FROM"
-        " (SELECT seq, e164, kind FROM audience_members WHERE audience_id=? AND seq>? ORDER BY seq LIMIT ?)",
-        (audience_id, cursor, limit),
-    )
-    rows.sort(key=_first)
-    return rows
-
-
-def _first(row: list) -> int:
-    return row[0]
+        await self.lifecycle.dispatch_done(task_id, now, now + self.config.retention)
 
 
 def _message_rows(task_id: int, parts: int, batch: list[SubmitItem],
@@ -318,57 +283,3 @@ def _message_rows(task_id: int, parts: int, batch: list[SubmitItem],
         else:
             rows.append((task_id, item.number, parts, platform_id))
     return rows, refused
-
-
-def _record_batch(conn: sqlite3.Connection, task_id: int, platform_name: str, parts: int, rows: list[tuple],
-                  now: float, cursor: int, accepted: int, skipped: str, timeout: float) -> int | None:
-    """One transaction per batch: the acknowledged numbers become pending message rows and count
-    as sent, the cursor moves past the batch with the skip counts as they stood after it, and
-    receipts that overtook the acknowledgement are applied.
-
-    Returns the id of the first row when the rows are fresh and their ids follow each other in
-    the order of ``rows`` (the receipt sink then need not read them back: fresh.py), else None."""
-    first_id = None
-    numbers_by_id = {row[3]: row[1] for row in rows}  # every row has this task and its parts
-    if len(numbers_by_id) == len(rows):
-        (top,) = conn.execute("SELECT MAX(id) FROM messages").fetchone()
-        # one JSON object, platform id → number: json_each hands out each key and value as it
-        # parsed them, where an array of rows is parsed again for every ->> (1.7 against 2.6 µs
-        # per row, measured on 200,000 rows)
-        last = conn.execute(
-            "INSERT INTO messages(task_id, number, parts, result, platform_id, submitted_at)"
-            " SELECT ?, value, ?, 0, key, ? FROM json_each(?)",
-            (task_id, parts, now, bulk.encode(numbers_by_id)),
-        ).lastrowid
-        # SQLite gives each new row the table's largest id plus one, so one INSERT's rows are
-        # numbered in the order json_each walks the object (the order of ``rows``); checked here
-        # rather than assumed
-        if rows and last == (top or 0) + len(rows):
-            first_id = last - len(rows) + 1
-    else:  # a platform answered two numbers with one id: still one row each
-        conn.execute(
-            "INSERT INTO messages(task_id, number, parts, result, platform_id, submitted_at)"
-            " SELECT value->>0, value->>1, value->>2, 0, value->>3, ? FROM json_each(?)",
-            (now, bulk.encode(rows)),
-        )
-    conn.execute(
-        "UPDATE tasks SET cursor=?, accepted=?, skipped=?, sent=sent+?, segments=segments+? WHERE id=?",
-        (cursor, accepted, skipped, len(rows), len(rows) * parts, task_id),
-    )
-    # receipts that overtook this acknowledgement were kept aside as unmatched; one probe of the
-    # partial index first, since usually nothing is waiting at all
-    if not rows or not conn.execute("SELECT EXISTS(SELECT 1 FROM unmatched_receipts WHERE matched=0)").fetchone()[0]:
-        return first_id
-    # a receipt posted with a workspace's token matches only that workspace's numbers
-    early = conn.execute(
-        "SELECT id, platform_id, part, status, code, message, at FROM unmatched_receipts"
-        " WHERE matched=0 AND platform=? AND platform_id IN (SELECT value FROM json_each(?))"
-        " AND (workspace_id IS NULL OR workspace_id = (SELECT workspace_id FROM tasks WHERE id=?)) ORDER BY id",
-        (platform_name, json.dumps([r[3] for r in rows]), task_id),
-    ).fetchall()
-    if early:
-        items = [(platform_name, Receipt(platform_id=e[1], part=e[2], status=e[3], code=e[4], message=e[5], at=e[6])) for e in early]
-        apply_receipts(conn, items, timeout)
-        conn.executemany("UPDATE unmatched_receipts SET matched=1 WHERE id=?", [(e[0],) for e in early])
-        return None  # some rows are no longer as inserted
-    return first_id

@@ -16,28 +16,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import time
 
-from gateway.domain import results as R
-from gateway.domain.lifecycle import Status
+from gateway.domain import receipt_fold as F
+from gateway.domain.lifecycle import Status, after_moderation, check_transition
 from gateway.domain.segments import signed_text
 from gateway.domain.content import ContentError, render
 from gateway.plugins import call_async
+from gateway.storage.errors import StorageUnavailable
 
 from .dispatcher import Dispatcher, TaskFailure
+from .results import MessageResults
 
 log = logging.getLogger(__name__)
 
-PURGE_CHUNK = 50_000
 STUCK_SECONDS = 60.0  # a step running longer than this (real time) is reported by /healthz
 MAINTENANCE_SECONDS = 30.0  # real seconds between housekeeping runs (abandoned uploads)
 
 
 class Engine:
-    def __init__(self, database, clock, platforms: dict, pm, config, metrics, dispatcher: Dispatcher,
-                 maintenance=None):
-        self.db = database
+    def __init__(self, storage, clock, platforms: dict, pm, config, metrics, dispatcher: Dispatcher,
+                 results: MessageResults, maintenance=None):
+        self.lifecycle = storage.lifecycle
+        self.state = storage.state
+        self.results = results
         self.maintenance = maintenance  # an async callable run every MAINTENANCE_SECONDS (abandoned uploads)
         self._maintained_at = 0.0
         self.step_started: float | None = None  # monotonic time the running step started, None between steps
@@ -95,7 +97,7 @@ class Engine:
                 raise
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.log(logging.WARNING if isinstance(exc, sqlite3.OperationalError) else logging.ERROR,
+                log.log(logging.WARNING if isinstance(exc, StorageUnavailable) else logging.ERROR,
                         "engine step failed", exc_info=True)
 
     def health(self) -> dict:
@@ -139,9 +141,7 @@ class Engine:
     async def save_clock(self) -> None:
         """A restarted service continues the virtual timeline where it stopped."""
         if self.clock.mode == "virtual":
-            await self.db.execute(
-                "INSERT OR REPLACE INTO service_state(key, value) VALUES ('virtual_now', ?)", (repr(self.clock.now()),)
-            )
+            await self.state.save_virtual_now(self.clock.now())
 
     async def _settle(self, now: float) -> None:
         """Step, let the sends it started finish, and step again until nothing is left to do."""
@@ -157,24 +157,15 @@ class Engine:
 
     async def _next_event_after(self, now: float) -> float | None:
         timeout = self.config.receipt_timeout
-        row = await self.db.fetchone(
-            """SELECT MIN(t) FROM (
-                 SELECT MIN(moderation_due_at) AS t FROM tasks WHERE status='moderating' AND moderation_due_at > :now
-                 UNION ALL SELECT MIN(send_at) FROM tasks WHERE status='scheduled' AND send_at > :now
-                 UNION ALL SELECT MIN(dispatch_started_at + :timeout) FROM tasks
-                     WHERE status='sending' AND dispatch_started_at + :timeout > :now
-                 UNION ALL SELECT MIN(dispatch_done_at + :timeout) FROM tasks
-                     WHERE status='sending' AND dispatch_done_at + :timeout > :now
-                 UNION ALL SELECT MIN(details_expire_at) FROM tasks WHERE details_purged=0 AND details_expire_at > :now
-               )""",
-            {"now": now, "timeout": timeout},
-        )
-        upcoming = row[0] if row else None
+        events = await self.lifecycle.upcoming(now, F.submitted_before(now, timeout))
+        # a number times out at the first instant the rule calls late, counted from the start of
+        # its dispatch (the first numbers) and from its end (the last)
+        candidates = [events.at] + [F.late_from(t, timeout) for t in (events.dispatch_started_at, events.dispatch_done_at)
+                                    if t is not None]
         # a send backing off until its platform's outage ends (or it gives up) is an event too
-        retries = [t for t in self.dispatcher.retry_due.values() if t > now]
-        if retries:
-            upcoming = min(retries) if upcoming is None else min(upcoming, min(retries))
-        return upcoming
+        candidates += self.dispatcher.retry_due.values()
+        upcoming = [t for t in candidates if t is not None and t > now]
+        return min(upcoming) if upcoming else None
 
     async def step_now(self) -> None:
         async with self._step_lock:
@@ -197,32 +188,23 @@ class Engine:
         self.last_error = None
 
     # -- status changes ----------------------------------------------------------------------
-    async def _set_status(
-        self, task_id: int, old: str, new: str, reason: str | None, extra_sql: str = "", extra: tuple = (),
-        unchanged_since: float | None = None,
-    ) -> bool:
-        """Move a task from ``old`` to ``new``; a no-op when it is no longer ``old`` (or was
-        edited after ``unchanged_since``, so a review of stale content is thrown away)."""
-        now = self.clock.now()
-        guard, guard_args = ("", ()) if unchanged_since is None else (" AND updated_at=?", (unchanged_since,))
-        changed = await self.db.execute(
-            f"UPDATE tasks SET status=?, status_reason=?, updated_at=?{extra_sql} WHERE id=? AND status=?{guard}",
-            (new, reason, now, *extra, task_id, old, *guard_args),
-        )
+    async def _set_status(self, task_id: int, old: str, new: str, reason: str | None, unchanged_since: float | None = None,
+                          finished: bool = False) -> bool:
+        """Move a task from ``old`` to ``new`` if the lifecycle allows it; a no-op when it is no
+        longer ``old`` (or was edited after ``unchanged_since``, so a review of stale content is
+        thrown away). ``finished``: the task ends here, so it gets its completion time."""
+        check_transition(old, new)
+        changed = await self.lifecycle.transition(task_id, old, new, reason, self.clock.now(), unchanged_since, finished)
         if changed:
             try:
                 await call_async(self.pm.hook.smslab_task_status_changed, task_id=task_id, old=old, new=new, reason=reason)
             except Exception:  # the change is committed; an observer's failure must not stall the engine
                 log.exception("a smslab_task_status_changed hook failed")
-        return bool(changed)
+        return changed
 
     async def _moderate_due(self, now: float) -> None:
-        rows = await self.db.fetchall(
-            "SELECT id, name, platform, sms_type, signature, content, send_type, send_at, updated_at, workspace_id"
-            " FROM tasks WHERE status='moderating' AND moderation_due_at <= ? ORDER BY moderation_due_at, id",
-            (now,),
-        )
-        for task_id, name, platform_name, sms_type, signature, content, send_type, send_at, updated_at, ws in rows:
+        for task_id, name, platform_name, sms_type, signature, content, send_type, send_at, updated_at, ws in (
+                await self.lifecycle.due_for_moderation(now)):
             reasons: list[str] = []
             platform = self.platforms.get(platform_name)
             if platform is not None:
@@ -240,17 +222,13 @@ class Engine:
             for verdict in await call_async(self.pm.hook.smslab_moderate_content, text=text, task=info):
                 if verdict:
                     reasons += [str(r) for r in verdict]
-            if reasons:
-                await self._set_status(task_id, Status.MODERATING, Status.REJECTED, "; ".join(reasons), unchanged_since=updated_at)
-                continue
-            await self._set_status(task_id, Status.MODERATING, Status.SCHEDULED, None, unchanged_since=updated_at)
+            outcome = after_moderation(reasons, send_type)
+            await self._set_status(task_id, Status.MODERATING, outcome, "; ".join(reasons) if reasons else None,
+                                   unchanged_since=updated_at)
         # immediate sends start as soon as moderation passed; scheduled ones in _start_due
 
     async def _start_due(self, now: float) -> None:
-        rows = await self.db.fetchall(
-            "SELECT id FROM tasks WHERE status='scheduled' AND (send_type='immediate' OR send_at <= ?) ORDER BY id", (now,)
-        )
-        for (task_id,) in rows:
+        for task_id in await self.lifecycle.due_to_start(now):
             if await self._set_status(task_id, Status.SCHEDULED, Status.SENDING, None):
                 self._spawn_dispatch(task_id)
 
@@ -259,7 +237,7 @@ class Engine:
         after a dispatcher that the storage stopped (a full disk) gave up; it resumes from what
         was recorded, resubmitting the rest with the same idempotency keys."""
         now = time.monotonic()
-        for (task_id,) in await self.db.fetchall("SELECT id FROM tasks WHERE status='sending' AND dispatch_done_at IS NULL"):
+        for task_id in await self.lifecycle.sending_undispatched():
             if self._resume_after.get(task_id, 0.0) <= now:
                 self._resume_after.pop(task_id, None)
                 self._spawn_dispatch(task_id)
@@ -273,10 +251,10 @@ class Engine:
         try:
             await self.dispatcher.run(task_id)
         except TaskFailure as exc:
-            await self._set_status(task_id, Status.SENDING, Status.FAILED, str(exc), ", completed_at=?", (self.clock.now(),))
+            await self._set_status(task_id, Status.SENDING, Status.FAILED, str(exc), finished=True)
         except asyncio.CancelledError:
             raise
-        except sqlite3.OperationalError as exc:
+        except StorageUnavailable as exc:
             # the storage, not the task, failed: the task stays sending and the next step
             # starts a dispatcher for it again (_resume_dispatches)
             log.warning("dispatch of task %s stopped by the storage (%s); it resumes in a second", task_id, exc)
@@ -284,57 +262,20 @@ class Engine:
             self._resume_after[task_id] = time.monotonic() + 1.0
         except Exception as exc:
             log.exception("dispatch of task %s failed", task_id)
-            await self._set_status(task_id, Status.SENDING, Status.FAILED, f"internal error while sending: {exc}", ", completed_at=?", (self.clock.now(),))
+            await self._set_status(task_id, Status.SENDING, Status.FAILED, f"internal error while sending: {exc}", finished=True)
         finally:
             self._dispatches.pop(task_id, None)
         self.wake()
 
     # -- sweepers ----------------------------------------------------------------------------
     async def _sweep_timeouts(self, now: float) -> None:
-        timeout = self.config.receipt_timeout
-        rows = await self.db.fetchall(
-            "SELECT id FROM tasks WHERE status IN ('sending', 'failed') AND details_purged=0"
-            " AND dispatch_started_at IS NOT NULL AND dispatch_started_at + ? <= ? AND sent > succeeded + failed",
-            (timeout, now),
-        )
-        reason = json.dumps([[R.RECEIPT_TIMEOUT, R.RECEIPT_TIMEOUT_TEXT]])
-        for (task_id,) in rows:
-            async with self.db.transaction() as conn:
-                # ``result <> 1`` lets SQLite walk the partial index of unsettled numbers
-                cur = await conn.execute(
-                    "UPDATE messages SET result=2, late=1, reasons=? WHERE task_id=? AND result=0 AND result <> 1 AND submitted_at <= ?",
-                    (reason, task_id, now - timeout),
-                )
-                if cur.rowcount:
-                    self.dispatcher.messages_changed()
-                    await conn.execute(
-                        "UPDATE tasks SET failed=failed+?, last_result_at=MAX(COALESCE(last_result_at, ?), ?) WHERE id=?",
-                        (cur.rowcount, now, now, task_id),
-                    )
-                    self.metrics.receipt_timeouts.inc(cur.rowcount)
+        swept = await self.results.sweep_timeouts(now)
+        if swept:
+            self.metrics.receipt_timeouts.inc(swept)
 
     async def _complete_finished(self, now: float) -> None:
-        rows = await self.db.fetchall(
-            "SELECT id FROM tasks WHERE status='sending' AND dispatch_done_at IS NOT NULL AND sent = succeeded + failed"
-        )
-        for (task_id,) in rows:
-            # on a jumped clock the step runs later than the last result came in: complete at that
-            await self._set_status(
-                task_id, Status.SENDING, Status.COMPLETED, None,
-                ", completed_at=MIN(?, MAX(dispatch_done_at, COALESCE(last_result_at, dispatch_done_at)))", (now,),
-            )
+        for task_id in await self.lifecycle.finished_sending():
+            await self._set_status(task_id, Status.SENDING, Status.COMPLETED, None, finished=True)
 
     async def _purge_expired(self, now: float) -> None:
-        rows = await self.db.fetchall(
-            "SELECT id FROM tasks WHERE details_purged=0 AND details_expire_at IS NOT NULL AND details_expire_at <= ?", (now,)
-        )
-        for (task_id,) in rows:
-            while True:
-                async with self.db.transaction() as conn:
-                    cur = await conn.execute(
-                        "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE task_id=? LIMIT ?)", (task_id, PURGE_CHUNK)
-                    )
-                    self.dispatcher.messages_changed()
-                if cur.rowcount < PURGE_CHUNK:
-                    break
-            await self.db.execute("UPDATE tasks SET details_purged=1 WHERE id=?", (task_id,))
+        await self.results.purge_expired(now)

@@ -17,6 +17,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.engine import Engine
 from gateway.pipeline.receipts import ReceiptSink
+from gateway.pipeline.results import MessageResults
 from gateway.platform import PlatformContext
 from gateway.plugins import build_plugin_manager, call_async
 from gateway.storage import open_storage
@@ -49,9 +50,9 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
         log.warning("removed %d audience upload(s) left unfinished by an earlier run", swept)
     clock = app[clock_key]
     if clock.mode == "virtual" and config.clock_start is None:
-        saved = await db.fetchone("SELECT value FROM service_state WHERE key='virtual_now'")
+        saved = await storage.state.virtual_now()
         if saved is not None:
-            clock.resume(float(saved[0]))
+            clock.resume(saved)
     metrics = app[metrics_key]
     pm = app[pm_key]
 
@@ -73,7 +74,8 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
             except Exception:  # an observer's failure must not fail receipts that are already committed
                 log.exception("a smslab_receipts_committed hook failed")
 
-    sink = ReceiptSink(db, clock, config, committed)
+    results = MessageResults(storage.messages, config)  # the one writer path for message results
+    sink = ReceiptSink(results, clock, config, committed)
     app[sink_key] = sink
     sink.start()
     platforms = app[platforms_key]
@@ -88,8 +90,8 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     for platform in platforms.values():
         # each platform gets its own namespaced store; the rest of the context is shared
         await platform.start(dataclasses.replace(ctx, store=storage.platform_store(platform.name)))
-    dispatcher = Dispatcher(db, clock, platforms, pm, config, metrics, sink, optouts=inbound)
-    engine = Engine(db, clock, platforms, pm, config, metrics, dispatcher, maintenance=uploads.sweep)
+    dispatcher = Dispatcher(storage, clock, platforms, pm, config, metrics, results, sink, optouts=inbound)
+    engine = Engine(storage, clock, platforms, pm, config, metrics, dispatcher, results, maintenance=uploads.sweep)
     engines.append(engine)
     app[engine_key] = engine
     app[tasks_key] = TaskService(storage, clock, platforms, config, wake=engine.wake)

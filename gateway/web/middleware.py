@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from aiohttp import web
 
 from gateway.auth import Principal
 from gateway.errors import Forbidden, ServiceError
+from gateway.storage.errors import StorageUnavailable
 
 from .bodies import json_response, refuse_declared_length
 from .keys import config_key, metrics_key, tokens_key
@@ -40,7 +40,7 @@ async def errors(request: web.Request, handler):
         response = error_body(exc.status, exc.code, exc.message, exc.field)
         if exc.status in (408, 413):  # the rest of the body is not read: the connection cannot go on
             response.force_close()
-    except sqlite3.OperationalError as exc:
+    except StorageUnavailable as exc:
         # the storage refused (a full disk, a failing file): nothing was committed; try later
         log.warning("storage error on %s %s: %s", request.method, request.path, exc)
         response = error_body(503, "storage_unavailable", f"the service cannot write now ({exc}); nothing was changed, try again")

@@ -11,7 +11,10 @@ from .check import SqliteCheckStore
 from .db import Database
 from .health import SqliteHealthStore
 from .inbound import SqliteInboundStore
+from .lifecycle import SqliteLifecycleStore
+from .messages import SqliteMessageStore
 from .platform_store import PlatformStore
+from .state import SqliteServiceStateStore
 from .tasks import SqliteTaskStore
 from .tokens import SqliteTokenStore
 from .unmatched import SqliteUnmatchedStore
@@ -30,6 +33,9 @@ class SqliteStorage:
         self.health = SqliteHealthStore(self.db)
         self.inbound = SqliteInboundStore(self.db)
         self.check = SqliteCheckStore(self.db)
+        self.messages = SqliteMessageStore(self.db)
+        self.lifecycle = SqliteLifecycleStore(self.db)
+        self.state = SqliteServiceStateStore(self.db)
 
     async def open(self) -> None:
         await self.db.open()

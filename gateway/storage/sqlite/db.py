@@ -20,11 +20,18 @@ from typing import Any, AsyncIterator, Callable, Iterable, Sequence, TypeVar
 
 import aiosqlite
 
+from ..errors import StorageUnavailable
 from .checkpoint import SAFETY_PAGES, Checkpointer
 from .schema import MIGRATIONS
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+def _unavailable(exc: sqlite3.OperationalError) -> StorageUnavailable:
+    """SQLite's own refusals (a full disk, an I/O error, a lock held too long) in the service's
+    words: callers above the storage catch ``StorageUnavailable``, never a driver's exception."""
+    return StorageUnavailable(str(exc))
 
 
 def _in_transaction(conn: aiosqlite.Connection, fn: Callable[..., T], args: tuple,
@@ -123,13 +130,19 @@ class Database:
         async with self._write_lock:
             conn = self.writer
             assert conn is not None
-            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                self._failed(exc)
+                raise _unavailable(exc) from exc
             try:
                 yield conn
                 await conn.execute("COMMIT")
             except BaseException as exc:
                 await conn._execute(_rollback, conn._connection)
                 self._failed(exc)
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise _unavailable(exc) from exc
                 raise
             self._committed()
 
@@ -159,7 +172,7 @@ class Database:
                     result = await self.writer._execute(_in_transaction, self.writer, fn, args, on_commit)
         except sqlite3.OperationalError as exc:
             self._failed(exc)
-            raise
+            raise _unavailable(exc) from exc
         self._committed()
         return result
 
@@ -168,7 +181,11 @@ class Database:
         implicit transaction, for statements SQLite refuses inside one (ATTACH, VACUUM)."""
         async with self._write_lock:
             assert self.writer is not None
-            result = await self.writer._execute(_call_with_connection, self.writer, fn, args)
+            try:
+                result = await self.writer._execute(_call_with_connection, self.writer, fn, args)
+            except sqlite3.OperationalError as exc:
+                self._failed(exc)
+                raise _unavailable(exc) from exc
         self._committed()
         return result
 
@@ -178,13 +195,16 @@ class Database:
             self._checkpointer.committed()
 
     def _failed(self, exc: BaseException) -> None:
-        if isinstance(exc, sqlite3.OperationalError):
+        if isinstance(exc, (sqlite3.OperationalError, StorageUnavailable)):
             self.write_error = str(exc)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` on the reader's thread (a consistent WAL snapshot per statement)."""
         assert self.reader is not None
-        return await self.reader._execute(_call_with_connection, self.reader, fn, args)
+        try:
+            return await self.reader._execute(_call_with_connection, self.reader, fn, args)
+        except sqlite3.OperationalError as exc:
+            raise _unavailable(exc) from exc
 
     # A query runs whole in one hop to the reader's thread: executed, fetched and its statement
     # reset before anything else runs on that connection. With aiosqlite's cursor (execute, then
@@ -193,11 +213,17 @@ class Database:
     # created and then read back as "not found".
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         assert self.reader is not None
-        return await self.reader._execute(_query, self.reader, sql, params, sqlite3.Cursor.fetchall)
+        try:
+            return await self.reader._execute(_query, self.reader, sql, params, sqlite3.Cursor.fetchall)
+        except sqlite3.OperationalError as exc:
+            raise _unavailable(exc) from exc
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         assert self.reader is not None
-        return await self.reader._execute(_query, self.reader, sql, params, sqlite3.Cursor.fetchone)
+        try:
+            return await self.reader._execute(_query, self.reader, sql, params, sqlite3.Cursor.fetchone)
+        except sqlite3.OperationalError as exc:
+            raise _unavailable(exc) from exc
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """A single write statement in its own transaction; returns the rows changed."""

@@ -1,0 +1,130 @@
+"""The message area: the pipeline's hot path (dispatch records, receipts, the timeout sweep and the
+purge) as coarse operations, each one transaction and one hop to the database.
+
+Every operation that changes message rows takes the fresh-message cache (``fresh.py``) that the
+one writer path for results (``gateway.pipeline.results.MessageResults``) owns: the store keeps it
+true inside its own transactions, so no caller has to remember to invalidate it. A backend that
+has no use for the cache may ignore it (an entry missing is never wrong, only slower), and one
+whose rows other processes change too (several instances on one database) must.
+
+The rules the rows follow (the receipt fold, the deadline) are ``gateway.domain.receipt_fold``;
+a store applies them, it does not decide them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import NamedTuple, Protocol
+
+import msgspec
+
+from gateway.platform import Receipt
+
+from .fresh import FreshMessages
+
+
+class Tally:
+    """What one application of receipts did, per task, for counters and metrics."""
+
+    def __init__(self) -> None:
+        self.succeeded: dict[int, int] = defaultdict(int)
+        self.failed: dict[int, int] = defaultdict(int)
+        self.late: dict[int, int] = defaultdict(int)
+        self.duplicate: dict[int, int] = defaultdict(int)
+        self.unmatched: list[tuple[str, Receipt]] = []
+        self.unmatched_at: list[int] = []  # their places in the applied list
+        self.unmatched_ws: list[int | None] = []  # the workspace each was posted by (None: by its platform)
+        self.held: list[int] = []  # places of receipts left waiting for their acknowledgement (see ReceiptSink)
+        self.last_final: dict[int, float] = {}  # per task: the latest time a number became final
+        self.applied = 0
+        self.lags: list[float] = []
+
+    def merge(self, other: "Tally", offset: int) -> None:
+        """Add what ``other`` did, whose receipts came ``offset`` places into the applied list."""
+        for mine, theirs in ((self.succeeded, other.succeeded), (self.failed, other.failed),
+                             (self.late, other.late), (self.duplicate, other.duplicate)):
+            for task, n in theirs.items():
+                mine[task] += n
+        self.unmatched += other.unmatched
+        self.unmatched_at += [offset + i for i in other.unmatched_at]
+        self.unmatched_ws += other.unmatched_ws
+        for task, at in other.last_final.items():
+            self.final_at(task, at)
+        self.applied += other.applied
+
+    def final_at(self, task_id: int, at: float) -> None:
+        last = self.last_final.get(task_id)
+        if last is None or at > last:
+            self.last_final[task_id] = at
+
+    @property
+    def tasks(self) -> set[int]:
+        return set(self.succeeded) | set(self.failed) | set(self.late) | set(self.duplicate)
+
+
+
+
+class Member(msgspec.Struct, array_like=True, gc=False):
+    """One audience entry as the dispatcher reads it (a struct built in C: a batch's worth per
+    read): ``kind`` 0 is a sendable number, else why not (gateway.pipeline.dispatcher.KIND_NAMES)."""
+
+    seq: int
+    e164: str | None  # None for an empty entry
+    kind: int
+
+
+class BatchRecord(NamedTuple):
+    """What one dispatch batch leaves behind: its acknowledged numbers as message rows
+    ``(task_id, number, parts, platform_id)``, and the task's cursor and counts after it."""
+
+    task_id: int
+    platform: str
+    parts: int
+    rows: list[tuple]
+    submitted_at: float
+    cursor: int
+    accepted: int
+    skipped: str  # the JSON object of skip counts
+    timeout: float  # the receipt timeout, for receipts that overtook the acknowledgement
+
+
+class MessageStore(Protocol):
+    async def read_members(self, audience_id: int, after_seq: int, limit: int) -> list[Member]:
+        """Up to ``limit`` audience entries after ``after_seq``, in ``seq`` order, read without
+        waiting for the writer (a snapshot: an audience never changes once stored)."""
+
+    async def record_batch(self, batch: BatchRecord, fresh: FreshMessages | None) -> None:
+        """Atomically: the batch's rows become pending messages submitted at
+        ``batch.submitted_at`` and count as sent (and their parts as segments), the cursor and
+        skip counts move, and receipts kept aside as unmatched that name these ids are applied
+        (by the receipt fold) and marked matched. When the rows are recorded as inserted,
+        ``fresh`` learns them after the commit. Raises ``StorageUnavailable`` with nothing
+        written."""
+
+    async def apply_receipts(self, items: list[tuple[str, Receipt]], timeout: float, now: float,
+                             expected: dict[str, set[str]], fresh: FreshMessages | None,
+                             scoped: dict[int, list[tuple[str, Receipt]]] | None) -> "Tally":
+        """Atomically fold receipts ``(platform, receipt)`` into their messages and their
+        tasks' counters (``domain.receipt_fold``), so ``sent = succeeded + failed + pending``
+        holds at every commit. Receipts naming no message are kept as unmatched (received at
+        ``now``) unless their id is in ``expected`` for their platform (being recorded): those
+        are left out and reported in ``Tally.held``. ``scoped`` receipts (by workspace) reach
+        only that workspace's messages; their places follow ``items``. Raises
+        ``StorageUnavailable`` with nothing written."""
+
+    async def tasks_to_sweep(self, submitted_before: float) -> list[int]:
+        """Tasks sending or failed, details kept, with numbers still pending and a dispatch
+        started before ``submitted_before`` (so some of them may have timed out)."""
+
+    async def sweep_timeouts(self, task_id: int, submitted_before: float, reasons: str, now: float,
+                             fresh: FreshMessages | None) -> int:
+        """Atomically fail the task's pending numbers submitted before ``submitted_before``
+        (result failed, late, ``reasons``) and add them to its ``failed`` count, with ``now``
+        as its latest result time. Returns how many; ``fresh`` forgets its entries."""
+
+    async def tasks_to_purge(self, now: float) -> list[int]:
+        """Tasks whose details expired at or before ``now`` and are still kept."""
+
+    async def purge(self, task_id: int, chunk: int, fresh: FreshMessages | None) -> bool:
+        """Delete up to ``chunk`` of the task's message rows in one transaction; when none are
+        left, mark its details purged. Returns True once the task is purged."""
