@@ -8,9 +8,16 @@ services are given. The schema is versioned (schema.py) and migrated at ``open()
 
 from __future__ import annotations
 
+from .audiences import PostgresAudienceStore
+from .check import PostgresCheckStore
 from .db import Database
+from .health import PostgresHealthStore
+from .inbound import PostgresInboundStore
 from .leases import PostgresLeaseStore
 from .platform_store import PlatformStore
+from .tasks import PostgresTaskStore
+from .tokens import PostgresTokenStore
+from .unmatched import PostgresUnmatchedStore
 
 
 class PostgresStorage:
@@ -20,6 +27,13 @@ class PostgresStorage:
         self.url = url
         self.db = Database(url)
         self.leases = PostgresLeaseStore(self.db)
+        self.tasks = PostgresTaskStore(self.db)
+        self.audiences = PostgresAudienceStore(self.db)
+        self.tokens = PostgresTokenStore(self.db)
+        self.unmatched = PostgresUnmatchedStore(self.db)
+        self.health = PostgresHealthStore(self.db)
+        self.inbound = PostgresInboundStore(self.db)
+        self.check = PostgresCheckStore(self.db)
 
     async def open(self) -> None:
         await self.db.open()
