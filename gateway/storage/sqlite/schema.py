@@ -283,7 +283,7 @@ MIGRATIONS: list[str] = [
     DROP TABLE tokens;
     ALTER TABLE tokens_v9 RENAME TO tokens;
     """,
-    # 10: each platform plugin's own namespaced store (gateway/storage/store.py), instead of tables
+    # 10: each platform plugin's own namespaced store (gateway/storage/sqlite/platform_store.py), instead of tables
     # of its own in the gateway's database
     """
     CREATE TABLE platform_store (
