@@ -24,7 +24,9 @@ class MessageResults:
     def __init__(self, store: MessageStore, config):
         self.store = store
         self.config = config
-        self.fresh = FreshMessages()
+        # None for a store that must not trust a process-local copy (PostgreSQL: other instances
+        # change the same rows)
+        self.fresh = FreshMessages() if getattr(store, "uses_fresh_cache", True) else None
 
     async def record_batch(self, batch: BatchRecord) -> None:
         """Record a dispatch batch (see ``MessageStore.record_batch``); its rows become fresh."""

@@ -14,7 +14,10 @@ from .db import Database
 from .health import PostgresHealthStore
 from .inbound import PostgresInboundStore
 from .leases import PostgresLeaseStore
+from .lifecycle import PostgresLifecycleStore
+from .messages import PostgresMessageStore
 from .platform_store import PlatformStore
+from .state import PostgresServiceStateStore
 from .tasks import PostgresTaskStore
 from .tokens import PostgresTokenStore
 from .unmatched import PostgresUnmatchedStore
@@ -34,6 +37,9 @@ class PostgresStorage:
         self.health = PostgresHealthStore(self.db)
         self.inbound = PostgresInboundStore(self.db)
         self.check = PostgresCheckStore(self.db)
+        self.messages = PostgresMessageStore(self.db)
+        self.lifecycle = PostgresLifecycleStore(self.db)
+        self.state = PostgresServiceStateStore(self.db)
 
     async def open(self) -> None:
         await self.db.open()

@@ -220,10 +220,12 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     else:
         rows = [(mid, kind[0], at, *kind[1:]) for kind, times in kinds.items() for mid, at in times.items()]
         conn.execute(_UPDATE_ROWS, (bulk.encode(rows),))
+    # a task that only had duplicate or late receipts has no new result time: its stored one
+    # stays (SQLite's MAX of a NULL is NULL)
     for task_id in tally.tasks:
         conn.execute(
             "UPDATE tasks SET succeeded=succeeded+?, failed=failed+?, late_receipts=late_receipts+?,"
-            " duplicate_receipts=duplicate_receipts+?, last_result_at=MAX(COALESCE(last_result_at, ?), ?) WHERE id=?",
+            " duplicate_receipts=duplicate_receipts+?, last_result_at=MAX(COALESCE(last_result_at, ?), COALESCE(?, last_result_at)) WHERE id=?",
             (tally.succeeded.get(task_id, 0), tally.failed.get(task_id, 0), tally.late.get(task_id, 0),
              tally.duplicate.get(task_id, 0), tally.last_final.get(task_id), tally.last_final.get(task_id), task_id),
         )
