@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from typing import Any, Callable
@@ -169,9 +170,10 @@ class SimulatedCarrier(WorkspaceCarrier):
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, ctx: PlatformContext) -> None:
         self.ctx = ctx
-        self.db = db = await open_carrier_db(ctx.extras.get("sim_db") or carrier_db_path(ctx.database.path))
-        await adopt_from_gateway(db, ctx.database)
-        await _fill_in_workspaces(db, ctx.database)
+        self.db = db = await open_carrier_db(sim_db_target(ctx))
+        if _is_sqlite_file(ctx.database):  # older versions' data only ever lived in a SQLite file
+            await adopt_from_gateway(db, ctx.database)
+            await _fill_in_workspaces(db, ctx.database)
         self.core.db, self.core.clock = db, ctx.clock
         await self.core.load(ctx.extras.get("sim_profile") or self.startup_profile)
 
@@ -233,6 +235,26 @@ class SimulatedCarrier(WorkspaceCarrier):
         await self.ctx.deliver_receipts(self.name, receipts)
 
 
+SIM_DB_VARIABLE = "SMSLAB_SIM_DB"
+DEFAULT_SIM_DB = "smslab-carrier.db"
+
+
+def _is_sqlite_file(database: Any) -> bool:
+    return isinstance(getattr(database, "path", None), str)
+
+
+def sim_db_target(ctx: PlatformContext) -> str:
+    """The carrier's own SQLite file: ``extras["sim_db"]`` if given; next to the gateway's file
+    when the gateway has one; else (a ``postgresql://`` gateway has no folder to share)
+    ``$SMSLAB_SIM_DB``, else ``smslab-carrier.db`` in the current directory."""
+    given = ctx.extras.get("sim_db")
+    if given:
+        return str(given)
+    if _is_sqlite_file(ctx.database):
+        return carrier_db_path(ctx.database.path)
+    return os.environ.get(SIM_DB_VARIABLE) or DEFAULT_SIM_DB
+
+
 def _task_of(platform_id: str) -> int:
     """The task of a ``sim-{task}-{seq}`` id."""
     return int(platform_id[4:platform_id.index("-", 4)])
@@ -244,7 +266,8 @@ def _tasks_of(conn, tenant: str | None) -> list[int]:
 
 async def _fill_in_workspaces(db, gateway) -> None:
     """Batches recorded before carriers were per workspace name none: look up their tasks'
-    workspaces in the gateway's database, once."""
+    workspaces in the gateway's database, once (a migration of a SQLite gateway's old data: no
+    version that recorded such batches ran on PostgreSQL)."""
     tasks = [t for (t,) in await db.fetchall("SELECT DISTINCT task_ref FROM sim_batches WHERE tenant IS NULL")]
     if not tasks:
         return

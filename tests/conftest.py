@@ -1,5 +1,6 @@
-"""Shared fixtures: the real service (app factory + pytest-aiohttp), a real SQLite file, the real
-plugins through their entry points, and a token for a fresh workspace."""
+"""Shared fixtures: the real service (app factory + pytest-aiohttp), a real database (a SQLite
+file, or a fresh PostgreSQL database with ``SMSLAB_TEST_BACKEND=postgres``: tests/pg_support.py),
+the real plugins through their entry points, and a token for a fresh workspace."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ import pytest
 from gateway.auth import create_token
 from gateway.config import Config
 from gateway.web.app import create_app
-from gateway.web.keys import clock_key, db_key
+from gateway.web.keys import clock_key, storage_key
+from tests.pg_support import (  # noqa: F401 (the autouse fixtures)
+    configure_backend, db_target, drop_session_databases, drop_test_databases, sim_db_for, skip_sqlite_only)
+
+
+def pytest_configure(config):
+    configure_backend()
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_sqlite_only(items)
 
 
 class Api:
@@ -49,9 +60,14 @@ class Api:
         return (await self.call("PATCH", "/api/v1/simulator/profile", json=fields, expect=200))[1]
 
 
-def make_config(tmp_path, **kw) -> Config:
+def make_config(tmp_path, name: str = "smslab.db", **kw) -> Config:
+    """A Config on this run's backend (db_target), its simulated carrier's file in ``tmp_path``."""
     kw.setdefault("clock", "virtual")
-    return Config(db_path=str(tmp_path / "smslab.db"), **kw)
+    target = db_target(tmp_path, name)
+    sim_db = sim_db_for(target)
+    if sim_db:
+        kw["extras"] = {"sim_db": sim_db, **kw.get("extras", {})}
+    return Config(db_path=target, **kw)
 
 
 @pytest.fixture
@@ -69,14 +85,14 @@ async def service(aiohttp_client, config):
 @pytest.fixture
 async def api(service):
     app = service.server.app
-    token = await create_token(app[db_key], "acme", app[clock_key].now(), admin=True)
+    token = await create_token(app[storage_key], "acme", app[clock_key].now(), admin=True)
     return Api(service, token)
 
 
 @pytest.fixture
 async def other_api(service):
     app = service.server.app
-    token = await create_token(app[db_key], "globex", app[clock_key].now())
+    token = await create_token(app[storage_key], "globex", app[clock_key].now())
     return Api(service, token)
 
 

@@ -1,6 +1,11 @@
 """A fresh PostgreSQL database per test: ``pg_url`` (a fixture) creates ``smslab_t_<random>``,
 yields its URL and drops it afterwards, whatever the test left connected to it.
 
+The backend of the whole suite is switched here too: ``SMSLAB_TEST_BACKEND=postgres`` (default
+``sqlite``) makes ``db_target(tmp_path)``, which every test asks for its gateway's database, a
+fresh PostgreSQL database instead of a file in ``tmp_path``; tests marked ``sqlite_only`` are
+skipped on that run.
+
 Where the server is: ``SMSLAB_TEST_POSTGRES_URL`` (any database on it, e.g.
 ``postgresql://me@db.example/postgres``) if set; else the local server, tried as this user over
 the Unix socket (Debian's default "peer" authentication), then over 127.0.0.1:5432 as this user
@@ -14,10 +19,13 @@ are then skipped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import os
+import threading
 import uuid
+from pathlib import Path
 from typing import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -99,3 +107,181 @@ async def fresh_database() -> AsyncIterator[str]:
 async def pg_url() -> AsyncIterator[str]:
     async with fresh_database() as url:
         yield url
+
+
+# -- the backend the whole suite runs against ------------------------------------------------------
+# ``SMSLAB_TEST_BACKEND=postgres`` runs every test that makes a gateway database against a fresh
+# PostgreSQL database instead of a SQLite file (CI runs the suite once per backend). Read here
+# only; tests ask ``db_target`` for a database and ``sqlite_only`` marks the few that need the file.
+BACKEND_VARIABLE = "SMSLAB_TEST_BACKEND"
+BACKENDS = ("sqlite", "postgres")
+
+
+def backend() -> str:
+    name = os.environ.get(BACKEND_VARIABLE, "sqlite").strip().lower() or "sqlite"
+    name = {"postgresql": "postgres", "pg": "postgres"}.get(name, name)
+    if name not in BACKENDS:
+        raise pytest.UsageError(f"{BACKEND_VARIABLE}: one of {', '.join(BACKENDS)}, not {name!r}")
+    return name
+
+
+def on_postgres() -> bool:
+    return backend() == "postgres"
+
+
+_created: list[str] = []       # databases db_target made, dropped after the test (drop_test_databases)
+_session_created: list[str] = []  # db_target(session=True): dropped when the session ends
+_targets: dict[str, str] = {}  # tmp_path / name -> its URL: asked twice, the same database (a restart)
+_sim_dbs: dict[str, str] = {}  # gateway URL -> the simulated carrier's own SQLite file for it
+
+
+def _in_own_loop(make_coro):
+    """Run a coroutine to completion from sync code, even inside an async test (whose loop is
+    running on this thread): in a thread with a loop of its own."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = asyncio.run(make_coro())
+        except BaseException as exc:  # pytest's skip/fail outcomes included
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="pg_support")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def db_target(tmp_path, name: str = "smslab.db", *, session: bool = False) -> str:
+    """Where a test's gateway keeps its data: ``tmp_path / name`` on the SQLite run; on the
+    PostgreSQL run the URL of a new database, dropped when the test ends, and the simulated
+    carrier's file goes to ``tmp_path`` (``sim_db_for``). The same ``tmp_path`` and ``name``
+    give the same database for the rest of the test (a gateway restarted on its data);
+    ``session=True`` keeps it until the session ends (a module- or session-scoped fixture's)."""
+    path = str(Path(tmp_path) / name)
+    if not on_postgres():
+        return path
+    if path in _targets:
+        return _targets[path]
+
+    async def create() -> str:
+        admin = await admin_connection()
+        try:
+            db_name = f"smslab_t_{uuid.uuid4().hex[:12]}"
+            await admin.execute(f"CREATE DATABASE {db_name}")
+            return db_name
+        finally:
+            await admin.close()
+
+    db_name = _in_own_loop(create)
+    (_session_created if session else _created).append(db_name)
+    url = database_url(_admin_url, db_name)
+    _sim_dbs[url] = str(Path(tmp_path) / f"{Path(name).stem}.carrier.db")
+    _targets[path] = url
+    return url
+
+
+def run_postgres(url: str, sql: str, *args) -> list:
+    """One statement on a PostgreSQL database behind the service's back (what a test plants or
+    corrupts), its rows as tuples."""
+    async def run() -> list:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            return [tuple(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    return _in_own_loop(run)
+
+
+def query(target: str, sql: str, *args) -> list[tuple]:
+    """Rows read from a gateway's database itself, whichever backend (evidence independent of the
+    API): ``sql`` in SQLite's ``?`` style, numbered for PostgreSQL; the file opened read-only."""
+    if target.startswith(("postgresql://", "postgres://")):
+        parts = sql.split("?")
+        numbered = parts[0] + "".join(f"${i}{rest}" for i, rest in enumerate(parts[1:], start=1))
+        return run_postgres(target, numbered, *args)
+    import sqlite3
+
+    with sqlite3.connect(f"file:{target}?mode=ro", uri=True, timeout=10) as conn:
+        rows = conn.execute(sql, args).fetchall()
+    conn.close()
+    return rows
+
+
+def sim_db_for(target: str) -> str | None:
+    """The simulated carrier's file for a gateway target db_target gave (None: next to the file)."""
+    return _sim_dbs.get(str(target))
+
+
+def sim_env(target: str) -> dict[str, str]:
+    """The environment a ``smslab serve --db target`` process needs for its carrier's file."""
+    sim_db = sim_db_for(target)
+    return {"SMSLAB_SIM_DB": sim_db} if sim_db else {}
+
+
+def drop_created_databases(created: list[str] | None = None) -> None:
+    """Drop every database db_target made for this test (servers still connected included)."""
+    created = _created if created is None else created
+    if not created:
+        return
+    names = list(created)
+    created.clear()
+
+    async def drop() -> None:
+        admin = await admin_connection()
+        try:
+            for db_name in names:
+                await admin.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
+        finally:
+            await admin.close()
+
+    _in_own_loop(drop)
+    for path, url in list(_targets.items()):
+        if url.rsplit("/", 1)[-1].split("?")[0] in names:
+            del _targets[path]
+            _sim_dbs.pop(url, None)
+
+
+@pytest.fixture(autouse=True)
+def drop_test_databases(request):
+    """Autouse (tests/conftest.py and the plugins' conftests import it): a test's databases go
+    with it. On the PostgreSQL run a gateway started without ``sim_env`` puts its simulated
+    carrier's file in the test's folder rather than in the current directory."""
+    if on_postgres():
+        sim_db = request.getfixturevalue("tmp_path") / "smslab-carrier.db"
+        request.getfixturevalue("monkeypatch").setenv("SMSLAB_SIM_DB", str(sim_db))
+    yield
+    drop_created_databases()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_session_databases():
+    yield
+    drop_created_databases(_session_created)
+
+
+def configure_backend() -> None:
+    """On the PostgreSQL run, point what the pytest plugin and the conformance harness start
+    (``SMSLAB_TEST_DB``) at the server: each of them makes a fresh database of its own there."""
+    if not on_postgres():
+        return
+    if not enabled():
+        raise pytest.UsageError(f"{BACKEND_VARIABLE}=postgres needs PostgreSQL, and {OPT_OUT}=0 switched it off")
+    try:
+        os.environ["SMSLAB_TEST_DB"] = _in_own_loop(admin_url)
+    except pytest.fail.Exception as exc:  # unreachable: say so once, before any test runs
+        raise pytest.UsageError(str(exc)) from None
+
+
+def skip_sqlite_only(items) -> None:
+    """On the PostgreSQL run, skip the tests marked ``sqlite_only`` (they need the SQLite file)."""
+    if not on_postgres():
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "needs the SQLite file"
+            item.add_marker(pytest.mark.skip(reason=f"sqlite_only: {reason} ({BACKEND_VARIABLE}=postgres)"))

@@ -12,6 +12,8 @@ import time
 import json
 import urllib.request
 
+from tests.pg_support import sim_env
+
 
 def wait_for(check, timeout: float = 30.0, interval: float = 0.05, what="a condition"):
     """``check()`` until it returns something true; its last value in the error otherwise
@@ -49,7 +51,7 @@ class Server:
         self.log = open(log_path or os.devnull, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port), "--db", db, *extra],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **sim_env(db), **(env or {})},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

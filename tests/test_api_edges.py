@@ -117,12 +117,12 @@ async def test_csv_upload(api):
 async def test_body_size_limit(tmp_path, aiohttp_client):
     from gateway.auth import create_token
     from gateway.web.app import create_app
-    from gateway.web.keys import db_key
+    from gateway.web.keys import storage_key
     from tests.conftest import Api, make_config
 
     app = create_app(make_config(tmp_path, max_json_body=1024, max_csv_body=2048))
     client = await aiohttp_client(app)
-    api = Api(client, await create_token(app[db_key], "w", 0, admin=True))
+    api = Api(client, await create_token(app[storage_key], "w", 0, admin=True))
     status, body = await api.call("POST", "/api/v1/audiences", json={"name": "big", "numbers": ["+8613800138000"] * 200})
     assert status == 413 and body["error"]["code"] == "body_too_large"
     csv_body = ("phone\n" + "+8613800138000\n" * 300).encode()
@@ -145,12 +145,12 @@ async def test_clock(api):
 async def test_wall_clock_refuses_advance(tmp_path, aiohttp_client):
     from gateway.auth import create_token
     from gateway.web.app import create_app
-    from gateway.web.keys import db_key
+    from gateway.web.keys import storage_key
     from tests.conftest import Api, make_config
 
     app = create_app(make_config(tmp_path, clock="wall"))
     client = await aiohttp_client(app)
-    api = Api(client, await create_token(app[db_key], "w", 0, admin=True))
+    api = Api(client, await create_token(app[storage_key], "w", 0, admin=True))
     assert (await api.get("/api/v1/clock"))["mode"] == "wall"
     status, body = await api.call("POST", "/api/v1/clock/advance", json={"seconds": 5})
     assert status == 409 and body["error"]["code"] == "clock_not_virtual"

@@ -10,6 +10,7 @@ import sqlite3
 
 from gateway.storage.check import NO_TASK, CounterMismatch, ResultRows, TaskCounters, compare
 from tests.counts import assert_counters_match_rows, run_check
+from tests.pg_support import db_target, on_postgres, run_postgres
 from tests.procs import Server, create_token
 
 HOUR = 3600.0
@@ -33,10 +34,21 @@ def _advance(server: Server, token: str, seconds: float) -> None:
     assert status == 200, body
 
 
+def _one_more_succeeded(db: str, task_id: int) -> int:
+    """Corrupt a counter behind the service's back; the value it now holds."""
+    if on_postgres():
+        return run_postgres(db, "UPDATE tasks SET succeeded = succeeded + 1 WHERE id = $1 RETURNING succeeded", task_id)[0][0]
+    with sqlite3.connect(db, timeout=10) as conn:
+        conn.execute("UPDATE tasks SET succeeded = succeeded + 1 WHERE id = ?", (task_id,))
+        (stored,) = conn.execute("SELECT succeeded FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    conn.close()
+    return stored
+
+
 def test_check_finds_the_counters_equal_to_the_rows_then_reports_a_corrupted_one(tmp_path):
-    db = tmp_path / "check.db"
-    token = create_token(str(db))
-    server = Server(str(db), "--clock", "virtual", log_path=tmp_path / "serve.log")
+    db = db_target(tmp_path, "check.db")
+    token = create_token(db)
+    server = Server(db, "--clock", "virtual", log_path=tmp_path / "serve.log")
     try:
         status, body = server.request("PATCH", "/api/v1/simulator/profile", token, PROFILE)
         assert status == 200, body
@@ -58,10 +70,7 @@ def test_check_finds_the_counters_equal_to_the_rows_then_reports_a_corrupted_one
         assert proc.returncode == 0, (proc.stdout, proc.stderr)
         assert proc.stdout.strip() == "2 tasks checked, all counters match their rows"
 
-        with sqlite3.connect(db, timeout=10) as conn:  # behind the service's back
-            conn.execute("UPDATE tasks SET succeeded = succeeded + 1 WHERE id = ?", (long,))
-            (stored,) = conn.execute("SELECT succeeded FROM tasks WHERE id = ?", (long,)).fetchone()
-        conn.close()
+        stored = _one_more_succeeded(db, long)
         proc = run_check(db)
         assert proc.returncode == 1, (proc.stdout, proc.stderr)
         assert proc.stdout.splitlines() == [
@@ -78,9 +87,9 @@ def test_check_finds_the_counters_equal_to_the_rows_then_reports_a_corrupted_one
 
 
 def test_tasks_whose_details_are_purged_are_skipped_and_said_so(tmp_path):
-    db = tmp_path / "purged.db"
-    token = create_token(str(db))
-    server = Server(str(db), "--clock", "virtual", "--profile", "perfect", log_path=tmp_path / "serve.log")
+    db = db_target(tmp_path, "purged.db")
+    token = create_token(db)
+    server = Server(db, "--clock", "virtual", "--profile", "perfect", log_path=tmp_path / "serve.log")
     try:
         task_id = _task(server, token, "old", [f"+86138{i:08d}" for i in range(20)], "Hello")
         _advance(server, token, HOUR)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg_support import db_target, sim_db_for
+
 CHROMIUM = os.environ.get("SMSLAB_CHROMIUM", "/usr/bin/chromium")
 if not Path(CHROMIUM).exists():
     pytest.skip(f"browser tests need chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
@@ -110,7 +112,8 @@ def service(tmp_path_factory):
     if os.environ.get("SMSLAB_CONSOLE_URL"):
         yield Service(os.environ["SMSLAB_CONSOLE_URL"], os.environ["SMSLAB_CONSOLE_TOKEN"])
         return
-    db = tmp_path_factory.mktemp("console") / "smslab.db"
+    folder = tmp_path_factory.mktemp("console")
+    db = db_target(folder, session=True)
     created = _cli("token", "create", "--workspace", "console-test", "--db", str(db), "--admin")
     assert created.returncode == 0, f"token create failed:\n{created.stdout}\n{created.stderr}"
     token = created.stdout.strip().splitlines()[-1].strip()
@@ -120,7 +123,7 @@ def service(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
          "--db", str(db), "--clock", "virtual"],
-        cwd=ROOT,
+        cwd=ROOT, env={**os.environ, "SMSLAB_SIM_DB": sim_db_for(db) or str(folder / "smslab.carrier.db")},
         stdout=log,
         stderr=subprocess.STDOUT,
     )

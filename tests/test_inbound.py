@@ -12,7 +12,7 @@ from gateway.config import Config
 from gateway.domain.optout import DEFAULT_KEYWORDS, opt_out_keyword, parse_keywords
 from gateway.platform import InboundMessage
 from gateway.web.app import create_app
-from gateway.web.keys import clock_key, db_key, inbound_key
+from gateway.web.keys import clock_key, db_key, inbound_key, storage_key
 from tests.conftest import Api, make_config
 from tests.counts import assert_counters_match_rows_of
 
@@ -170,7 +170,7 @@ async def test_configured_keywords_replace_the_defaults(aiohttp_client, tmp_path
 
     app = create_app(make_config(tmp_path, opt_out_keywords=("HALT", "取消")))
     client = await aiohttp_client(app)
-    api = Api(client, await create_token(app[db_key], "custom", app[clock_key].now(), admin=True))
+    api = Api(client, await create_token(app[storage_key], "custom", app[clock_key].now(), admin=True))
     assert (await mo(api, "STOP"))["opted_out"] is False
     assert (await mo(api, "halt!", sender=OTHERS[0]))["opted_out"] is True
     assert (await mo(api, "取消 谢谢", sender=OTHERS[1]))["opted_out"] is True
@@ -334,16 +334,15 @@ async def test_the_list_outlives_a_restart(tmp_path):
     from gateway.clock import VirtualClock
     from gateway.inbound import InboundService
     from gateway.plugins import build_plugin_manager
-    from gateway.storage.sqlite.db import Database
-    from gateway.storage.sqlite.inbound import SqliteInboundStore
+    from gateway.storage import open_storage
 
     config = make_config(tmp_path)
     pm = build_plugin_manager(load_entrypoints=False)
     for round_ in range(2):
-        db = Database(config.db_path)
-        await db.open()
+        storage = open_storage(config.db_path)
+        await storage.open()
         try:
-            service = InboundService(SqliteInboundStore(db), VirtualClock(1_700_000_000.0), pm, config)
+            service = InboundService(storage.inbound, VirtualClock(1_700_000_000.0), pm, config)
             if round_ == 0:
                 assert await service.opted_out(7, [STOPPER]) == set()
                 await service.add_opt_out(7, STOPPER)
@@ -352,4 +351,4 @@ async def test_the_list_outlives_a_restart(tmp_path):
                 assert await service.opted_out(7, [STOPPER, *OTHERS]) == {STOPPER}
                 assert await service.opted_out(8, [STOPPER]) == set()
         finally:
-            await db.close()
+            await storage.close()

@@ -89,7 +89,9 @@ def test_locust_headless_firehose_sets_exit_code(tmp_path):
     sys.path.insert(0, str(ROOT))
     from loadtests import harness as H
 
-    db = str(tmp_path / "locust.db")
+    from tests.pg_support import db_target
+
+    db = db_target(tmp_path, "locust.db")
     with H.smslab_server(db) as proc:
         base = [sys.executable, "-m", "locust", "-f", str(LOADTESTS / "locustfile_receipts.py"), "ReceiptFirehose",
                 "--host", proc.base, "--token", proc.token, "--headless", "-u", "2", "-r", "2", "-t", "4s",

@@ -356,11 +356,12 @@ def _order(label: str) -> tuple:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """``smslab serve`` on 127.0.0.1 with a virtual clock and a fresh SQLite file, and an admin token."""
+    """``smslab serve`` on 127.0.0.1 with a virtual clock and a fresh database, and an admin token."""
+    from tests.pg_support import db_target
     from tests.procs import Server, create_token
 
     folder = tmp_path_factory.mktemp("openapi")
-    db = str(folder / "smslab.db")
+    db = db_target(folder, session=True)
     token = create_token(db, "schemathesis", admin=True)
     server = Server(db, "--clock", "virtual", "--clock-start", "2030-01-01T00:00:00Z", log_path=folder / "serve.log")
     try:

@@ -15,7 +15,8 @@ from gateway.hookspecs import hookimpl
 from gateway.platform import InboundMessage, Platform, Receipt, SubmitItem, SubmitResult
 from gateway.plugins import build_plugin_manager
 from gateway.web.app import create_app
-from gateway.web.keys import db_key, platforms_key
+from gateway.web.keys import platforms_key, storage_key
+from tests.conftest import make_config
 
 START = 1_700_000_000.0
 NUMBERS = [f"+861380013{i:04d}" for i in range(1, 7)]
@@ -65,10 +66,10 @@ def service(aiohttp_client, tmp_path):
         pm = build_plugin_manager()
         for plugin in plugins:
             pm.register(plugin)
-        config = Config(clock="virtual", clock_start=START, db_path=str(tmp_path / "t.db"))
+        config = make_config(tmp_path, "t.db", clock_start=START)
         app = create_app(config, pm=pm)
         client = await aiohttp_client(app)
-        api = Api(client, await create_token(app[db_key], "hooks", START, admin=True))
+        api = Api(client, await create_token(app[storage_key], "hooks", START, admin=True))
         if "sim" in app[platforms_key]:
             await api.call("PUT", "/api/v1/simulator/profile", PERFECT)
         return api
@@ -177,7 +178,7 @@ async def test_register_platforms_duplicate_name_is_refused(tmp_path):
     pm.register(RegistersEcho())
     pm.register(Twice())
     with pytest.raises(RuntimeError, match="echo"):
-        create_app(Config(clock="virtual", db_path=str(tmp_path / "t.db")), pm=pm)
+        create_app(make_config(tmp_path, "t.db"), pm=pm)
 
 
 # -- smslab_moderate_content -------------------------------------------------------------------------

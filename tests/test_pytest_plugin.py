@@ -152,3 +152,35 @@ def test_a_carrier_token_that_begins_with_a_dash_still_starts():
 
     with CarrierProcess(token="-Wi3mES2anlk524TYKOt4w") as carrier:
         assert carrier.client().health()["status"] == "ok"
+
+
+def test_smslab_db_names_the_file_the_started_gateway_keeps(pytester: pytest.Pytester, tmp_path):
+    db = tmp_path / "kept.db"
+    pytester.makepyfile(test_db="""
+        def test_it(smslab_gateway):
+            smslab_gateway.create_audience("kept", ["+8613800138000"])
+    """)
+    pytester.runpytest_subprocess(*INNER, f"--smslab-db={db}").assert_outcomes(passed=1)
+    assert db.is_file()  # the gateway's data, there to look at after the run
+
+
+async def test_a_postgresql_server_gives_each_gateway_a_fresh_database_dropped_at_stop():
+    import asyncpg
+
+    from gateway.testing.pytest_plugin import PostgresDatabase
+    from tests.pg_support import admin_url
+
+    server = await admin_url()
+    first, second = PostgresDatabase(server), PostgresDatabase(server)
+    urls = [first.create(), second.create()]
+    try:
+        assert urls[0] != urls[1]
+        for url in urls:
+            conn = await asyncpg.connect(url)
+            await conn.close()
+    finally:
+        first.drop()
+        second.drop()
+    for url in urls:
+        with pytest.raises(asyncpg.InvalidCatalogNameError):
+            await asyncpg.connect(url)

@@ -173,3 +173,39 @@ async def test_emission_records_emit_times_and_skips_swallowed_receipts(tmp_path
     await carrier.on_clock(h.clock.now())
     assert len(h.delivered) == 10
     await h.close()
+
+
+def test_the_carriers_own_file_when_the_gateway_has_none(tmp_path, monkeypatch):
+    """Next to the gateway's SQLite file; a PostgreSQL gateway has no folder: extras, then
+    $SMSLAB_SIM_DB, then the current directory. Older data is only adopted from a SQLite file."""
+    from simulator.carrier import sim_db_target
+    from simulator.store import carrier_db_path
+
+    class PostgresLike:
+        url = "postgresql://me@db.example/smslab"
+
+    def ctx(database, **extras):
+        return PlatformContext(clock=VirtualClock(START), database=database, deliver_receipts=None, config=Config(),
+                               extras=extras)
+
+    monkeypatch.delenv("SMSLAB_SIM_DB", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert sim_db_target(ctx(Database(tmp_path / "g.db"))) == carrier_db_path(str(tmp_path / "g.db"))
+    assert sim_db_target(ctx(PostgresLike())) == "smslab-carrier.db"
+    monkeypatch.setenv("SMSLAB_SIM_DB", str(tmp_path / "env.db"))
+    assert sim_db_target(ctx(PostgresLike())) == str(tmp_path / "env.db")
+    assert sim_db_target(ctx(PostgresLike(), sim_db=str(tmp_path / "given.db"))) == str(tmp_path / "given.db")
+
+
+async def test_a_carrier_starts_beside_a_gateway_without_a_file(tmp_path, monkeypatch):
+    class PostgresLike:
+        url = "postgresql://me@db.example/smslab"
+
+    monkeypatch.setenv("SMSLAB_SIM_DB", str(tmp_path / "carrier.db"))
+    carrier = SimulatedCarrier()
+    await carrier.start(PlatformContext(clock=VirtualClock(START), database=PostgresLike(), deliver_receipts=None,
+                                        config=Config()))
+    try:
+        assert (tmp_path / "carrier.db").is_file()
+    finally:
+        await carrier.stop()

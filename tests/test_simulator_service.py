@@ -12,10 +12,10 @@ import pytest
 
 from gateway.auth import create_token
 from gateway.client import ApiError, AsyncClient
-from gateway.config import Config
 from gateway.web.app import create_app
-from gateway.web.keys import clock_key, db_key, platforms_key, tokens_key
+from gateway.web.keys import clock_key, db_key, platforms_key, storage_key, tokens_key
 from tests.counts import assert_counters_match_rows_of
+from tests.conftest import make_config
 
 START = 1_714_557_600.0  # 2024-05-01T10:00:00Z: both runs of a comparison start at the same instant
 HOUR = 3600.0
@@ -73,9 +73,9 @@ def service(aiohttp_client, tmp_path):
         cfg.setdefault("clock", "virtual")
         if cfg["clock"] == "virtual":
             cfg.setdefault("clock_start", START)
-        app = create_app(Config(db_path=str(tmp_path / f"run{counter[0]}.db"), **cfg))
+        app = create_app(make_config(tmp_path, f"run{counter[0]}.db", **cfg))
         client = await aiohttp_client(app)
-        token = await create_token(app[db_key], "ws", app[clock_key].now(), admin=True)
+        token = await create_token(app[storage_key], "ws", app[clock_key].now(), admin=True)
         api = Api(client, token)
         api.workspace_id = (await app[tokens_key].lookup(token)).workspace_id
         return api

@@ -16,7 +16,8 @@ providing a ``platform_factory`` fixture that returns a callable making a *fresh
 Every test runs its scenario in its own event loop (``asyncio.run``), so the suite needs no
 asyncio pytest plugin and works whatever ``asyncio_mode`` the plugin's project uses. The
 platform is started with a :class:`Harness`: a PlatformContext lent by a fake gateway with a
-real :class:`gateway.storage.sqlite.db.Database` (a fresh SQLite file, migrations applied), a
+real storage (a fresh SQLite file, migrations applied; or, when ``SMSLAB_TEST_DB`` or
+``--smslab-db`` names a ``postgresql://`` server, a fresh database there, dropped afterwards), a
 :class:`gateway.clock.VirtualClock` and a ``deliver_receipts`` that records what it is given.
 Time only moves when a test advances the virtual clock; the harness then calls
 ``await platform.on_clock(now)``, exactly like the gateway's engine. Nothing sleeps.
@@ -33,7 +34,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import dataclasses
 import itertools
+import os
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -43,8 +46,7 @@ import pytest
 from gateway.clock import VirtualClock
 from gateway.config import Config
 from gateway.platform import Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult, WebhookRejected
-from gateway.storage.sqlite.db import Database
-from gateway.storage.sqlite.platform_store import PlatformStore
+from gateway.storage import is_postgres, open_storage
 
 __all__ = [
     "START",
@@ -84,8 +86,10 @@ class Harness:
                  extras: dict[str, Any] | None = None):
         self.directory = Path(directory)
         self.clock = VirtualClock(start)
-        self.config = config or Config(db_path=str(self.directory / "conformance.db"), clock="virtual", clock_start=start)
-        self.database = Database(self.config.db_path)
+        self.config = config or Config(db_path=_harness_db(self.directory), clock="virtual", clock_start=start)
+        self.storage: Any = None
+        self.database: Any = None  # the storage's own database object (PlatformContext.database), once open
+        self._server: Any = None  # a PostgreSQL server the harness made a database on, dropped at close
         self.extras = dict(extras or {})
         self.received: list[tuple[str, Receipt, float]] = []
         self.inbound: list[tuple[str, Any, int | None]] = []  # (platform, InboundMessage, workspace)
@@ -98,18 +102,36 @@ class Harness:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
-        await self.database.open()
+        target = self.config.db_path
+        if is_postgres(target) and target == os.environ.get(_DB_VARIABLE):
+            # the server the run names, not a database to share: a fresh one for this harness
+            from gateway.testing.pytest_plugin import PostgresDatabase
+
+            self._server = PostgresDatabase(target)
+            await asyncio.to_thread(self._server.create)
+            self.config = dataclasses.replace(self.config, db_path=self._server.url)
+        if is_postgres(self.config.db_path):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.extras.setdefault("sim_db", str(self.directory / "carrier.db"))
+        self.storage = open_storage(self.config.db_path)
+        await self.storage.open()
+        self.database = self.storage.db
 
     async def close(self) -> None:
-        for platform in reversed(self.platforms):
-            await platform.stop()
-        self.platforms.clear()
-        await self.database.close()
+        try:
+            for platform in reversed(self.platforms):
+                await platform.stop()
+            self.platforms.clear()
+            if self.storage is not None:
+                await self.storage.close()
+        finally:
+            if self._server is not None:
+                await asyncio.to_thread(self._server.drop)
 
     def context(self, name: str = "platform") -> PlatformContext:
         return PlatformContext(clock=self.clock, database=self.database, deliver_receipts=self.deliver_receipts,
                                config=self.config, extras=self.extras, deliver_inbound=self.deliver_inbound,
-                               store=PlatformStore(self.database, name))
+                               store=self.storage.platform_store(name))
 
     async def start(self, platform: Platform) -> Platform:
         await platform.start(self.context(platform.name))
@@ -163,12 +185,22 @@ class Harness:
         return out
 
 
+_DB_VARIABLE = "SMSLAB_TEST_DB"
+
+
+def _harness_db(directory: Path) -> str:
+    """A ``postgresql://`` server named by ``SMSLAB_TEST_DB`` (set from ``--smslab-db`` too), else
+    a SQLite file in the harness's folder."""
+    named = os.environ.get(_DB_VARIABLE, "")
+    return named if is_postgres(named) else str(directory / "conformance.db")
+
+
 @contextlib.asynccontextmanager
 async def open_harness(directory: str | Path, **kwargs: Any) -> AsyncIterator[Harness]:
     """``async with open_harness(tmp_path) as h: platform = await h.start(MyPlatform())``."""
     harness = Harness(directory, **kwargs)
-    await harness.open()
     try:
+        await harness.open()
         yield harness
     finally:
         await harness.close()

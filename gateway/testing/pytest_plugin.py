@@ -3,7 +3,8 @@
 Fixtures (see docs/testing.md):
 
 - ``smslab_gateway``: a real ``smslab serve`` on a free 127.0.0.1 port, on a virtual clock, with a
-  temporary SQLite file; yields a :class:`gateway.client.Client` holding the admin token it
+  temporary SQLite file (or, with ``--smslab-db postgresql://…``, a fresh database on that
+  server, dropped when the process stops); yields a :class:`gateway.client.Client` holding the admin token it
   printed (``base_url``, ``token``, ``request``, ``advance``, ``wait_for_task``,
   ``assert_matches_ground_truth`` and a method per route).
 - ``smslab_carrier``: a real ``smslab carrier`` with an HTTP port, an ``--smpp-port``, a virtual
@@ -24,6 +25,7 @@ and their temporary folders removed, whether the test passed or not.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
@@ -33,7 +35,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -163,16 +167,93 @@ class _PortTaken(Exception):
     pass
 
 
+def _is_postgres(target: str) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def _run_coroutine(make_coro) -> Any:
+    """Run a coroutine to completion from a sync fixture, even on a thread whose event loop is
+    running (an async test's): on a thread with a loop of its own."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = asyncio.run(make_coro())
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="smslab-db")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+class PostgresDatabase:
+    """A fresh database on the server of ``server_url`` (whose role may create databases), for one
+    gateway process: ``create()`` gives its URL, ``drop()`` removes it, connections and all."""
+
+    def __init__(self, server_url: str):
+        self.server_url = server_url
+        self.name = f"smslab_{uuid.uuid4().hex[:12]}"
+        self.url: str | None = None
+
+    async def _admin(self, statement: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.server_url, timeout=10)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    def create(self) -> str:
+        from urllib.parse import urlsplit
+
+        _run_coroutine(lambda: self._admin(f"CREATE DATABASE {self.name}"))
+        parts = urlsplit(self.server_url)
+        self.url = f"{parts.scheme}://{parts.netloc}/{self.name}" + (f"?{parts.query}" if parts.query else "")
+        return self.url
+
+    def drop(self) -> None:
+        if self.url is not None:
+            self.url = None
+            _run_coroutine(lambda: self._admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)"))
+
+
 class GatewayProcess(_Process):
     """``smslab serve --clock virtual`` on a free port with a fresh database; ``token`` is the
-    admin token it printed. ``client()`` makes a :class:`gateway.client.Client`."""
+    admin token it printed. ``client()`` makes a :class:`gateway.client.Client`.
+
+    ``db``: a SQLite file to use (default: ``gateway.db`` in the process's temporary folder), or a
+    ``postgresql://`` URL of a server on which a fresh database is created for this process and
+    dropped when it stops (the simulated carrier's own file stays in the temporary folder)."""
 
     kind = "gateway"
 
-    def __init__(self, *extra: str, env: dict[str, str] | None = None, keep_dir: bool = False):
+    def __init__(self, *extra: str, env: dict[str, str] | None = None, keep_dir: bool = False, db: str | None = None):
         super().__init__(*extra, env=env, keep_dir=keep_dir)
-        self.db = self.dir / "gateway.db"
+        self.postgres = PostgresDatabase(db) if db and _is_postgres(db) else None
+        self.db: Path | str = Path(db) if db and not self.postgres else self.dir / "gateway.db"
         self.token: str | None = None
+
+    def start(self) -> "GatewayProcess":
+        if self.postgres is not None and self.postgres.url is None:
+            self.db = self.postgres.create()
+            self.env = {"SMSLAB_SIM_DB": str(self.dir / "carrier.db"), **(self.env or {})}
+        try:
+            return super().start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            if self.postgres is not None:
+                self.postgres.drop()
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -254,6 +335,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--smslab-url", default=None,
                     help="use the gateway already running here (smslab serve --clock virtual) instead of starting one")
     group.addoption("--smslab-token", default=None, help="an admin token of the gateway at --smslab-url")
+    group.addoption("--smslab-db", default=None, metavar="PATH_OR_URL",
+                    help="the database of the gateway the fixture starts: a SQLite file, or postgresql://… (a server on "
+                         "which each gateway gets a fresh database, dropped afterwards; the role needs CREATEDB)")
     group.addoption("--smslab-carrier-url", default=None,
                     help="use the carrier already running here (smslab carrier) instead of starting one")
     group.addoption("--smslab-carrier-token", default=None, help="the --token of the carrier at --smslab-carrier-url")
@@ -261,9 +345,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--smslab-carrier-account", default=None, metavar="SYSTEM_ID:PASSWORD",
                     help="an SMPP account of that carrier")
     parser.addini("smslab_scope", "how long the smslab processes live: function (default) or session", default="function")
+    parser.addini("smslab_db", "the database of the gateway the fixture starts: a SQLite file or postgresql://…",
+                  default="")
     parser.addini("smslab_gateway_args", "extra arguments of the smslab serve the fixture starts (e.g. --profile lossy)",
                   type="args", default=[])
     parser.addini("smslab_carrier_args", "extra arguments of the smslab carrier the fixture starts", type="args", default=[])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    db = config.getoption("--smslab-db", default=None) or config.getini("smslab_db")
+    if db:
+        os.environ["SMSLAB_TEST_DB"] = db  # the conformance harness (gateway.testing.conformance) reads it too
 
 
 def _scope(fixture_name: str, config: pytest.Config) -> str:
@@ -292,7 +384,8 @@ def smslab_gateway(pytestconfig: pytest.Config) -> Iterator[Any]:
         with Client(url, token) as client:
             yield client
         return
-    process = GatewayProcess(*pytestconfig.getini("smslab_gateway_args")).start()
+    db = _env_or_option(pytestconfig, "--smslab-db", "SMSLAB_TEST_DB") or pytestconfig.getini("smslab_db") or None
+    process = GatewayProcess(*pytestconfig.getini("smslab_gateway_args"), db=db).start()
     try:
         with process.client() as client:
             yield client

@@ -9,3 +9,5 @@ HERE = Path(__file__).resolve().parent
 for path in (ROOT, HERE, ROOT / "plugins" / "smpp" / "tests"):  # smpp_gateway: the Gateway helper
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+from tests.pg_support import drop_session_databases, drop_test_databases  # noqa: E402,F401 (autouse: SMSLAB_TEST_BACKEND)

@@ -7,3 +7,5 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from tests.pg_support import drop_session_databases, drop_test_databases  # noqa: E402,F401 (autouse: SMSLAB_TEST_BACKEND)

@@ -4,12 +4,12 @@ the gateway shows with what the carrier says it did (its ground truth)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from pathlib import Path
 
 from gateway.domain.results import FAILED, PENDING, SUCCEEDED
 from gateway.wire.smpp.receipts import normalise_id
+from tests.pg_support import db_target, query
 from tests.procs import Server, create_token, wait_for
 
 RESULT_NAMES = {PENDING: "pending", SUCCEEDED: "succeeded", FAILED: "failed"}
@@ -26,7 +26,7 @@ class Gateway:
                  clock: str = "virtual"):
         self.clock = clock
         self.tmp = tmp
-        self.db = str(tmp / "gateway.db")
+        self.db = db_target(tmp, "gateway.db")
         self.env = {("SMSLAB_SMPP_URL" if name == "smpp" else f"SMSLAB_SMPP_URL_{name.upper().replace('-', '_')}"): url
                     for name, url in urls.items()}
         self.env.update(env or {})
@@ -76,8 +76,7 @@ class Gateway:
     def rows(self, task_id: int) -> list[tuple[str, str, int, str | None]]:
         """(number, result, parts, platform_id) per number, read from the gateway's database
         itself: evidence independent of the API's counters."""
-        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as conn:
-            rows = conn.execute("SELECT number, result, parts, platform_id FROM messages WHERE task_id = ?", (task_id,)).fetchall()
+        rows = query(self.db, "SELECT number, result, parts, platform_id FROM messages WHERE task_id = ?", task_id)
         return [(n, RESULT_NAMES[r], p, pid) for n, r, p, pid in rows]
 
 

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from smslab_smpp.settings import Settings, SettingsError, from_environment
+from tests.pg_support import db_target
 
 
 def test_defaults_and_every_parameter():
@@ -57,7 +58,7 @@ def test_several_connections_from_the_environment():
 
 def test_serve_refuses_a_bad_url_with_its_name(tmp_path):
     env = {**os.environ, "SMSLAB_SMPP_URL_EU": "smpp://gw:pw@127.0.0.1:2775?window=0"}
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--db", str(tmp_path / "g.db"), "--port", "0"],
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--db", db_target(tmp_path, "g.db"), "--port", "0"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "SMSLAB_SMPP_URL_EU: window must be between 1 and 10000" in proc.stderr

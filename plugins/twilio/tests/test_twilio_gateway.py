@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from urllib.parse import urlencode
 import pytest
 
 from smslab_twilio.platform import signature
+from tests.pg_support import db_target, query, sim_env
 from tests.procs import create_token, free_port
 from tests.twilio_support import TwilioCarrier, account_sid, wait_for
 
@@ -39,7 +39,7 @@ class Gateway:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.callback_url = f"{self.base}/api/v1/platforms/twilio/receipts"
-        self.db = str(tmp / "gateway.db")
+        self.db = db_target(tmp, "gateway.db")
         self.token = create_token(self.db, "shop")
         self.start()
 
@@ -48,7 +48,7 @@ class Gateway:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port), "--db", self.db, "--clock", self.clock],
             stdout=self.log, stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env, "SMSLAB_TWILIO_CALLBACK_URL": self.callback_url})
+            env={**os.environ, **sim_env(self.db), **self.env, "SMSLAB_TWILIO_CALLBACK_URL": self.callback_url})
         wait_for(self._up, 30, what="smslab serve to answer /healthz")
 
     def kill(self) -> None:
@@ -58,8 +58,7 @@ class Gateway:
 
     def rows(self, task_id: int) -> list[tuple[str, str | None]]:
         """(number, platform_id) per number, from the gateway's database itself."""
-        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as conn:
-            return conn.execute("SELECT number, platform_id FROM messages WHERE task_id = ?", (task_id,)).fetchall()
+        return query(self.db, "SELECT number, platform_id FROM messages WHERE task_id = ?", task_id)
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:
