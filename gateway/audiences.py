@@ -32,18 +32,27 @@ class Uploads:
 
     An audience is written entry by entry and becomes visible (``ready``) only when complete. One
     left half-written — the process was killed mid-upload, or the disk filled up and even the
-    clean-up failed — would keep its rows (and the disk full) for ever: ``sweep`` deletes every
-    unready audience that no upload of this process is writing, at start and then periodically
-    (the engine calls it)."""
+    clean-up failed — would keep its rows (and the disk full) for ever: ``sweep`` deletes the
+    unready audiences that no upload of this process is writing, at start and then periodically
+    (the engine calls it).
+
+    Why a periodic sweep deletes only what two sweeps in a row found abandoned: an upload's
+    audience exists (committed) a moment before the upload marks it active, and a sweep reading
+    the unready audiences in that moment would take a live upload for an abandoned one. At start
+    nothing of this process can be uploading, so that sweep deletes at once."""
 
     def __init__(self, store: AudienceStore) -> None:
         self.store = store
         self.active: set[int] = set()
+        self._suspects: set[int] = set()  # found abandoned by the last sweep
 
-    async def sweep(self) -> int:
+    async def sweep(self, at_start: bool = False) -> int:
         """Delete abandoned partial audiences; returns how many."""
-        abandoned = [aid for aid in await self.store.unready() if aid not in self.active]
-        for aid in abandoned:
+        unready = await self.store.unready()
+        idle = {aid for aid in unready if aid not in self.active}
+        abandoned = idle if at_start else idle & self._suspects
+        self._suspects = idle - abandoned
+        for aid in sorted(abandoned):
             await self.store.remove_unready(aid)
         return len(abandoned)
 

@@ -45,7 +45,7 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     db = app[db_key] = storage.db  # the areas not yet behind the storage interface
     app[tokens_key] = TokenCache(storage.tokens)
     uploads = app[uploads_key] = Uploads(storage.audiences)
-    swept = await uploads.sweep()  # left by a killed process or a full disk
+    swept = await uploads.sweep(at_start=True)  # left by a killed process or a full disk
     if swept:
         log.warning("removed %d audience upload(s) left unfinished by an earlier run", swept)
     clock = app[clock_key]
