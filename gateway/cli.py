@@ -15,7 +15,7 @@ from .auth import create_token, list_tokens, revoke_token, serve_token
 from .config import Config
 from .platform import PlatformConfigError
 from .ports import port_taken
-from .storage import open_storage
+from .storage import open_storage, shown
 
 
 async def _with_db(target: str, fn, *args):
@@ -61,7 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def announce(_app: web.Application) -> None:
         url = f"http://{config.host}:{config.port}/#token={token}"
-        print(f"smslab serving on http://{config.host}:{config.port} (database {config.db_path}, clock {config.clock})", flush=True)
+        print(f"smslab serving on http://{config.host}:{config.port} (database {shown(config.db_path)}, clock {config.clock})", flush=True)
         print(f"Open the console: {url}", flush=True)
         if not new:
             print("(the same admin token as last time: `smslab token revoke` it to get a new one)", flush=True)
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the gateway (REST API, console, simulated carrier)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--db", default="smslab.db", help="SQLite file (default: ./smslab.db)")
+    serve.add_argument("--db", default="smslab.db", help="SQLite file or postgresql:// URL (default: ./smslab.db)")
     serve.add_argument("--clock", default="wall", choices=["wall", "virtual"], help="wall time, or a virtual clock that /api/v1/clock/advance moves")
     serve.add_argument("--clock-start", default=None, help="virtual clock: the RFC 3339 instant it starts at (default: now, or where the last run left it)")
     serve.add_argument("--clock-rate", type=float, default=None, help="virtual clock: also flow at this multiple of real time (default 0: only advances move it)")

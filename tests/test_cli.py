@@ -163,3 +163,12 @@ def test_a_wrong_profile_stops_serve_with_the_reason(tmp_path):
     assert invalid.stderr.strip().splitlines() == [
         f"smslab: --profile {str(bad)!r}: outcomes: at least one weight must be above 0"]
     assert "Traceback" not in unknown.stderr + invalid.stderr
+
+
+def test_a_database_password_is_never_printed():
+    from gateway.storage import shown
+
+    assert shown("postgresql://bob:s3cret@db.example:5433/smslab?sslmode=require") == \
+        "postgresql://bob:***@db.example:5433/smslab?sslmode=require"
+    assert shown("postgresql:///smslab") == "postgresql:///smslab"
+    assert shown("data/smslab.db") == "data/smslab.db"

@@ -11,11 +11,25 @@ from __future__ import annotations
 
 from .errors import NameTaken, StorageUnavailable, StoreError
 
-__all__ = ["NameTaken", "StorageUnavailable", "StoreError", "is_postgres", "open_storage"]
+__all__ = ["NameTaken", "StorageUnavailable", "StoreError", "is_postgres", "open_storage", "shown"]
 
 
 def is_postgres(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
+
+
+def shown(target: str) -> str:
+    """``target`` as it may be printed or logged: a URL's password replaced by ``***``."""
+    if not is_postgres(target):
+        return target
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(target)
+    if parts.password is None:
+        return target
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def sqlite_path(target: str) -> str:
