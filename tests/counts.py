@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 from gateway.storage.check import CountCheck
-from gateway.storage.sqlite.check import SqliteCheckStore
 
 
 def run_check(db_path, *extra: str) -> subprocess.CompletedProcess:
@@ -31,10 +30,17 @@ def assert_counters_match_rows(db_path, min_checked: int = 1) -> dict:
     return report
 
 
-async def assert_counters_match_rows_of(db, now: float, min_checked: int = 1) -> CountCheck:
-    """The same check in-process, on a test service's open ``Database``; ``now``: the service's
-    clock (which tasks' details have expired)."""
-    result = await SqliteCheckStore(db).count_mismatches(now)
+async def assert_counters_match_rows_of(storage, now: float, min_checked: int = 1) -> CountCheck:
+    """The same check in-process, on a test service's open storage (``app[storage_key]``, either
+    backend) or a bare SQLite ``Database``; ``now``: the service's clock (which tasks' details
+    have expired)."""
+    if hasattr(storage, "check"):
+        store = storage.check
+    else:
+        from gateway.storage.sqlite.check import SqliteCheckStore
+
+        store = SqliteCheckStore(storage)
+    result = await store.count_mismatches(now)
     assert result.ok, result.mismatches
     assert result.checked >= min_checked, result
     return result

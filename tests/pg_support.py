@@ -285,3 +285,26 @@ def skip_sqlite_only(items) -> None:
         if marker is not None:
             reason = marker.args[0] if marker.args else "needs the SQLite file"
             item.add_marker(pytest.mark.skip(reason=f"sqlite_only: {reason} ({BACKEND_VARIABLE}=postgres)"))
+
+
+class Evidence:
+    """A test service's own tables read with SQLite-style SQL (``?`` placeholders) on either
+    backend: the rows as independent evidence next to what the API says. Rows come back as
+    tuples, as SQLite gives them."""
+
+    def __init__(self, storage):
+        self.db = storage.db
+        self.postgres = storage.backend == "postgres"
+
+    def _sql(self, sql: str) -> str:
+        if not self.postgres:
+            return sql
+        parts = sql.split("?")
+        return parts[0] + "".join(f"${i}{rest}" for i, rest in enumerate(parts[1:], start=1))
+
+    async def fetchall(self, sql: str, params=()) -> list[tuple]:
+        return [tuple(row) for row in await self.db.fetchall(self._sql(sql), tuple(params))]
+
+    async def fetchone(self, sql: str, params=()) -> tuple | None:
+        row = await self.db.fetchone(self._sql(sql), tuple(params))
+        return tuple(row) if row is not None else None

@@ -48,6 +48,8 @@ class Server:
     def __init__(self, db: str, *extra: str, env: dict | None = None, log_path=None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        if log_path is not None:  # on PostgreSQL no database file has made the folder
+            os.makedirs(os.path.dirname(os.fspath(log_path)) or ".", exist_ok=True)
         self.log = open(log_path or os.devnull, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port), "--db", db, *extra],

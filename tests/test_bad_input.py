@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from gateway.web.keys import db_key, sink_key
+from gateway.web.keys import sink_key, storage_key
+from tests.pg_support import Evidence
 
 BIG = str(2**63)
 
@@ -160,7 +161,7 @@ async def test_bad_csv_is_400_and_leaves_no_audience(api, service, body, message
     status, resp = await api.call("POST", "/api/v1/audiences?name=bad", data=body, headers={"Content-Type": "text/csv"})
     assert status == 400 and message in resp["error"]["message"] and resp["error"]["field"] == "body", resp
     assert (await api.get("/api/v1/audiences"))["items"] == []
-    db = service.server.app[db_key]
+    db = Evidence(service.server.app[storage_key])
     assert await db.fetchone("SELECT COUNT(*) FROM audiences") == (0,)
     assert await db.fetchone("SELECT COUNT(*) FROM audience_members") == (0,)
 
@@ -288,6 +289,6 @@ async def test_a_stalled_upload_times_out_and_leaves_no_audience(service, api, m
     response = await asyncio.wait_for(_response(reader), 5)
     writer.close()
     assert response.startswith(b"HTTP/1.1 408") and b"request_timeout" in response, response
-    db = service.server.app[db_key]
+    db = Evidence(service.server.app[storage_key])
     assert await db.fetchone("SELECT COUNT(*) FROM audiences") == (0,)
     assert await db.fetchone("SELECT COUNT(*) FROM audience_members") == (0,)

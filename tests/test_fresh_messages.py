@@ -15,7 +15,7 @@ from gateway.storage.sqlite.receipts import apply_receipts
 from gateway.platform import Receipt, SubmitItem, SubmitResult
 from gateway.storage.sqlite.db import Database
 from gateway.web.app import create_app
-from gateway.web.keys import clock_key, db_key
+from gateway.web.keys import clock_key, db_key, storage_key
 
 from tests.conftest import Api, make_config
 from tests.test_pipeline import _add_task
@@ -145,7 +145,7 @@ def config(tmp_path):
 async def test_a_receipt_for_a_purged_message_is_kept_aside_not_counted(aiohttp_client, config):
     client = await aiohttp_client(create_app(config))
     app = client.server.app
-    api = Api(client, await create_token(app[db_key], "acme", app[clock_key].now(), admin=True))
+    api = Api(client, await create_token(app[storage_key], "acme", app[clock_key].now(), admin=True))
     await api.profile(outcomes={"delivered": 0, "failed": 0, "missing": 1}, moderation={"review_seconds": 0})
     aud = await api.audience(["+8613800138000"])
     task = await api.task(aud["id"])

@@ -12,7 +12,8 @@ from gateway.config import Config
 from gateway.domain.optout import DEFAULT_KEYWORDS, opt_out_keyword, parse_keywords
 from gateway.platform import InboundMessage
 from gateway.web.app import create_app
-from gateway.web.keys import clock_key, db_key, inbound_key, storage_key
+from gateway.web.keys import clock_key, inbound_key, storage_key
+from tests.pg_support import Evidence
 from tests.conftest import Api, make_config
 from tests.counts import assert_counters_match_rows_of
 
@@ -49,8 +50,8 @@ async def send(api: Api, numbers: list[str], name: str, admin: Api | None = None
 
 async def evidence(api: Api, task_id: int) -> dict:
     """What the message rows and the carrier say, independently of the task's counters."""
-    db = _app(api)[db_key]
-    await assert_counters_match_rows_of(db, _app(api)[clock_key].now())  # every task's counters, against its rows
+    db = Evidence(_app(api)[storage_key])
+    await assert_counters_match_rows_of(_app(api)[storage_key], _app(api)[clock_key].now())  # every task's counters, against its rows
     by_result = dict(await db.fetchall("SELECT result, COUNT(*) FROM messages WHERE task_id=? GROUP BY result", (task_id,)))
     numbers = [n for (n,) in await db.fetchall("SELECT number FROM messages WHERE task_id=?", (task_id,))]
     truth = await api.get(f"/api/v1/simulator/ground-truth?task_id={task_id}&limit=1000")
@@ -280,7 +281,7 @@ async def test_a_reply_without_a_workspace_is_kept_for_admins_and_opts_nobody_ou
     assert (item["workspace_id"], item["sender"], item["opted_out"], item["platform"]) == (None, STOPPER, False, "smpp")
     assert (await other_api.get("/api/v1/inbound"))["total"] == 0  # not an admin: not shown
     assert (await api.get("/api/v1/opt-outs"))["total"] == 0 and (await other_api.get("/api/v1/opt-outs"))["total"] == 0
-    db = _app(api)[db_key]
+    db = Evidence(_app(api)[storage_key])
     assert (await db.fetchone("SELECT COUNT(*) FROM opt_outs"))[0] == 0
 
     # with a workspace: several in one hand-over, a sender that is no phone number opts nobody out
@@ -298,22 +299,20 @@ async def test_a_reply_without_a_workspace_is_kept_for_admins_and_opts_nobody_ou
 async def test_a_batch_costs_no_opt_out_query_while_the_workspace_has_none(api, monkeypatch):
     """One EXISTS per workspace while its list is empty (cached), one look-up per batch once it has entries."""
     await api.profile(**QUICK)
-    db = _app(api)[db_key]
+    store = _app(api)[storage_key].inbound
     seen: list[str] = []
-    fetchone, fetchall = db.fetchone, db.fetchall
+    has_opt_outs, opted_out = store.has_opt_outs, store.opted_out
 
-    async def spy_one(sql, params=()):
-        if "opt_outs" in sql:
-            seen.append("exists" if "EXISTS" in sql else "other")
-        return await fetchone(sql, params)
+    async def spy_exists(*args, **kw):
+        seen.append("exists")
+        return await has_opt_outs(*args, **kw)
 
-    async def spy_all(sql, params=()):
-        if "opt_outs" in sql and "json_each" in sql:
-            seen.append("lookup")
-        return await fetchall(sql, params)
+    async def spy_lookup(*args, **kw):
+        seen.append("lookup")
+        return await opted_out(*args, **kw)
 
-    monkeypatch.setattr(db, "fetchone", spy_one)
-    monkeypatch.setattr(db, "fetchall", spy_all)
+    monkeypatch.setattr(store, "has_opt_outs", spy_exists)
+    monkeypatch.setattr(store, "opted_out", spy_lookup)
     numbers = [STOPPER, *OTHERS]  # three batches of two
     await send(api, numbers, "no opt-outs")
     await send(api, numbers, "still none")

@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from gateway.web.keys import clock_key, db_key
+from gateway.web.keys import clock_key, db_key, storage_key
 from tests.counts import assert_counters_match_rows_of
 
 # a full disk is SQLite's own (max_page_count on the writer), and the half-written upload is
@@ -71,7 +71,7 @@ async def test_a_full_disk_stalls_the_send_and_it_finishes_once_there_is_room(ap
     assert len(truth) == 5000 and len({t["number"] for t in truth}) == 5000
     rows = await db.fetchall("SELECT result, COUNT(*) FROM messages WHERE task_id=? GROUP BY result", (task["id"],))
     assert rows == [(1, 5000)]
-    await assert_counters_match_rows_of(db, service.server.app[clock_key].now())
+    await assert_counters_match_rows_of(service.server.app[storage_key], service.server.app[clock_key].now())
     status, health = await _health(service)
     assert status == 200 and health["status"] == "ok", health
 
@@ -97,7 +97,7 @@ async def test_receipts_refused_while_the_disk_is_full_are_applied_later(api, se
         if done["status"] == "completed":
             break
     assert (done["status"], done["succeeded"]) == ("completed", 500)
-    await assert_counters_match_rows_of(db, service.server.app[clock_key].now())
+    await assert_counters_match_rows_of(service.server.app[storage_key], service.server.app[clock_key].now())
 
 
 async def test_abandoned_partial_audiences_are_swept_at_start(tmp_path, aiohttp_client):

@@ -13,7 +13,8 @@ import pytest
 from gateway.auth import create_token
 from gateway.client import ApiError, AsyncClient
 from gateway.web.app import create_app
-from gateway.web.keys import clock_key, db_key, platforms_key, storage_key, tokens_key
+from gateway.web.keys import clock_key, platforms_key, storage_key, tokens_key
+from tests.pg_support import Evidence
 from tests.counts import assert_counters_match_rows_of
 from tests.conftest import make_config
 
@@ -41,7 +42,7 @@ class Api(AsyncClient):
         task = await super().get_task(task_id)
         assert task["sent"] == task["succeeded"] + task["failed"] + task["pending"], task
         # that sum holds by construction (pending is derived); the rows are the independent witness
-        await assert_counters_match_rows_of(self.app[db_key], self.app[clock_key].now(), min_checked=0)
+        await assert_counters_match_rows_of(self.app[storage_key], self.app[clock_key].now(), min_checked=0)
         return task
 
     async def truth(self, task_id: int) -> list[dict]:
@@ -50,7 +51,7 @@ class Api(AsyncClient):
 
     async def gateway_results(self, task_id: int) -> dict[str, tuple]:
         """Per number, straight from the gateway's table: result, platform id, reasons, receipt time."""
-        rows = await self.app[db_key].fetchall(
+        rows = await Evidence(self.app[storage_key]).fetchall(
             "SELECT number, result, platform_id, reasons, receipt_at, late FROM messages WHERE task_id=?", (task_id,)
         )
         names = {0: "pending", 1: "succeeded", 2: "failed", 3: "queued"}

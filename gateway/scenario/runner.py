@@ -410,7 +410,7 @@ class private_gateway:
         from ..auth import create_token
         from ..config import Config
         from ..web.app import create_app
-        from ..web.keys import clock_key, db_key
+        from ..web.keys import clock_key, storage_key
 
         config = Config(db_path=str(Path(self.folder) / "scenario.db"), clock=self.clock, clock_start=self.start,
                         host="127.0.0.1", port=0)
@@ -420,7 +420,7 @@ class private_gateway:
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
-        token = await create_token(app[db_key], "scenario", app[clock_key].now(), admin=True)
+        token = await create_token(app[storage_key], "scenario", app[clock_key].now(), admin=True)
         return f"http://127.0.0.1:{port}", token
 
     async def __aexit__(self, *exc):

@@ -47,13 +47,10 @@ class TokenStore(Protocol):
 
 
 def tokens_in(where) -> TokenStore:
-    """The token store of ``where``: a storage (its ``tokens``), a token store itself, or the
-    SQLite ``Database`` that callers written before the storage layer (tests, scripts) pass."""
+    """The token store of ``where``: a storage (its ``tokens``) or a token store itself."""
     tokens = getattr(where, "tokens", None)
     if tokens is not None:
         return tokens
     if hasattr(where, "owner"):
         return where
-    from .sqlite.tokens import SqliteTokenStore
-
-    return SqliteTokenStore(where)
+    raise TypeError(f"no token store in {type(where).__name__}: pass the storage (app[storage_key])")
