@@ -268,6 +268,30 @@ async def test_two_instances_apply_the_same_receipts_once():
             await two.close()
 
 
+async def test_a_receipt_racing_the_record_of_its_batch_is_never_left_unmatched():
+    """A flush and the record of the batch it names, on two instances at once: whichever commits
+    first, the receipt ends applied (the flush finds the rows, or the record finds the receipt
+    kept aside). Without the result locks, READ COMMITTED let both miss each other."""
+    async with fresh_database() as url:
+        one, two = open_storage(url), open_storage(url)
+        await one.open()
+        await two.open()
+        try:
+            task_id = await sending_task(one)
+            rounds, size = 40, 50
+            for r in range(rounds):
+                pids = [f"r{r}-{i}" for i in range(size)]
+                await asyncio.gather(
+                    one.messages.record_batch(batch(task_id, pids, 100.0, cursor=(r + 1) * size), None),
+                    two.messages.apply_receipts([receipt(p, 101.0) for p in pids], TIMEOUT, 102.0, {}, None, None))
+            assert await sql(one, "SELECT COUNT(*) FROM unmatched_receipts WHERE matched=0") == [(0,)]
+            assert await group_by(one) == [(task_id, rounds * size, rounds * size, 0)]
+            assert (await one.check.count_mismatches()).ok
+        finally:
+            await one.close()
+            await two.close()
+
+
 async def test_a_flush_of_duplicates_keeps_the_last_result_time(storage):
     task_id = await sending_task(storage)
     await storage.messages.record_batch(batch(task_id, ["d1"], 100.0), None)

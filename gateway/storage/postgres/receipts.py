@@ -141,6 +141,19 @@ def _fold(msg: _Message, receipt: Receipt, timeout: float, tally: Tally) -> None
         (tally.succeeded if result == R.SUCCEEDED else tally.failed)[task] += 1
 
 
+async def lock_results(conn: asyncpg.Connection, platforms) -> None:
+    """Take the platforms' result locks (transaction-scoped advisory locks, in name order).
+
+    Why: a receipt flush and the record of the batch it names run on two connections (or two
+    instances). Under READ COMMITTED each can miss the other's uncommitted rows: the flush finds
+    no message and keeps the receipt aside as unmatched, while the record, looking for receipts
+    kept aside, finds none yet; the receipt then stays unmatched for ever. SQLite's one writer
+    rules that out; here both take these locks first, so the later one sees what the earlier one
+    committed."""
+    for platform in sorted(platforms):
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "smslab.results:" + platform)
+
+
 async def commit_receipts(conn: asyncpg.Connection, items: list[tuple[str, Receipt]], timeout: float, now: float,
                           expected: dict[str, set[str]] | None = None,
                           scoped: dict[int, list[tuple[str, Receipt]]] | None = None) -> Tally:
@@ -148,6 +161,10 @@ async def commit_receipts(conn: asyncpg.Connection, items: list[tuple[str, Recei
     naming an id in ``expected`` (its acknowledgement is being recorded): their places go to
     ``tally.held`` and nothing is written for them. ``scoped`` receipts (by workspace) come after
     ``items`` in the places the tally reports."""
+    platforms = {platform for platform, _ in items}
+    for group in (scoped or {}).values():
+        platforms.update(platform for platform, _ in group)
+    await lock_results(conn, platforms)
     tally = await apply_receipts(conn, items, timeout)
     offset = len(items)
     for workspace, group in (scoped or {}).items():
