@@ -22,7 +22,7 @@ from gateway.platform import Receipt
 from ..fresh import FreshMessages
 from ..messages import BatchRecord, Member, Tally
 from .db import Database, rows_changed
-from .receipts import apply_receipts, commit_receipts
+from .receipts import RESULTS_LOCK, apply_receipts, commit_receipts
 
 T = TypeVar("T")
 
@@ -124,6 +124,7 @@ async def record_batch(conn: asyncpg.Connection, task_id: int, platform_name: st
     count as sent, the cursor moves past the batch with the skip counts as they stood after it,
     and receipts that overtook the acknowledgement are applied and marked matched."""
     now = float(now)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", RESULTS_LOCK)
     if rows:
         await conn.copy_records_to_table(
             "messages", columns=_COPY_COLUMNS, records=[(r[0], r[1], r[2], 0, r[3], now) for r in rows])

@@ -141,6 +141,15 @@ def _fold(msg: _Message, receipt: Receipt, timeout: float, tally: Tally) -> None
         (tally.succeeded if result == R.SUCCEEDED else tally.failed)[task] += 1
 
 
+# Taken first by the transaction that records a batch's acknowledgements and by the one that
+# applies receipts, on every instance sharing the database. Without it, under READ COMMITTED, a
+# receipt could look for its row before the batch's COPY commits (and file itself as unmatched),
+# while the batch's probe for waiting receipts ran before that unmatched row committed: each
+# missed the other and the receipt stayed unmatched for good (the task never completed). SQLite's
+# single writer orders the two the same way.
+RESULTS_LOCK = 0x736D736C  # "smsl"
+
+
 async def commit_receipts(conn: asyncpg.Connection, items: list[tuple[str, Receipt]], timeout: float, now: float,
                           expected: dict[str, set[str]] | None = None,
                           scoped: dict[int, list[tuple[str, Receipt]]] | None = None) -> Tally:
@@ -148,6 +157,7 @@ async def commit_receipts(conn: asyncpg.Connection, items: list[tuple[str, Recei
     naming an id in ``expected`` (its acknowledgement is being recorded): their places go to
     ``tally.held`` and nothing is written for them. ``scoped`` receipts (by workspace) come after
     ``items`` in the places the tally reports."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", RESULTS_LOCK)
     tally = await apply_receipts(conn, items, timeout)
     offset = len(items)
     for workspace, group in (scoped or {}).items():
