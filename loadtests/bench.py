@@ -8,7 +8,11 @@
 
 Each starts its own server process(es) on 127.0.0.1 with a fresh SQLite file in a temporary
 folder (``--workdir`` to keep it), prints the figure, the baseline measured in the same run and
-the ratio. ``--spy FILE`` records the smslab server with py-spy (raw collapsed stacks) for
+the ratio. ``pipeline`` and ``ingest`` take ``--backend sqlite|postgres|both``: with postgres the
+server runs ``smslab serve --db postgresql://…`` on a scratch database created and dropped here
+(``--pg-url`` names the server), its baseline the raw PostgreSQL floor for the same rows
+(``loadtests.pg_floor.hot_path_floor``: COPY in, UPDATE … FROM unnest of the results); ``both``
+runs SQLite, then PostgreSQL, then prints both figures, both floors and both ratios. ``--spy FILE`` records the smslab server with py-spy (raw collapsed stacks) for
 profiling. Every load loop is bounded by a count and a time limit.
 """
 
@@ -141,14 +145,41 @@ async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platf
 def bench_pipeline(args) -> dict:
     if args.platform == "smpp":
         return bench_pipeline_smpp(args)
+    return by_backend(args, "pipeline", _pipeline_sqlite, _pipeline_postgres)
+
+
+def _pipeline_sqlite(args) -> dict:
     with workdir(args.workdir) as wd:
         ins, upd = sqlite_floor(wd / "floor.db", args.numbers)
-        floor = ins + upd
         db = str(wd / "pipeline.db")
         with H.smslab_server(db, profile="perfect", spy=args.spy) as proc:
             pid = proc.pid
             run = asyncio.run(_pipeline_run(proc, args.numbers, args.timeout, args.poll))
             rss = H.peak_rss_mb(pid)
+    return _pipeline_report(args, run, rss, ins, upd, "insert", "update", "")
+
+
+def _pipeline_postgres(args) -> dict:
+    """The same task on ``smslab serve --db postgresql://…`` (a scratch database), next to the raw
+    PostgreSQL floor for the same rows: COPY in, UPDATE … FROM unnest of their results."""
+    from .pg_floor import hot_path_floor
+
+    admin = H.pg_admin_url(args.pg_url)
+    with workdir(args.workdir) as wd:
+        ins, upd = asyncio.run(hot_path_floor(admin, args.numbers))
+        with H.pg_scratch(admin) as url:
+            # the simulated carrier keeps its own SQLite file, in the work folder
+            env = {"SMSLAB_SIM_DB": str(wd / "carrier.db")}
+            with H.smslab_server(url, profile="perfect", spy=args.spy, env=env) as proc:
+                pid = proc.pid
+                run = asyncio.run(_pipeline_run(proc, args.numbers, args.timeout, args.poll))
+                rss = H.peak_rss_mb(pid)
+    return _pipeline_report(args, run, rss, ins, upd, "COPY", "UPDATE … FROM unnest", " (--backend postgres)")
+
+
+def _pipeline_report(args, run: dict, rss: float | None, ins: float, upd: float, ins_name: str, upd_name: str,
+                     title: str) -> dict:
+    floor = ins + upd
     row = run["row"]
     if row["status"] != "completed" or row["succeeded"] != args.numbers:
         raise SystemExit(f"pipeline: unexpected end state {row['status']} sent={row['sent']} succeeded={row['succeeded']}")
@@ -161,15 +192,48 @@ def bench_pipeline(args) -> dict:
             f.writelines(f"{t},{a},{b}\n" for t, a, b in run["timeline"])
     rows = [
         ("numbers", f"{args.numbers:,}", f"{args.numbers:,}", ""),
-        ("send → completed (s; task created_at → completed_at)", fmt(run["elapsed"]), fmt(floor) + " (insert " + fmt(ins) + " + update " + fmt(upd) + ")",
+        ("send → completed (s; task created_at → completed_at)", fmt(run["elapsed"]),
+         fmt(floor) + f" ({ins_name} " + fmt(ins) + f" + {upd_name} " + fmt(upd) + ")",
          f"{run['elapsed'] / floor:.2f}× the floor"),
         ("numbers/s", fmt(rate), fmt(floor_rate), f"{rate / floor_rate:.2f}"),
         ("peak RSS of the server (MB)", fmt(rss or float("nan")), "", ""),
         ("seen completed by the client's poll (s)", fmt(run["polled"]), "", ""),
         ("audience upload (s, not timed above)", fmt(run["upload"]), "", ""),
     ]
-    print(H.table("pipeline: one task through the in-process carrier, perfect profile", rows))
+    print(H.table(f"pipeline{title}: one task through the in-process carrier, perfect profile", rows))
     return {"rate": rate, "floor_rate": floor_rate, "elapsed": run["elapsed"], "floor": floor, "rss_mb": rss}
+
+
+PG_TARGET = 2.0  # issue 13, item 7: PostgreSQL within 2× of its raw floor
+
+
+def by_backend(args, name: str, sqlite_fn, postgres_fn) -> dict:
+    """``--backend sqlite`` (the default, output as before), ``postgres``, or ``both``: SQLite
+    then PostgreSQL in the same run, then a table with both figures, both floors, both ratios."""
+    if args.backend == "sqlite":
+        return sqlite_fn(args)
+    if args.backend == "postgres":
+        result = postgres_fn(args)
+        print(f"\ntarget: within {PG_TARGET:.0f}× of the PostgreSQL floor "
+              f"{_mark(result['floor_rate'] / result['rate'] <= PG_TARGET)}")
+        return result
+    results = {"sqlite": sqlite_fn(args)}
+    print()
+    results["postgres"] = postgres_fn(args)
+    unit = "numbers/s" if name == "pipeline" else "receipts/s"
+    head = ("backend", unit, f"database floor, {unit}", "time × the floor")
+    rows = [(backend, fmt(r["rate"]), fmt(r["floor_rate"]), f"{r['floor_rate'] / r['rate']:.2f}×")
+            for backend, r in results.items()]
+    if name == "ingest":
+        head += ("bare server, decoded/s",)
+        rows = [(*row, fmt(r["bare_rate"])) for row, r in zip(rows, results.values())]
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    print(f"\n## {name}: SQLite and PostgreSQL, same run\n")
+    print("\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]))
+    pg = results["postgres"]
+    print(f"\ntarget: PostgreSQL within {PG_TARGET:.0f}× of its floor {_mark(pg['floor_rate'] / pg['rate'] <= PG_TARGET)}")
+    return results
 
 
 PIPELINE_SMPP_TARGET = 15_000  # numbers/s end to end through SMPP (issue 14), and at least a third of sim's
@@ -279,21 +343,64 @@ async def post_all(base: str, token: str | None, bodies: list[bytes], concurrenc
 
 
 def bench_ingest(args) -> dict:
+    return by_backend(args, "ingest", _ingest_sqlite, _ingest_postgres)
+
+
+def _ingest_sqlite(args) -> dict:
     n = args.receipts
     with workdir(args.workdir) as wd:
         db = str(wd / "ingest.db")
         H.init_db(db)
         task_id, first = H.seed_pending_task(db, n)
         bodies = receipt_bodies(task_id, first, n, args.batch, time.time())
-        with H.bare_server() as bare:
-            b_elapsed, b_ok, b_bad, _ = asyncio.run(post_all(bare.base, None, bodies, args.concurrency, args.timeout))
+        bare = _ingest_bare(args, bodies)
         with H.smslab_server(db, spy=args.spy) as proc:
             proc.spy_start()
-            s_elapsed, s_ok, s_bad, timeline = asyncio.run(post_all(proc.base, proc.token, bodies, args.concurrency, args.timeout))
+            run = asyncio.run(post_all(proc.base, proc.token, bodies, args.concurrency, args.timeout))
             rss = H.peak_rss_mb(proc.pid)
-        status, sent, succeeded, failed = H.task_counts(db, task_id)
-    if s_bad or b_bad or s_ok != len(bodies):
-        raise SystemExit(f"ingest: {s_bad} smslab / {b_bad} bare requests failed, {s_ok}/{len(bodies)} answered")
+        counts = H.task_counts(db, task_id)
+        # ``--backend both`` sets the database's own floor next to PostgreSQL's: the UPDATE half of
+        # sqlite_floor for the same number of rows (the bare server stays the table's baseline)
+        floor = sqlite_floor(wd / "floor.db", n)[1] if args.backend == "both" else None
+    return _ingest_report(args, len(bodies), bare, run, rss, counts, floor, "", "UPDATE executemany, one transaction")
+
+
+def _ingest_postgres(args) -> dict:
+    """The same bodies against ``smslab serve --db postgresql://…`` (a scratch database seeded
+    with the pending task), next to the bare server and the raw PostgreSQL floor for the same
+    rows (UPDATE … FROM unnest in the sink's batches)."""
+    from .pg_floor import hot_path_floor
+
+    n = args.receipts
+    admin = H.pg_admin_url(args.pg_url)
+    with workdir(args.workdir) as wd:
+        floor = asyncio.run(hot_path_floor(admin, n))[1]
+        with H.pg_scratch(admin) as url:
+            task_id, first = H.pg_seed_pending_task(url, n)
+            bodies = receipt_bodies(task_id, first, n, args.batch, time.time())
+            bare = _ingest_bare(args, bodies)
+            with H.smslab_server(url, spy=args.spy, env={"SMSLAB_SIM_DB": str(wd / "carrier.db")}) as proc:
+                proc.spy_start()
+                run = asyncio.run(post_all(proc.base, proc.token, bodies, args.concurrency, args.timeout))
+                rss = H.peak_rss_mb(proc.pid)
+            counts = H.pg_task_counts(url, task_id)
+    return _ingest_report(args, len(bodies), bare, run, rss, counts, floor, " (--backend postgres)",
+                          "UPDATE … FROM unnest, batches of 4,000")
+
+
+def _ingest_bare(args, bodies: list[bytes]) -> tuple:
+    with H.bare_server() as bare:
+        return asyncio.run(post_all(bare.base, None, bodies, args.concurrency, args.timeout))
+
+
+def _ingest_report(args, posts: int, bare: tuple, run: tuple, rss: float | None, counts: tuple, floor: float | None,
+                   title: str, floor_name: str) -> dict:
+    n = args.receipts
+    b_elapsed, b_ok, b_bad, _ = bare
+    s_elapsed, s_ok, s_bad, timeline = run
+    status, sent, succeeded, failed = counts
+    if s_bad or b_bad or s_ok != posts:
+        raise SystemExit(f"ingest: {s_bad} smslab / {b_bad} bare requests failed, {s_ok}/{posts} answered")
     if succeeded + failed != n:
         raise SystemExit(f"ingest: only {succeeded + failed} of {n} receipts are committed")
     rate, b_rate = n / s_elapsed, n / b_elapsed
@@ -303,14 +410,19 @@ def bench_ingest(args) -> dict:
             f.write("seconds,receipts_committed\n")
             f.writelines(f"{t},{c}\n" for t, c in timeline)
     rows = [
-        ("receipts", f"{n:,} in {len(bodies)} POSTs of {args.batch}", "same bodies", ""),
+        ("receipts", f"{n:,} in {posts} POSTs of {args.batch}", "same bodies", ""),
         ("seconds", fmt(s_elapsed), fmt(b_elapsed), ""),
         ("receipts/s committed (baseline: decoded)", fmt(rate), fmt(b_rate), f"{rate / b_rate:.2f}"),
+    ]
+    if floor is not None:
+        rows.append((f"receipts/s committed (baseline: the database floor, {floor_name})", fmt(rate), fmt(n / floor),
+                     f"{floor / s_elapsed:.2f}; {s_elapsed / floor:.2f}× the floor"))
+    rows += [
         ("end state", f"{status}: {succeeded:,} succeeded + {failed:,} failed", "", ""),
         ("peak RSS of the server (MB)", fmt(rss or float("nan")), "", ""),
     ]
-    print(H.table(f"ingest: batched receipts over HTTP, {args.concurrency} requests in flight (aiohttp client)", rows))
-    return {"rate": rate, "bare_rate": b_rate}
+    print(H.table(f"ingest{title}: batched receipts over HTTP, {args.concurrency} requests in flight (aiohttp client)", rows))
+    return {"rate": rate, "bare_rate": b_rate, "floor_rate": n / floor if floor else None}
 
 
 # -- webhooks ---------------------------------------------------------------------------------
@@ -791,6 +903,14 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--spy", default=None, help="record the smslab server with py-spy into this file (raw format)")
         sp.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds of load")
 
+    def backend(sp):
+        sp.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="sqlite",
+                        help="the gateway's database: a SQLite file (default), a scratch PostgreSQL database, or both"
+                             " in turn (then a table of both figures, both floors, both ratios)")
+        sp.add_argument("--pg-url", default=None,
+                        help="with postgres/both: a database on the server to create the scratch ones from (default:"
+                             " the local server as this user over the Unix socket, then 127.0.0.1:5432, then user postgres)")
+
     sp = sub.add_parser("pipeline")
     common(sp)
     sp.add_argument("--numbers", type=int, default=1_000_000)
@@ -801,12 +921,14 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--binds", type=int, default=2, help="with --platform smpp: SMPP sessions")
     sp.add_argument("--window", type=int, default=100, help="with --platform smpp: requests per session")
     sp.add_argument("--batch", type=int, default=1000, help="with --platform smpp: SMSLAB_DISPATCH_BATCH")
+    backend(sp)
     sp = sub.add_parser("ingest")
     common(sp)
     sp.add_argument("--receipts", type=int, default=500_000)
     sp.add_argument("--batch", type=int, default=1000)
     sp.add_argument("--concurrency", type=int, default=8)
     sp.add_argument("--timeline", default=None)
+    backend(sp)
     sp = sub.add_parser("webhooks")
     common(sp)
     sp.add_argument("--seconds", type=int, default=10)

@@ -1,5 +1,5 @@
-"""Shared pieces of the benchmarks: start/stop a server process, seed a database with sqlite3,
-measure peak RSS, print a result table. Everything talks to 127.0.0.1 only."""
+"""Shared pieces of the benchmarks: start/stop a server process, seed a database with sqlite3
+(or asyncpg: a scratch PostgreSQL database), measure peak RSS, print a result table. Everything talks to 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -225,6 +225,121 @@ def task_counts(path: str, task_id: int) -> tuple:
         return conn.execute("SELECT status, sent, succeeded, failed FROM tasks WHERE id=?", (task_id,)).fetchone()
     finally:
         conn.close()
+
+
+# -- PostgreSQL scratch databases ------------------------------------------------------------
+def pg_candidate_urls(override: str | None = None) -> list[str]:
+    """Where to create scratch databases: ``--pg-url`` if given, else the local server as this
+    user over the Unix socket (Debian's peer authentication), then 127.0.0.1:5432 as this user
+    and as ``postgres``. The same ways in as tests/pg_support.py."""
+    if override:
+        return [override]
+    import getpass
+
+    user = getpass.getuser()
+    urls = [f"postgresql://{user}@/postgres?host={d}" for d in ("/var/run/postgresql", "/tmp")
+            if os.path.exists(os.path.join(d, ".s.PGSQL.5432"))]
+    urls += [f"postgresql://{user}@127.0.0.1:5432/postgres", "postgresql://postgres@127.0.0.1:5432/postgres"]
+    return list(dict.fromkeys(urls))
+
+
+def pg_admin_url(override: str | None = None) -> str:
+    """The first URL that lets us in (checked by connecting), or SystemExit naming each failure."""
+    import asyncio
+
+    import asyncpg
+
+    async def first() -> str:
+        errors = []
+        for url in pg_candidate_urls(override):
+            try:
+                conn = await asyncpg.connect(url, timeout=5)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                errors.append(f"{url}: {exc}")
+                continue
+            await conn.close()
+            return url
+        raise SystemExit("PostgreSQL is not reachable (--pg-url to point at a server):\n  " + "\n  ".join(errors))
+
+    return asyncio.run(first())
+
+
+@contextlib.contextmanager
+def pg_scratch(admin_url: str, prefix: str = "smslab_bench") -> Iterator[str]:
+    """The URL of a new, empty database on the server of ``admin_url``, dropped on the way out
+    (connections a killed server left open included)."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    from loadtests.pg_floor import with_database
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        yield with_database(admin_url, name)
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def pg_seed_pending_task(url: str, messages: int, name: str = "bench-ingest") -> tuple[int, int]:
+    """``seed_pending_task`` on PostgreSQL: the service's migrations, the 'default' workspace, one
+    task in ``sending`` with ``messages`` submitted rows (platform ids ``sim-{task}-{id}``) written
+    by COPY. Returns (task_id, first message id)."""
+    import asyncio
+
+    import asyncpg
+
+    from gateway.storage.postgres.db import migrate
+
+    async def seed() -> tuple[int, int]:
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn)
+            now = time.time()
+            async with conn.transaction():
+                await conn.execute("INSERT INTO workspaces(name, created_at) VALUES ('default', $1) ON CONFLICT DO NOTHING", now)
+                await conn.execute("INSERT INTO audiences(workspace_id, name, source, size, ready, created_at)"
+                                   " VALUES (1, 'bench', 'upload', $1, 1, $2)", messages, now)
+                task_id = await conn.fetchval(
+                    f"INSERT INTO tasks({TASK_COLUMNS}) VALUES ({','.join(f'${i}' for i in range(1, 26))}) RETURNING id",
+                    *task_row(name, "sending", messages, 0, 0, now))
+                first = await conn.fetchval("SELECT COALESCE(MAX(id), 0) + 1 FROM messages")
+                await conn.copy_records_to_table(
+                    "messages", columns=["id", "task_id", "number", "parts", "result", "platform_id", "submitted_at"],
+                    records=((first + i, task_id, f"+861390{i:07d}", 1, 0, f"sim-{task_id}-{first + i}", now) for i in range(messages)))
+                # later rows the service adds take ids past the seeded ones
+                await conn.execute("SELECT setval(pg_get_serial_sequence('messages', 'id'), $1)", first + messages)
+            await conn.execute("ANALYZE messages")
+            return task_id, first
+        finally:
+            await conn.close()
+
+    return asyncio.run(seed())
+
+
+def pg_task_counts(url: str, task_id: int) -> tuple:
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> tuple:
+        conn = await asyncpg.connect(url)
+        try:
+            return tuple(await conn.fetchrow("SELECT status, sent, succeeded, failed FROM tasks WHERE id=$1", task_id))
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
 
 
 # -- output -----------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ same run:
   columns the receipt sink writes, a transaction per batch of 1,000, 4,000 (the sink's flush)
   and 10,000 results.
 
+``hot_path_floor`` is the baseline ``bench pipeline/ingest --backend postgres`` print next to
+their figures: COPY in batches of 1,000, then UPDATE … FROM unnest in the sink's 4,000.
+
 The same-run SQLite floor is ``bench pipeline``'s (``loadtests.bench.sqlite_floor``): raw
 ``executemany`` into the service's SQLite messages table, one transaction for the inserts, one
 for the updates. Every figure is rows per second of wall time, client and server together (the
@@ -217,6 +220,33 @@ async def run(url: str, n: int, name: str | None = None, repeat: int = 1) -> tup
         finally:
             await conn.close()
         return await measure(target, n, repeat), settings
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+SINK_BATCH = 4000  # the receipt sink's flush: the batch the floor's UPDATE uses next to a benchmark
+
+
+async def hot_path_floor(url: str, n: int, update_batch: int = SINK_BATCH) -> tuple[float, float]:
+    """The floor ``bench pipeline/ingest --backend postgres`` prints next to their figures: on a
+    scratch database with the service's schema, ``n`` message rows in by COPY (batches of 1,000,
+    the dispatcher's), then the same rows' results by ``UPDATE … FROM unnest`` (batches of the
+    sink's flush). Returns the seconds of each."""
+    admin = await asyncpg.connect(url)
+    name = f"smslab_floor_{uuid.uuid4().hex[:10]}"
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        target = with_database(url, name)
+        conn = await asyncpg.connect(target)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        rows = message_rows(n)
+        copy = await asyncpg_copy(target, rows)
+        update = await asyncpg_update(target, rows, update_batch)
+        return copy, update
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()

@@ -50,6 +50,19 @@ def test_bench_ingest_tiny():
     assert "receipts/s committed" in out
 
 
+@pytest.mark.parametrize("bench,size", [("pipeline", ["--numbers", "2000"]), ("ingest", ["--receipts", "5000", "--concurrency", "4"])])
+def test_bench_both_backends_tiny(bench, size):
+    """``--backend both``: SQLite, then the same on a scratch PostgreSQL database, then the table
+    of both figures against both floors."""
+    from tests import pg_support
+
+    if not pg_support.enabled():  # as the suite's other PostgreSQL tests: unreachable fails, opting out skips
+        pytest.skip(f"PostgreSQL tests switched off ({pg_support.OPT_OUT}=0)")
+    out = _bench(bench, *size, "--backend", "both")
+    assert "(--backend postgres)" in out and "SQLite and PostgreSQL, same run" in out, out
+    assert "| sqlite " in out and "| postgres " in out and "PostgreSQL within 2× of its floor" in out, out
+
+
 @pytest.mark.parametrize("tool", ["aiohttp", "wrk"])
 def test_bench_webhooks_tiny(tool):
     if tool == "wrk" and shutil.which("wrk") is None:
