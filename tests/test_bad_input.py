@@ -292,3 +292,32 @@ async def test_a_stalled_upload_times_out_and_leaves_no_audience(service, api, m
     db = Evidence(service.server.app[storage_key])
     assert await db.fetchone("SELECT COUNT(*) FROM audiences") == (0,)
     assert await db.fetchone("SELECT COUNT(*) FROM audience_members") == (0,)
+
+
+async def test_a_nul_character_is_refused_naming_the_field_and_nothing_is_stored(api):
+    """No text a person, a handset or a platform sends holds U+0000, and PostgreSQL cannot store
+    one: every way in answers 400 naming the field, on either backend."""
+    cases = [
+        ("POST", "/api/v1/audiences", {"name": "a", "numbers": ["+8613800\u0000138000"]}, "numbers.0"),
+        ("POST", "/api/v1/audiences", {"name": "a\u0000b", "numbers": []}, "name"),
+        ("POST", "/api/v1/simulator/mo", {"from": "+8613800138000", "text": "ST\u0000OP"}, "text"),
+        ("POST", "/api/v1/platforms/sim/receipts", {"receipts": [{"platform_id": "x\u0000", "status": "delivered"}]},
+         "receipts.0.platform_id"),
+        ("POST", "/api/v1/platforms/sim/receipts",
+         {"receipts": [{"platform_id": "x", "status": "failed", "code": "E", "message": "m\u0000"}]}, "receipts.0.message"),
+    ]
+    for method, path, body, field in cases:
+        status, resp = await api.call(method, path, json=body)
+        assert status == 400 and resp["error"]["field"] == field, (path, resp)
+        assert "U+0000" in resp["error"]["message"]
+    status, resp = await api.call("POST", "/api/v1/audiences?name=c", data=b"phone\n+8613800\x00138000\n",
+                                  headers={"Content-Type": "text/csv"})
+    assert status == 400 and resp["error"]["field"] == "body" and "U+0000" in resp["error"]["message"], resp
+    status, resp = await api.call("GET", "/api/v1/receipts/unmatched?platform=a%00b")
+    assert status == 400 and resp["error"]["field"] == "platform", resp
+    # a literal backslash-u text is no NUL
+    status, _ = await api.call("POST", "/api/v1/audiences", json={"name": "back\\u0000slash", "numbers": []})
+    assert status == 201
+    assert [a["name"] for a in (await api.get("/api/v1/audiences"))["items"]] == ["back\\u0000slash"]
+    assert (await api.get("/api/v1/inbound"))["total"] == 0
+    assert (await api.get("/api/v1/receipts/unmatched"))["total"] == 0

@@ -50,6 +50,7 @@ class PhoneColumnReader:
             raise CsvError(f"line {self._line + self._tail.count(chr(10)) + 1}: not UTF-8") from None
         if not text:
             return []
+        self._refuse_nul(text)
         lines = (self._tail + text).split("\n")
         self._tail = lines.pop()
         if len(self._tail) + self._record_chars > self.max_record:
@@ -65,6 +66,7 @@ class PhoneColumnReader:
             tail = self._tail + self._decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise CsvError(f"line {self._line + 1}: not UTF-8") from None
+        self._refuse_nul(tail)
         self._tail = ""
         out: list[str | None] = []
         if tail or self._record:
@@ -74,6 +76,14 @@ class PhoneColumnReader:
         if self.column is None:
             raise CsvError(f"line 1: the CSV is empty; it needs a header row with a {self.column_name!r} column")
         return out
+
+    def _refuse_nul(self, text: str) -> None:
+        """No phone number holds U+0000, and PostgreSQL cannot store it: the line that has one is
+        refused, on either backend."""
+        at = text.find("\x00")
+        if at >= 0:
+            line = self._line + self._tail.count("\n") + text.count("\n", 0, at) + 1
+            raise CsvError(f"line {line}: the character U+0000")
 
     # -- records ------------------------------------------------------------------------------
     def _take_line(self, line: str, out: list[str | None]) -> None:

@@ -95,13 +95,44 @@ def decode(data: bytes, type_: type[T]) -> T:
     if not data.strip():
         raise Invalid("body: a JSON body is required", field="body")
     try:
-        return decoder.decode(data)
+        value = decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise field_error(exc, type_) from None
     except msgspec.DecodeError as exc:
         raise Invalid(f"body: malformed JSON ({exc})", field="body") from None
     except RecursionError:
         raise Invalid("body: JSON nested too deeply", field="body") from None
+    if b"\\u0000" in data:  # only the escape can put a NUL in a JSON string
+        path = nul_path(value)
+        if path is not None:
+            field = ".".join(map(str, path)) or "body"
+            raise Invalid(f"{field}: must not contain the character U+0000", field=field)
+    return value
+
+
+def nul_path(node: Any, path: tuple = ()) -> tuple | None:
+    """Where a string holding U+0000 is, as field names and list indexes; None: nowhere.
+
+    Why refuse it everywhere: no text a person or a handset sends holds one, and PostgreSQL
+    cannot store it in a text column (the same body must get the same answer on both backends)."""
+    if isinstance(node, str):
+        return path if "\x00" in node else None
+    if isinstance(node, msgspec.Struct):
+        for f in msgspec.structs.fields(node):
+            found = nul_path(getattr(node, f.name), (*path, f.encode_name))
+            if found is not None:
+                return found
+    elif isinstance(node, dict):
+        for key, item in node.items():
+            found = nul_path(key, (*path, key)) if isinstance(key, str) and "\x00" in key else nul_path(item, (*path, key))
+            if found is not None:
+                return found
+    elif isinstance(node, (list, tuple)):
+        for index, item in enumerate(node):
+            found = nul_path(item, (*path, index))
+            if found is not None:
+                return found
+    return None
 
 
 IDLE_SECONDS = 30.0  # a body that sends nothing for this long is abandoned (408)

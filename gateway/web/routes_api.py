@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway import audiences, paging
 from gateway.audiences import AudienceWriter
 from gateway.clock import MAX_TIME, parse_rfc3339, to_rfc3339
-from gateway.domain.labels import check_name
+from gateway.domain.labels import check_name, check_text
 from gateway.domain.phone_csv import CsvError, PhoneColumnReader
 from gateway.errors import Conflict, Invalid, NotFound
 
@@ -265,7 +265,7 @@ async def advance_clock(request: web.Request) -> web.Response:
 # -- receipts kept aside -----------------------------------------------------------------------
 @routes.get("/api/v1/receipts/unmatched")
 @documented("Receipts for unknown message ids, kept aside", "platforms", response=S.UnmatchedPage,
-            query=(LIMIT, CURSOR, Param("platform", str, "only this platform's receipts")))
+            query=(LIMIT, CURSOR, Param("platform", S.SearchText, "only this platform's receipts")))
 async def unmatched_receipts(request: web.Request) -> web.Response:
     """Receipts whose message id no task knows: kept, counted and shown, never dropped. (A receipt
     that overtook its submission's acknowledgement is applied when the acknowledgement comes,
@@ -275,5 +275,5 @@ async def unmatched_receipts(request: web.Request) -> web.Response:
     # a workspace sees the receipts its tokens posted; an admin also those the platforms pushed
     # themselves (they belong to no workspace until matched)
     total, rows = await request.app[storage_key].unmatched.page(
-        request[workspace_key], request[principal_key].admin, q.get("platform") or None, cursor, limit + 1)
+        request[workspace_key], request[principal_key].admin, check_text(q["platform"], "platform") if q.get("platform") else None, cursor, limit + 1)
     return json_response(present.unmatched_page(paging.Page.of(rows, limit, total)))

@@ -143,6 +143,12 @@ def decode_receipts(body: bytes, now: float, error_text=None) -> list[Receipt]:
         raise WebhookRejected(field_error(exc).message, status=400) from None
     except (msgspec.DecodeError, RecursionError) as exc:
         raise WebhookRejected(f"body: malformed JSON ({exc})", status=400) from None
+    if b"\\u0000" in body:  # a NUL in a text: refused on either backend (see bodies.nul_path)
+        from gateway.web.bodies import nul_path
+
+        path = nul_path(pushed)
+        if path is not None:
+            raise WebhookRejected(f"{'.'.join(map(str, path))}: must not contain the character U+0000", status=400)
     out: list[Receipt] = []
     append = out.append
     texts: dict[str, str | None] = {}  # error_text per code, looked up once per body
