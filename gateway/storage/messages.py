@@ -39,6 +39,20 @@ class Tally:
         self.applied = 0
         self.lags: list[float] = []
 
+    def hold_expected(self, expected: dict[str, set[str]]) -> None:
+        """Move the unmatched receipts that name an id in ``expected`` (its acknowledgement is
+        being recorded right now) to ``held``: they are not kept aside, the sink offers them again
+        once the record committed."""
+        kept, kept_at, kept_ws = [], [], []
+        for (platform, receipt), index, ws in zip(self.unmatched, self.unmatched_at, self.unmatched_ws):
+            if receipt.platform_id in expected.get(platform, ()):
+                self.held.append(index)
+            else:
+                kept.append((platform, receipt))
+                kept_at.append(index)
+                kept_ws.append(ws)
+        self.unmatched, self.unmatched_at, self.unmatched_ws = kept, kept_at, kept_ws
+
     def merge(self, other: "Tally", offset: int) -> None:
         """Add what ``other`` did, whose receipts came ``offset`` places into the applied list."""
         for mine, theirs in ((self.succeeded, other.succeeded), (self.failed, other.failed),

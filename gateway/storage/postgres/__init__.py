@@ -8,6 +8,7 @@ services are given. The schema is versioned (schema.py) and migrated at ``open()
 
 from __future__ import annotations
 
+from ..base import Storage
 from .audiences import PostgresAudienceStore
 from .check import PostgresCheckStore
 from .db import Database
@@ -23,34 +24,21 @@ from .tokens import PostgresTokenStore
 from .unmatched import PostgresUnmatchedStore
 
 
-class PostgresStorage:
+class PostgresStorage(Storage):
     backend = "postgres"
 
     def __init__(self, url: str):
         self.url = url
-        self.db = Database(url)
-        self.leases = PostgresLeaseStore(self.db)
-        self.tasks = PostgresTaskStore(self.db)
-        self.audiences = PostgresAudienceStore(self.db)
-        self.tokens = PostgresTokenStore(self.db)
-        self.unmatched = PostgresUnmatchedStore(self.db)
-        self.health = PostgresHealthStore(self.db)
-        self.inbound = PostgresInboundStore(self.db)
-        self.check = PostgresCheckStore(self.db)
-        self.messages = PostgresMessageStore(self.db)
-        self.lifecycle = PostgresLifecycleStore(self.db)
-        self.state = PostgresServiceStateStore(self.db)
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    @property
-    def write_error(self) -> str | None:
-        """The last write that failed on the database itself (lost, full), until one commits."""
-        return self.db.write_error
-
-    def platform_store(self, namespace: str) -> PlatformStore:
-        return PlatformStore(self.db, namespace)
+        super().__init__(Database(url), {
+            "leases": PostgresLeaseStore,
+            "tasks": PostgresTaskStore,
+            "audiences": PostgresAudienceStore,
+            "tokens": PostgresTokenStore,
+            "unmatched": PostgresUnmatchedStore,
+            "health": PostgresHealthStore,
+            "inbound": PostgresInboundStore,
+            "check": PostgresCheckStore,
+            "messages": PostgresMessageStore,
+            "lifecycle": PostgresLifecycleStore,
+            "state": PostgresServiceStateStore,
+        }, PlatformStore)

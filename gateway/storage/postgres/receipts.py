@@ -15,7 +15,6 @@ reads the row as the first one committed it, and the fold calls its receipt a du
 
 from __future__ import annotations
 
-from collections import defaultdict
 
 import asyncpg
 
@@ -171,15 +170,7 @@ async def commit_receipts(conn: asyncpg.Connection, items: list[tuple[str, Recei
         tally.merge(await apply_receipts(conn, group, timeout, workspace=workspace), offset)
         offset += len(group)
     if tally.unmatched and expected:
-        kept, kept_at, kept_ws = [], [], []
-        for (platform, receipt), index, ws in zip(tally.unmatched, tally.unmatched_at, tally.unmatched_ws):
-            if receipt.platform_id in expected.get(platform, ()):
-                tally.held.append(index)
-            else:
-                kept.append((platform, receipt))
-                kept_at.append(index)
-                kept_ws.append(ws)
-        tally.unmatched, tally.unmatched_at, tally.unmatched_ws = kept, kept_at, kept_ws
+        tally.hold_expected(expected)
     if tally.unmatched:
         u = [r for _, r in tally.unmatched]
         await conn.execute(_INSERT_UNMATCHED, [p for p, _ in tally.unmatched], [r.platform_id for r in u],

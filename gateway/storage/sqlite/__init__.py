@@ -6,6 +6,7 @@ Each area of the service has its module here (tasks.py, audiences.py, …), buil
 
 from __future__ import annotations
 
+from ..base import Storage
 from .audiences import SqliteAudienceStore
 from .check import SqliteCheckStore
 from .db import Database
@@ -20,33 +21,20 @@ from .tokens import SqliteTokenStore
 from .unmatched import SqliteUnmatchedStore
 
 
-class SqliteStorage:
+class SqliteStorage(Storage):
     backend = "sqlite"
 
     def __init__(self, path: str):
         self.path = path
-        self.db = Database(path)
-        self.tasks = SqliteTaskStore(self.db)
-        self.audiences = SqliteAudienceStore(self.db)
-        self.tokens = SqliteTokenStore(self.db)
-        self.unmatched = SqliteUnmatchedStore(self.db)
-        self.health = SqliteHealthStore(self.db)
-        self.inbound = SqliteInboundStore(self.db)
-        self.check = SqliteCheckStore(self.db)
-        self.messages = SqliteMessageStore(self.db)
-        self.lifecycle = SqliteLifecycleStore(self.db)
-        self.state = SqliteServiceStateStore(self.db)
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    @property
-    def write_error(self) -> str | None:
-        """The last write that failed on the storage itself (a full disk), until one commits."""
-        return self.db.write_error
-
-    def platform_store(self, namespace: str) -> PlatformStore:
-        return PlatformStore(self.db, namespace)
+        super().__init__(Database(path), {
+            "tasks": SqliteTaskStore,
+            "audiences": SqliteAudienceStore,
+            "tokens": SqliteTokenStore,
+            "unmatched": SqliteUnmatchedStore,
+            "health": SqliteHealthStore,
+            "inbound": SqliteInboundStore,
+            "check": SqliteCheckStore,
+            "messages": SqliteMessageStore,
+            "lifecycle": SqliteLifecycleStore,
+            "state": SqliteServiceStateStore,
+        }, PlatformStore)

@@ -318,15 +318,7 @@ def commit_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], 
         tally.merge(apply_receipts(conn, group, timeout, workspace=workspace), offset)
         offset += len(group)
     if tally.unmatched and expected:
-        kept, kept_at, kept_ws = [], [], []
-        for (platform, receipt), index, ws in zip(tally.unmatched, tally.unmatched_at, tally.unmatched_ws):
-            if receipt.platform_id in expected.get(platform, ()):
-                tally.held.append(index)
-            else:
-                kept.append((platform, receipt))
-                kept_at.append(index)
-                kept_ws.append(ws)
-        tally.unmatched, tally.unmatched_at, tally.unmatched_ws = kept, kept_at, kept_ws
+        tally.hold_expected(expected)
     if tally.unmatched:
         conn.executemany(
             "INSERT INTO unmatched_receipts(platform, platform_id, part, status, code, message, at, received_at, workspace_id)"
