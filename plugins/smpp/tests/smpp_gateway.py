@@ -26,7 +26,7 @@ class Gateway:
                  clock: str = "virtual"):
         self.clock = clock
         self.tmp = tmp
-        self.db = db_target(tmp, "gateway.db")
+        self.db = db_target(tmp, "gateway.db", session=True)  # module-scoped fixtures share one gateway
         self.env = {("SMSLAB_SMPP_URL" if name == "smpp" else f"SMSLAB_SMPP_URL_{name.upper().replace('-', '_')}"): url
                     for name, url in urls.items()}
         self.env.update(env or {})

@@ -39,7 +39,7 @@ class Gateway:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.callback_url = f"{self.base}/api/v1/platforms/twilio/receipts"
-        self.db = db_target(tmp, "gateway.db")
+        self.db = db_target(tmp, "gateway.db", session=True)  # module-scoped fixtures share one gateway
         self.token = create_token(self.db, "shop")
         self.start()
 
