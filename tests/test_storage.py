@@ -44,16 +44,22 @@ async def test_the_wal_is_checkpointed_off_the_writer_and_closing_never_waits_on
         assert await db.writer.execute_fetchall("PRAGMA wal_autocheckpoint") == [(SAFETY_PAGES,)]
         for i in range(50):
             await db.execute("INSERT INTO service_state(key, value) VALUES (?, ?)", (f"k{i}", "x" * 3000))
-        # wait for the background thread (it gathers commits for 50 ms); then the database file
-        # alone, copied without its WAL, holds every row
-        for _ in range(200):
-            if db._checkpointer.checkpoints:
+        # the background thread gathers commits for 50 ms and may have checkpointed once while
+        # the rows were still coming: wait (at most 10 s) until the database file alone, copied
+        # without its WAL, holds every row
+        def rows_in_the_file_alone() -> int:
+            (tmp_path / "alone.db").write_bytes((tmp_path / "c.db").read_bytes())
+            alone = sqlite3.connect(tmp_path / "alone.db")
+            try:
+                return alone.execute("SELECT COUNT(*) FROM service_state WHERE key LIKE 'k%'").fetchone()[0]
+            finally:
+                alone.close()
+
+        for _ in range(500):
+            if db._checkpointer.checkpoints and rows_in_the_file_alone() == 50:
                 break
             await asyncio.sleep(0.02)
-        (tmp_path / "alone.db").write_bytes((tmp_path / "c.db").read_bytes())
-        alone = sqlite3.connect(tmp_path / "alone.db")
-        assert alone.execute("SELECT COUNT(*) FROM service_state WHERE key LIKE 'k%'").fetchone() == (50,)
-        alone.close()
+        assert db._checkpointer.checkpoints and rows_in_the_file_alone() == 50
     finally:
         await db.close()
     # stop right after a commit, many times: the thread always ends
