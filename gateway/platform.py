@@ -147,6 +147,16 @@ class Platform:
         """Called on every engine step: emit whatever fell due by ``now``."""
         return None
 
+    async def on_leadership(self) -> None:
+        """This instance has just become the one that runs the gateway's background work (engine
+        steps, dispatches, ``on_clock``). With several ``smslab serve`` processes on one
+        PostgreSQL database (SPEC §11) only the leader calls ``submit`` and ``on_clock``; when it
+        dies, another instance takes over and calls this first. A platform that keeps shared
+        state in memory (the in-process carrier's queue of receipts to emit) reloads it from the
+        database here, since the previous leader changed it. Called once at start on a single
+        instance too."""
+        return None
+
     def parse_webhook(self, headers: dict[str, str], body: bytes, now: float) -> list[Receipt]:
         """Verify and decode receipts pushed over HTTP. Raise WebhookRejected to refuse."""
         raise WebhookRejected("this platform does not accept receipts over HTTP", status=404)
