@@ -9,6 +9,7 @@ becomes usable (``ready``) only when the last entry is in and duplicates were ma
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from . import paging
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 KIND_CODES = {N.OK: KIND_OK, N.EMPTY: KIND_EMPTY, N.INVALID: KIND_INVALID}
 WRITE_BATCH = 5000
+# with several instances on one database, an upload holds the lease ``upload:{audience id}`` for
+# this long after each batch it writes: the sweep of another instance leaves it alone meanwhile
+UPLOAD_LEASE_SECONDS = 600.0
 
 
 def name_taken(name: str) -> Conflict:
@@ -39,10 +43,17 @@ class Uploads:
     Why a periodic sweep deletes only what two sweeps in a row found abandoned: an upload's
     audience exists (committed) a moment before the upload marks it active, and a sweep reading
     the unready audiences in that moment would take a live upload for an abandoned one. At start
-    nothing of this process can be uploading, so that sweep deletes at once."""
+    nothing of this process can be uploading, so that sweep deletes at once.
 
-    def __init__(self, store: AudienceStore) -> None:
+    With several instances on one database (``leases`` given), the others' uploads are not in
+    ``active``: each upload holds a lease (``upload:{id}``, renewed as it writes), and the sweep
+    deletes only audiences whose lease ran out or was never taken, two sweeps in a row, at start
+    too (another instance may be uploading while this one starts)."""
+
+    def __init__(self, store: AudienceStore, leases=None, holder: str = "") -> None:
         self.store = store
+        self.leases = leases
+        self.holder = holder
         self.active: set[int] = set()
         self._suspects: set[int] = set()  # found abandoned by the last sweep
 
@@ -50,11 +61,31 @@ class Uploads:
         """Delete abandoned partial audiences; returns how many."""
         unready = await self.store.unready()
         idle = {aid for aid in unready if aid not in self.active}
-        abandoned = idle if at_start else idle & self._suspects
+        if self.leases is not None:
+            now = time.time()
+            for aid in list(idle):
+                lease = await self.leases.get(f"upload:{aid}")
+                if lease is not None and lease.holder is not None and (lease.expires_at or 0.0) > now:
+                    idle.discard(aid)  # another instance is writing it
+        abandoned = idle if at_start and self.leases is None else idle & self._suspects
         self._suspects = idle - abandoned
         for aid in sorted(abandoned):
             await self.store.remove_unready(aid)
         return len(abandoned)
+
+    async def hold(self, audience_id: int) -> None:
+        """Mark an upload of this process as live (for the other instances' sweeps too)."""
+        self.active.add(audience_id)
+        if self.leases is not None:
+            await self.leases.acquire(f"upload:{audience_id}", self.holder, time.time(), UPLOAD_LEASE_SECONDS)
+
+    async def let_go(self, audience_id: int) -> None:
+        self.active.discard(audience_id)
+        if self.leases is not None:
+            try:
+                await self.leases.release(f"upload:{audience_id}", self.holder)
+            except Exception:  # it runs out by itself
+                log.warning("could not release the lease of upload %s", audience_id, exc_info=True)
 
 
 class AudienceWriter:
@@ -76,7 +107,8 @@ class AudienceWriter:
                                                       self.clock.now())
         except NameTaken:
             raise name_taken(self.name) from None
-        self.uploads.active.add(self.audience_id)
+        await self.uploads.hold(self.audience_id)
+        self._held_at = time.monotonic()
 
     async def add(self, raws: list[Any]) -> None:
         if self.audience_id is None:
@@ -96,13 +128,16 @@ class AudienceWriter:
             return
         rows, self._pending = self._pending, []
         await self.store.add_entries(rows)
+        if self.uploads.leases is not None and time.monotonic() - self._held_at > UPLOAD_LEASE_SECONDS / 10:
+            await self.uploads.hold(self.audience_id)  # still writing: renew the lease
+            self._held_at = time.monotonic()
 
     async def finish(self) -> AudienceRow:
         if self.audience_id is None:
             await self.begin()
         await self._flush()
         await self.store.complete(self.audience_id, self.seq)
-        self.uploads.active.discard(self.audience_id)
+        await self.uploads.let_go(self.audience_id)
         return await get(self.store, self.workspace_id, self.audience_id)
 
     async def abort(self) -> None:
@@ -110,7 +145,7 @@ class AudienceWriter:
         ``Uploads.sweep``, which no longer sees this upload as active."""
         if self.audience_id is None:
             return
-        self.uploads.active.discard(self.audience_id)
+        await self.uploads.let_go(self.audience_id)
         try:
             await self.store.discard(self.audience_id)
         except Exception:

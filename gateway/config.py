@@ -24,6 +24,12 @@ class Config:
     receipt_flush_max: int = 4000  # group commit cap; smaller than a few requests' worth, so HTTP and SQLite overlap
     receipt_flush_interval: float = 0.002
     tick_interval: float = 0.05
+    # several instances on one PostgreSQL database: a dead leader's work is taken over within
+    # this many seconds (gateway.pipeline.leadership)
+    lease_seconds: float = 10.0
+    # the URL the other instances reach this one at (they forward to the leader what only it
+    # serves); default http://{host}:{port}, with 127.0.0.1 for a wildcard host
+    advertise_url: str | None = None
     gc_gen0: int = 10_000  # `smslab serve`: collections of CPython's youngest generation every N allocations (0: Python's default, 700)
     max_json_body: int = 16 * 1024 * 1024
     max_csv_body: int = 256 * 1024 * 1024
@@ -46,6 +52,8 @@ class Config:
             "SMSLAB_DISPATCH_BATCH": ("dispatch_batch", int),
             "SMSLAB_SUBMIT_GIVE_UP_SECONDS": ("submit_give_up_seconds", float),
             "SMSLAB_CLOCK": ("clock", str),
+            "SMSLAB_LEASE_SECONDS": ("lease_seconds", float),
+            "SMSLAB_ADVERTISE_URL": ("advertise_url", str),
             "SMSLAB_CLOCK_RATE": ("clock_rate", float),
             "SMSLAB_PROFILE": ("profile", str),
             "SMSLAB_GC_GEN0": ("gc_gen0", int),

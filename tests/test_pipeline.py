@@ -78,9 +78,9 @@ async def test_a_batch_is_recorded_row_for_row_even_when_a_platform_repeats_an_i
     try:
         config = Config(db_path=str(tmp_path / "p.db"))
         batch = [_item(i, f"+86138001380{i:02d}") for i in range(3)]
-        for ids in (["A", "B", "C"], ["D", "D", "E"]):  # the second platform reuses an id
+        for cursor, ids in enumerate((["A", "B", "C"], ["D", "D", "E"])):  # the second platform reuses an id
             rows, _ = _message_rows(1, 2, batch, [SubmitResult(b.key, pid) for b, pid in zip(batch, ids)])
-            await db.write(_record_batch, 1, "sim", 2, rows, 4.0, 0, 3, "{}", config.receipt_timeout)
+            await db.write(_record_batch, 1, "sim", 2, rows, 4.0, cursor, 3, "{}", config.receipt_timeout)
         stored = await db.fetchall("SELECT task_id, number, parts, result, platform_id, submitted_at FROM messages ORDER BY id")
         numbers = [b.number for b in batch]
         assert stored == [(1, n, 2, R.PENDING, pid, 4.0) for n, pid in zip(numbers + numbers, ["A", "B", "C", "D", "D", "E"])]

@@ -15,6 +15,7 @@ from gateway.domain import receipt_fold as F
 from gateway.domain import results as R
 from gateway.platform import Receipt
 from gateway.storage import open_storage
+from gateway.storage.errors import StaleBatch
 from gateway.storage.lifecycle import TaskToSend, Upcoming
 from gateway.storage.messages import BatchRecord, Member
 from tests.pg_support import fresh_database
@@ -73,6 +74,22 @@ async def test_members_and_record_batch(storage):
     assert await counters(storage, task_id) == (3, 0, 0, 6, 0, 0, None, 7, 0, '{"invalid":1}')
     assert await message_rows(storage) == [(p, 0, 0, 0, None, 0, None, 2) for p in ("p1", "p2", "p3")]
     assert await sql(storage, "SELECT submitted_at, number FROM messages WHERE platform_id='p2'") == [(20.5, "+15550000001")]
+
+
+async def test_a_batch_recorded_already_is_refused_whole(storage):
+    """Two dispatchers of one task (a leader that lost its lease and the one that took over)
+    record the same batch: the second record is refused with nothing written, so no number is
+    counted twice."""
+    task_id = await sending_task(storage)
+    await storage.messages.record_batch(batch(task_id, ["p1", "p2"], 20.0, cursor=2), None)
+    before = (await counters(storage, task_id), await message_rows(storage))
+    for cursor in (2, 1):  # the same batch again, and one from before it
+        with pytest.raises(StaleBatch) as refused:
+            await storage.messages.record_batch(batch(task_id, ["p1", "p2"], 21.0, cursor=cursor), None)
+        assert (refused.value.task_id, refused.value.cursor) == (task_id, cursor)
+    assert (await counters(storage, task_id), await message_rows(storage)) == before
+    await storage.messages.record_batch(batch(task_id, ["p3"], 22.0, cursor=3), None)
+    assert (await counters(storage, task_id))[0] == 3 and await group_by(storage) == [(task_id, 3, 0, 0)]
 
 
 async def test_receipts_fold_on_both_backends(storage):
@@ -247,7 +264,7 @@ async def test_two_instances_apply_the_same_receipts_once():
             pids = {t: [f"c-{t}-{i}" for i in range(600)] for t in tasks}
             for t in tasks:
                 for start in range(0, 600, 200):
-                    await one.messages.record_batch(batch(t, pids[t][start:start + 200], 100.0), None)
+                    await one.messages.record_batch(batch(t, pids[t][start:start + 200], 100.0, cursor=start + 200), None)
             receipts = [receipt(pid, 150.0 + i % 7, "failed" if i % 5 == 0 else "delivered", code="E")
                         for t in tasks for i, pid in enumerate(pids[t])]
             # each instance flushes the same receipts in its own order, several flushes at once

@@ -23,7 +23,7 @@ from gateway.domain.lifecycle import Status, after_moderation, check_transition
 from gateway.domain.segments import signed_text
 from gateway.domain.content import ContentError, render
 from gateway.plugins import call_async
-from gateway.storage.errors import StorageUnavailable
+from gateway.storage.errors import StaleBatch, StorageUnavailable
 
 from .dispatcher import Dispatcher, TaskFailure
 from .results import MessageResults
@@ -57,11 +57,30 @@ class Engine:
         self._loop_task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._stopping = False
+        # whether this instance runs the background work (gateway.pipeline.leadership): with
+        # several instances on one database only the leader steps and dispatches
+        self.leading = False
 
     # -- running -----------------------------------------------------------------------------
     async def start(self) -> None:
-        await self._resume_dispatches()
+        """Start the loop; it steps once this instance leads (``lead``)."""
         self._loop_task = asyncio.create_task(self._loop(), name="engine")
+
+    def lead(self) -> None:
+        """This instance now runs the background work: the next step resumes every task that is
+        sending (from what was recorded, with the same idempotency keys)."""
+        self.leading = True
+        self.wake()
+
+    async def step_down(self) -> None:
+        """Another instance leads now (or this one could not keep its lease): stop stepping and
+        sending at once. What a dispatch submitted but did not record is submitted again by the
+        new leader with the same keys, and answered from the carrier's record."""
+        self.leading = False
+        tasks = [t for t in self._dispatches.values() if not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -75,7 +94,6 @@ class Engine:
         self._wake.set()
 
     async def _loop(self) -> None:
-        await self.save_clock()
         saved_at = self.clock.now()
         while not self._stopping:
             try:
@@ -86,6 +104,8 @@ class Engine:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            if not self.leading:
+                continue
             try:
                 async with self._step_lock:
                     await self._step(self.clock.now())
@@ -254,6 +274,9 @@ class Engine:
             await self._set_status(task_id, Status.SENDING, Status.FAILED, str(exc), finished=True)
         except asyncio.CancelledError:
             raise
+        except StaleBatch as exc:
+            # another instance took the task over while this one still sent it; that one carries on
+            log.warning("dispatch of task %s stopped: %s", task_id, exc)
         except StorageUnavailable as exc:
             # the storage, not the task, failed: the task stays sending and the next step
             # starts a dispatcher for it again (_resume_dispatches)

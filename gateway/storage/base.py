@@ -10,6 +10,7 @@ from .audiences import AudienceStore
 from .check import CheckStore
 from .health import HealthStore
 from .inbound import InboundStore
+from .leases import LeaseStore
 from .lifecycle import LifecycleStore
 from .messages import MessageStore
 from .state import ServiceStateStore
@@ -30,6 +31,8 @@ class Storage:
     messages: MessageStore
     lifecycle: LifecycleStore
     state: ServiceStateStore
+    # leases exist where several instances can share the database (PostgreSQL); None on SQLite
+    leases: LeaseStore | None = None
 
     def __init__(self, db: Any, areas: dict[str, type], platform_store: type):
         self.db = db  # the backend's own database object: for its stores, never for the services

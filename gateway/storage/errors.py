@@ -22,3 +22,15 @@ class NameTaken(StoreError):
 
 class StorageUnavailable(StoreError):
     """The database refused a write for a reason of its own (a full disk, an I/O error)."""
+
+
+class StaleBatch(StoreError):
+    """A dispatch batch was not recorded because the task's cursor is already past it: another
+    gateway instance took the task's dispatch over (the lease of this one ran out) and recorded
+    the same numbers. Nothing was written; the dispatcher that got this must stop sending the
+    task, or its numbers would be counted twice."""
+
+    def __init__(self, task_id: int, cursor: int):
+        super().__init__(f"task {task_id}: the batch up to audience position {cursor} was recorded by another instance")
+        self.task_id = task_id
+        self.cursor = cursor

@@ -113,7 +113,9 @@ class MessageStore(Protocol):
         skip counts move, and receipts kept aside as unmatched that name these ids are applied
         (by the receipt fold) and marked matched. When the rows are recorded as inserted,
         ``fresh`` learns them after the commit. Raises ``StorageUnavailable`` with nothing
-        written."""
+        written, and ``StaleBatch`` with nothing written when the task's stored cursor is not
+        before ``batch.cursor`` (the batch was recorded already, by another instance that took
+        the task over): the guard that keeps a number from being counted twice."""
 
     async def apply_receipts(self, items: list[tuple[str, Receipt]], timeout: float, now: float,
                              expected: dict[str, set[str]], fresh: FreshMessages | None,

@@ -12,3 +12,15 @@ class ServiceStateStore(Protocol):
     async def save_virtual_now(self, now: float) -> None:
         """Keep ``now`` so that a restarted service continues the virtual timeline from there;
         replaces the time saved before."""
+
+    async def virtual_clock(self) -> tuple[float, float] | None:
+        """The virtual time last saved and the wall-clock time (epoch seconds) it was saved at,
+        or None: an instance that does not lead follows the leader's clock from these (a clock
+        flowing at ``rate`` has moved on by ``rate × (wall now − saved at)`` since)."""
+
+    async def leader_url(self) -> str | None:
+        """The URL the leading instance announced when it took the lead (None before any did)."""
+
+    async def save_leader_url(self, url: str) -> None:
+        """Announce this instance's URL as the leader's: the others forward to it what only the
+        leader serves (a clock advance, the in-process carrier's routes)."""

@@ -16,6 +16,7 @@ from gateway.inbound import InboundService
 from gateway.metrics import Metrics
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.engine import Engine
+from gateway.pipeline.leadership import Leadership, instance_id
 from gateway.pipeline.receipts import ReceiptSink
 from gateway.pipeline.results import MessageResults
 from gateway.platform import PlatformContext
@@ -23,9 +24,10 @@ from gateway.plugins import build_plugin_manager, call_async
 from gateway.storage import open_storage
 from gateway.tasks import TaskService
 
-from . import middleware, protocol_errors, routes_api, routes_inbound, routes_system
-from .keys import (clock_key, config_key, db_key, engine_key, inbound_key, metrics_key, platforms_key, pm_key, sink_key,
-                   storage_key, tasks_key, tokens_key, uploads_key)
+from . import cluster, middleware, protocol_errors, routes_api, routes_inbound, routes_system
+from .cluster import close_forwarding, follow_clock, open_forwarding
+from .keys import (clock_key, config_key, db_key, engine_key, inbound_key, leadership_key, metrics_key, platforms_key, pm_key,
+                   sink_key, storage_key, tasks_key, tokens_key, uploads_key)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,8 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     app[storage_key] = storage
     db = app[db_key] = storage.db  # the areas not yet behind the storage interface
     app[tokens_key] = TokenCache(storage.tokens)
-    uploads = app[uploads_key] = Uploads(storage.audiences)
+    holder = instance_id()
+    uploads = app[uploads_key] = Uploads(storage.audiences, storage.leases, holder)
     swept = await uploads.sweep(at_start=True)  # left by a killed process or a full disk
     if swept:
         log.warning("removed %d audience upload(s) left unfinished by an earlier run", swept)
@@ -96,9 +99,26 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     app[engine_key] = engine
     app[tasks_key] = TaskService(storage, clock, platforms, config, wake=engine.wake)
     await engine.start()
+
+    async def lead() -> None:
+        # the shared timeline, as the last leader saved it, then the platforms' shared state
+        if clock.mode == "virtual" and storage.leases is not None:
+            await follow_clock(clock, storage.state)
+        await engine.save_clock()  # a fresh virtual clock's start, for the others and for a restart
+        for platform in platforms.values():
+            await platform.on_leadership()
+        engine.lead()
+
+    leadership = app[leadership_key] = Leadership(
+        storage.leases, storage.state, advertised_url(config), config.lease_seconds, lead, engine.step_down, holder=holder)
+    if leadership.shared:
+        open_forwarding(app)
+    await leadership.start()
     try:
         yield
     finally:
+        await leadership.stop()
+        await close_forwarding(app)
         await engine.stop()
         for platform in platforms.values():
             try:
@@ -109,11 +129,20 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
         await storage.close()
 
 
+def advertised_url(config: Config) -> str:
+    """Where the other instances reach this one (``SMSLAB_ADVERTISE_URL``, else host and port)."""
+    if config.advertise_url:
+        return config.advertise_url
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
+    return f"http://{'[' + host + ']' if ':' in host else host}:{config.port}"
+
+
 def create_app(config: Config | None = None, *, pm=None, clock: Clock | None = None) -> web.Application:
     config = config or Config.from_env()
     protocol_errors.install()
     app = web.Application(client_max_size=config.max_json_body,
-                          middlewares=[middleware.errors, middleware.body_limit, middleware.auth])
+                          middlewares=[middleware.errors, middleware.body_limit, middleware.auth,
+                                       cluster.follow_the_leader])
     app[config_key] = config
     app[clock_key] = clock or make_clock(config)
     app[metrics_key] = Metrics()

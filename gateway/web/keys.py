@@ -12,6 +12,7 @@ from gateway.config import Config
 from gateway.inbound import InboundService
 from gateway.metrics import Metrics
 from gateway.pipeline.engine import Engine
+from gateway.pipeline.leadership import Leadership
 from gateway.pipeline.receipts import ReceiptSink
 from gateway.storage.sqlite.db import Database
 from gateway.tasks import TaskService
@@ -29,3 +30,4 @@ tasks_key = web.AppKey("tasks", TaskService)
 tokens_key = web.AppKey("tokens", TokenCache)
 uploads_key = web.AppKey("uploads", Uploads)
 inbound_key = web.AppKey("inbound", InboundService)
+leadership_key = web.AppKey("leadership", Leadership)

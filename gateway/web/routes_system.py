@@ -14,7 +14,7 @@ from gateway.wire.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 from . import schemas as S
 from .bodies import json_response, read
-from .keys import clock_key, engine_key, metrics_key, platforms_key, sink_key, storage_key, tokens_key
+from .keys import clock_key, engine_key, leadership_key, metrics_key, platforms_key, sink_key, storage_key, tokens_key
 from .middleware import error_body, require_admin
 from .openapi import Param, documented, openapi_json
 
@@ -45,6 +45,9 @@ async def healthz(request: web.Request) -> web.Response:
         checks["engine"] = app[engine_key].health()
     healthy = all(c["status"] == "ok" for c in checks.values())
     body = {"status": "ok" if healthy else "degraded", "clock": app[clock_key].mode, "checks": checks}
+    if leadership_key in app:
+        leadership = app[leadership_key]
+        body["instance"] = {"id": leadership.holder, "leading": leadership.leading, "shared": leadership.shared}
     return json_response(body, status=200 if healthy else 503)
 
 

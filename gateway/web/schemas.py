@@ -389,10 +389,18 @@ class HealthChecks(Schema):
     engine: EngineCheck | UnsetType = UNSET
 
 
+class Instance(Schema):
+    """This process among the instances sharing the database (SPEC §11)."""
+    id: str
+    leading: bool  # it runs the engine, the dispatches and the in-process carrier
+    shared: bool  # its database can be shared with other instances (PostgreSQL)
+
+
 class Health(Schema):
     status: Literal["ok", "degraded"]
     clock: ClockMode
     checks: HealthChecks
+    instance: Instance | UnsetType = UNSET
 
 
 class ErrorDetail(Schema):

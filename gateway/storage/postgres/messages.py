@@ -19,6 +19,7 @@ import asyncpg
 
 from gateway.platform import Receipt
 
+from ..errors import StaleBatch
 from ..fresh import FreshMessages
 from ..messages import BatchRecord, Member, Tally
 from .db import Database, rows_changed
@@ -125,15 +126,22 @@ async def record_batch(conn: asyncpg.Connection, task_id: int, platform_name: st
     and receipts that overtook the acknowledgement are applied and marked matched."""
     now = float(now)
     await lock_results(conn, (platform_name,))  # see lock_results: receipts that overtook this batch
+    # the counters, and whether any receipt is waiting at all (one probe of the partial index).
+    # First, and only while the stored cursor is before this batch: a batch another instance
+    # already recorded (it took the task over from this one) is refused whole (StaleBatch)
+    moved = await conn.fetchrow(
+        "UPDATE tasks SET cursor=$1, accepted=$2, skipped=$3, sent=sent+$4, segments=segments+$5 WHERE id=$6"
+        " AND cursor < $1 RETURNING workspace_id, EXISTS(SELECT 1 FROM unmatched_receipts WHERE matched=0)",
+        cursor, accepted, skipped, len(rows), len(rows) * parts, task_id,
+    )
+    if moved is None:
+        if await conn.fetchval("SELECT EXISTS(SELECT 1 FROM tasks WHERE id=$1)", task_id):
+            raise StaleBatch(task_id, cursor)
+        return
+    workspace_id, waiting = moved
     if rows:
         await conn.copy_records_to_table(
             "messages", columns=_COPY_COLUMNS, records=[(r[0], r[1], r[2], 0, r[3], now) for r in rows])
-    # the counters, and whether any receipt is waiting at all (one probe of the partial index)
-    workspace_id, waiting = await conn.fetchrow(
-        "UPDATE tasks SET cursor=$1, accepted=$2, skipped=$3, sent=sent+$4, segments=segments+$5 WHERE id=$6"
-        " RETURNING workspace_id, EXISTS(SELECT 1 FROM unmatched_receipts WHERE matched=0)",
-        cursor, accepted, skipped, len(rows), len(rows) * parts, task_id,
-    ) or (None, False)
     if not rows or not waiting:
         return
     # a receipt posted with a workspace's token matches only that workspace's numbers

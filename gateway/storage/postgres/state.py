@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from .db import Database
 
 
@@ -14,9 +16,26 @@ class PostgresServiceStateStore:
         return None if saved is None else float(saved[0])
 
     async def save_virtual_now(self, now: float) -> None:
-        # repr: the float to the last bit, as SQLite's store keeps it
+        # repr: the float to the last bit, as SQLite's store keeps it; the wall time it was saved
+        # at lets the other instances follow a clock that flows
         await self.db.execute(
-            "INSERT INTO service_state(key, value) VALUES ('virtual_now', $1)"
+            "INSERT INTO service_state(key, value) VALUES ('virtual_now', $1), ('virtual_saved_at', $2)"
             " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            (repr(float(now)),),
+            (repr(float(now)), repr(time.time())),
         )
+
+    async def virtual_clock(self) -> tuple[float, float] | None:
+        rows = dict(await self.db.fetchall(
+            "SELECT key, value FROM service_state WHERE key IN ('virtual_now', 'virtual_saved_at')"))
+        if "virtual_now" not in rows:
+            return None
+        return float(rows["virtual_now"]), float(rows.get("virtual_saved_at", "0"))
+
+    async def leader_url(self) -> str | None:
+        row = await self.db.fetchone("SELECT value FROM service_state WHERE key='leader_url'")
+        return None if row is None else row[0]
+
+    async def save_leader_url(self, url: str) -> None:
+        await self.db.execute(
+            "INSERT INTO service_state(key, value) VALUES ('leader_url', $1)"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (url,))

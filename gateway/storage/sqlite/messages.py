@@ -15,6 +15,7 @@ import msgspec
 
 from gateway.platform import Receipt
 
+from ..errors import StaleBatch
 from ..fresh import FreshMessages
 from ..messages import BatchRecord, Member, Tally
 from . import bulk
@@ -119,6 +120,16 @@ def record_batch(conn: sqlite3.Connection, task_id: int, platform_name: str, par
 
     Returns the id of the first row when the rows are fresh and their ids follow each other in
     the order of ``rows`` (the receipt sink then need not read them back: fresh.py), else None."""
+    # the counters first, and only while the stored cursor is before this batch: a batch recorded
+    # already (StaleBatch: another dispatcher of the task got there first) is refused whole
+    moved = conn.execute(
+        "UPDATE tasks SET cursor=?, accepted=?, skipped=?, sent=sent+?, segments=segments+? WHERE id=? AND cursor < ?",
+        (cursor, accepted, skipped, len(rows), len(rows) * parts, task_id, cursor),
+    ).rowcount
+    if not moved:
+        if conn.execute("SELECT EXISTS(SELECT 1 FROM tasks WHERE id=?)", (task_id,)).fetchone()[0]:
+            raise StaleBatch(task_id, cursor)
+        return None  # the task is gone: nothing to count its numbers in
     first_id = None
     numbers_by_id = {row[3]: row[1] for row in rows}  # every row has this task and its parts
     if len(numbers_by_id) == len(rows):
@@ -142,10 +153,6 @@ def record_batch(conn: sqlite3.Connection, task_id: int, platform_name: str, par
             " SELECT value->>0, value->>1, value->>2, 0, value->>3, ? FROM json_each(?)",
             (now, bulk.encode(rows)),
         )
-    conn.execute(
-        "UPDATE tasks SET cursor=?, accepted=?, skipped=?, sent=sent+?, segments=segments+? WHERE id=?",
-        (cursor, accepted, skipped, len(rows), len(rows) * parts, task_id),
-    )
     # receipts that overtook this acknowledgement were kept aside as unmatched; one probe of the
     # partial index first, since usually nothing is waiting at all
     if not rows or not conn.execute("SELECT EXISTS(SELECT 1 FROM unmatched_receipts WHERE matched=0)").fetchone()[0]:
