@@ -130,7 +130,7 @@ async def test_a_record_that_applied_overtaking_receipts_is_not_fresh(tmp_path):
         rows, _ = _message_rows(1, 1, batch, [SubmitResult(b.key, f"E{i}") for i, b in enumerate(batch)])
         assert await db.write(_record_batch, 1, "sim", 1, rows, 4.0, 1, 2, "{}", TIMEOUT) is None
         rows, _ = _message_rows(1, 1, batch, [SubmitResult(b.key, f"F{i}") for i, b in enumerate(batch)])
-        first = await db.write(_record_batch, 1, "sim", 1, rows, 4.0, 1, 2, "{}", TIMEOUT)
+        first = await db.write(_record_batch, 1, "sim", 1, rows, 4.0, 2, 2, "{}", TIMEOUT)
         assert await db.fetchall("SELECT id FROM messages WHERE platform_id IN ('F0', 'F1') ORDER BY id") == [(first,), (first + 1,)]
     finally:
         await db.close()

@@ -18,6 +18,8 @@ from typing import NamedTuple, Protocol
 
 import msgspec
 
+from gateway.domain import receipt_fold as F
+from gateway.domain import results as R
 from gateway.platform import Receipt
 
 from .fresh import FreshMessages
@@ -65,6 +67,34 @@ class Tally:
         for task, at in other.last_final.items():
             self.final_at(task, at)
         self.applied += other.applied
+
+    def count(self, msg, outcome: tuple, timed_out_at: float | None = None) -> None:
+        """Apply one receipt's ``receipt_fold.fold`` outcome to the message row it folded (an
+        object with ``task_id``, ``result``, ``delivered``, ``failed``, ``late``, ``reasons``,
+        ``receipt_at`` and ``dirty``) and count it here: the same for every backend, so what a
+        fold means for the counters is written once. ``timed_out_at``: the number's deadline as
+        the backend stores it to the last bit, when that can differ from the fold's own."""
+        did, result, delivered, failed, late, reasons, final_at = outcome
+        task = msg.task_id
+        if did == F.DUPLICATE:
+            self.duplicate[task] += 1
+            return
+        if did == F.LATE:
+            self.late[task] += 1
+            return
+        msg.result, msg.delivered, msg.failed, msg.late, msg.reasons = result, delivered, failed, late, reasons
+        msg.dirty = True
+        if did == F.TIMED_OUT:  # the number failed at its deadline, this receipt is late
+            msg.receipt_at = None
+            self.failed[task] += 1
+            self.late[task] += 1
+            self.final_at(task, final_at if timed_out_at is None else timed_out_at)
+            return
+        self.applied += 1
+        if final_at is not None:
+            msg.receipt_at = final_at
+            self.final_at(task, final_at)
+            (self.succeeded if result == R.SUCCEEDED else self.failed)[task] += 1
 
     def final_at(self, task_id: int, at: float) -> None:
         last = self.last_final.get(task_id)

@@ -114,30 +114,11 @@ async def apply_receipts(conn: asyncpg.Connection, items: list[tuple[str, Receip
 
 
 def _fold(msg: _Message, receipt: Receipt, timeout: float, tally: Tally) -> None:
-    """``receipt_fold.fold`` on a locked row, and its effect on the tally (as SQLite's ``_fold``:
-    ``submitted_at`` is exact here, PostgreSQL hands a float8 over bit for bit)."""
-    task = msg.task_id
-    did, result, delivered, failed, late, reasons, final_at = F.fold(
+    """``receipt_fold.fold`` on a locked row, counted by ``Tally.count`` (``submitted_at`` is
+    exact here: PostgreSQL hands a float8 over bit for bit, so the fold's deadline is the stored one)."""
+    tally.count(msg, F.fold(
         msg.submitted_at, msg.parts, msg.result, msg.delivered, msg.failed, msg.late, msg.reasons,
-        receipt.status, receipt.part, receipt.code, receipt.message, receipt.at, timeout)
-    if did == F.DUPLICATE:
-        tally.duplicate[task] += 1
-        return
-    if did == F.LATE:
-        tally.late[task] += 1
-        return
-    msg.result, msg.delivered, msg.failed, msg.late, msg.reasons = result, delivered, failed, late, reasons
-    msg.dirty = True
-    if did == F.TIMED_OUT:  # the number failed at its deadline, this receipt is late
-        tally.failed[task] += 1
-        tally.late[task] += 1
-        tally.final_at(task, final_at)
-        return
-    tally.applied += 1
-    if final_at is not None:
-        msg.receipt_at = final_at
-        tally.final_at(task, final_at)
-        (tally.succeeded if result == R.SUCCEEDED else tally.failed)[task] += 1
+        receipt.status, receipt.part, receipt.code, receipt.message, receipt.at, timeout))
 
 
 async def lock_results(conn: asyncpg.Connection, platforms) -> None:

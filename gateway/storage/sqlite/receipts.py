@@ -330,31 +330,12 @@ def commit_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], 
 
 
 def _fold(msg: _Message, receipt: Receipt, deadlines: _Deadlines, tally: Tally) -> None:
-    """``receipt_fold.fold`` on a row read for folding, and its effect on the tally."""
-    task = msg.task_id
+    """``receipt_fold.fold`` on a row read for folding, counted by ``Tally.count``; a number that
+    timed out gets its deadline to the last bit (``deadlines.exact``)."""
     msg.fresh = False  # whatever happens next, later receipts for it take this path too
     if msg.result == R.PENDING:
         deadlines.settle(msg, receipt.at)
-    did, result, delivered, failed, late, reasons, final_at = F.fold(
+    outcome = F.fold(
         msg.submitted_at, msg.parts, msg.result, msg.delivered, msg.failed, msg.late, msg.reasons,
         receipt.status, receipt.part, receipt.code, receipt.message, receipt.at, deadlines.timeout)
-    if did == F.DUPLICATE:
-        tally.duplicate[task] += 1
-        return
-    if did == F.LATE:
-        tally.late[task] += 1
-        return
-    msg.result, msg.delivered, msg.failed, msg.late, msg.reasons = result, delivered, failed, late, reasons
-    msg.dirty = True
-    if did == F.TIMED_OUT:
-        # the number failed at its deadline (to the last bit), this receipt is late
-        msg.receipt_at = None
-        tally.failed[task] += 1
-        tally.late[task] += 1
-        tally.final_at(task, deadlines.exact(msg))
-        return
-    tally.applied += 1
-    if final_at is not None:
-        msg.receipt_at = final_at
-        tally.final_at(task, final_at)
-        (tally.succeeded if result == R.SUCCEEDED else tally.failed)[task] += 1
+    tally.count(msg, outcome, deadlines.exact(msg) if outcome[0] == F.TIMED_OUT else None)
