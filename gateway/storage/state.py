@@ -24,3 +24,25 @@ class ServiceStateStore(Protocol):
     async def save_leader_url(self, url: str) -> None:
         """Announce this instance's URL as the leader's: the others forward to it what only the
         leader serves (a clock advance, the in-process carrier's routes)."""
+
+
+class StateReads:
+    """The reads of the service-state area, in SQL both backends speak alike (no parameters):
+    the base of both stores, so they are written once."""
+
+    db: object
+
+    async def virtual_now(self) -> float | None:
+        saved = await self.db.fetchone("SELECT value FROM service_state WHERE key='virtual_now'")
+        return None if saved is None else float(saved[0])
+
+    async def virtual_clock(self) -> tuple[float, float] | None:
+        rows = dict(await self.db.fetchall(
+            "SELECT key, value FROM service_state WHERE key IN ('virtual_now', 'virtual_saved_at')"))
+        if "virtual_now" not in rows:
+            return None
+        return float(rows["virtual_now"]), float(rows.get("virtual_saved_at", "0"))
+
+    async def leader_url(self) -> str | None:
+        row = await self.db.fetchone("SELECT value FROM service_state WHERE key='leader_url'")
+        return None if row is None else row[0]
