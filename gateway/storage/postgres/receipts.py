@@ -17,6 +17,7 @@ from __future__ import annotations
 
 
 import asyncpg
+import msgspec
 
 from gateway.domain import receipt_fold as F
 from gateway.domain import results as R
@@ -24,6 +25,9 @@ from gateway.platform import Receipt
 
 from ..messages import Tally
 from .db import unnest
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 class _Message:
@@ -47,7 +51,7 @@ _SELECT = (
     "SELECT m.platform_id, m.id, m.task_id, t.platform, m.submitted_at, m.parts, m.result, m.delivered_mask,"
     " m.failed_mask, m.reasons, m.late"
     " FROM messages AS m LEFT JOIN tasks AS t ON t.id = m.task_id{}"
-    " WHERE m.platform_id = ANY($1::text[])"
+    " WHERE m.platform_id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))"
     " ORDER BY m.id FOR UPDATE OF m"
 )
 _SELECT_ALL = _SELECT.format("")
@@ -85,7 +89,8 @@ async def apply_receipts(conn: asyncpg.Connection, items: list[tuple[str, Receip
     if not items:
         return tally
     ids = list(dict.fromkeys(r.platform_id for _, r in items))
-    rows = await (conn.fetch(_SELECT_ALL, ids) if workspace is None else conn.fetch(_SELECT_SCOPED, ids, workspace))
+    ids_json = _encode(ids).decode()
+    rows = await (conn.fetch(_SELECT_ALL, ids_json) if workspace is None else conn.fetch(_SELECT_SCOPED, ids_json, workspace))
     # per platform id and platform, the message a receipt reaches: the lowest id (rows come in id order)
     found: dict[tuple[str, str | None], _Message] = {}
     for row in rows:
