@@ -168,9 +168,8 @@ def _pipeline_postgres(args) -> dict:
     with workdir(args.workdir) as wd:
         ins, upd = asyncio.run(hot_path_floor(admin, args.numbers))
         with H.pg_scratch(admin) as url:
-            # the simulated carrier keeps its own SQLite file, in the work folder
-            env = {"SMSLAB_SIM_DB": str(wd / "carrier.db")}
-            with H.smslab_server(url, profile="perfect", spy=args.spy, env=env) as proc:
+            # the simulated carrier keeps its books in the same database
+            with H.smslab_server(url, profile="perfect", spy=args.spy) as proc:
                 pid = proc.pid
                 run = asyncio.run(_pipeline_run(proc, args.numbers, args.timeout, args.poll))
                 rss = H.peak_rss_mb(pid)
@@ -379,7 +378,7 @@ def _ingest_postgres(args) -> dict:
             task_id, first = H.pg_seed_pending_task(url, n)
             bodies = receipt_bodies(task_id, first, n, args.batch, time.time())
             bare = _ingest_bare(args, bodies)
-            with H.smslab_server(url, spy=args.spy, env={"SMSLAB_SIM_DB": str(wd / "carrier.db")}) as proc:
+            with H.smslab_server(url, spy=args.spy) as proc:
                 proc.spy_start()
                 run = asyncio.run(post_all(proc.base, proc.token, bodies, args.concurrency, args.timeout))
                 rss = H.peak_rss_mb(proc.pid)

@@ -29,7 +29,7 @@ from gateway.platform import Receipt, SubmitItem, SubmitResult
 from gateway.storage.sqlite.schema import MIGRATIONS
 from simulator import profile as profiles
 from simulator import store
-from simulator.core.books import record_submission as _record_submission
+from simulator.core.books_sqlite import record_submission as _record_submission
 from simulator.ledger import DueQueue
 from simulator.model import RuleBook, decide_many
 
@@ -103,7 +103,7 @@ def run(batches: int, directory: Path) -> tuple[dict[str, float], dict[str, floa
         ids = [f"sim-{item.key}" for item in batch]
         decisions = decide_many(profile, [(f"{item.task_id}:{item.number}", item.parts, item.number) for item in batch], rules)
         t = stage("carrier: decide", t)
-        _, due_rows, _, next_rid = _transaction(carrier, _record_submission, clock, batch, ids, decisions, {}, profile, 0.0, next_rid)
+        _, due_rows, _, next_rid = _transaction(carrier, _record_submission, clock, batch, ids, decisions, {}, profile, 0.0)
         due.push(due_rows)
         results = [SubmitResult(item.key, msg_id) for item, msg_id in zip(batch, ids)]
         t = stage("carrier: record (its own file)", t)

@@ -1,12 +1,15 @@
 """The simulated carrier as an in-process platform named ``sim``: a front end of the carrier core
 (``simulator/core``) inside the gateway.
 
-The core keeps its books in a SQLite file of its own next to the gateway's (``store.py``) and the
-receipts still to emit in memory, in due order; ``on_clock`` hands those due to the gateway's
-receipt sink, and the core records how far it has emitted only after the sink committed them, so
-a crash re-emits at most a few receipts, which the sink recognises as duplicates. Because its
-state is on disk, a restarted gateway finds the carrier exactly where it was: the "operator"
-keeps working.
+The core keeps its books (``core/books.py``) in a SQLite file of its own next to a SQLite
+gateway's (``store.py``; its own writer thread, for speed), or, on a ``postgresql://`` gateway, in
+the gateway's own database (``core/books_postgres.py``), so that the several instances of one
+gateway (SPEC §11) share one carrier and the instance that takes over finds it where the previous
+one left it (``on_leadership``). The receipts still to emit wait in memory, in due order;
+``on_clock`` hands those due to the gateway's receipt sink, and the core records how far it has
+emitted only after the sink committed them, so a crash re-emits at most a few receipts, which the
+sink recognises as duplicates. Because its state is on disk, a restarted gateway finds the
+carrier exactly where it was: the "operator" keeps working.
 
 Faults on top of the decisions of ``model.decide`` (all documented in docs/simulator.md):
 - outage windows on the service clock: during a ``submit`` outage ``submit`` raises a retryable
@@ -35,10 +38,13 @@ from typing import Any, Callable
 from gateway.clock import to_rfc3339
 from gateway.platform import (InboundMessage, Platform, PlatformContext, PlatformError, Receipt, SubmitItem, SubmitResult,
                               Throttled)
+from gateway.storage.postgres.db import Database as PostgresDatabase
 from gateway.wire.codes import error_text
 
 from . import profile as profiles
 from .core import CarrierCore, CarrierTenant
+from .core.books_postgres import PostgresBooks
+from .core.books_sqlite import SqliteBooks
 from .store import adopt_from_gateway, carrier_db_path, open_carrier_db
 
 
@@ -90,7 +96,7 @@ class WorkspaceCarrier(Platform):
             return _task_of(row[2]) in tasks
 
         core = self.carrier.core
-        tasks.update(await core.db.read(_tasks_of, self.tenant.key))
+        tasks.update(await core.books.tasks_of(self.tenant.key))
         await core.reset(self.tenant, profile, forgotten)
 
     def max_recipients(self) -> int | None:
@@ -166,19 +172,46 @@ class SimulatedCarrier(WorkspaceCarrier):
         self._views: dict[int, WorkspaceCarrier] = {}
         self._wake_handle: asyncio.TimerHandle | None = None
         self.startup_profile: profiles.Profile | None = None  # `smslab serve --profile`, set by the plugin
+        self._led = False  # on_leadership was called since start
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, ctx: PlatformContext) -> None:
         self.ctx = ctx
-        self.db = db = await open_carrier_db(sim_db_target(ctx))
-        if _is_sqlite_file(ctx.database):  # older versions' data only ever lived in a SQLite file
-            await adopt_from_gateway(db, ctx.database)
-            await _fill_in_workspaces(db, ctx.database)
-        self.core.db, self.core.clock = db, ctx.clock
+        target = sim_db_target(ctx)
+        if target is None:  # a PostgreSQL gateway: the carrier's books live in its database
+            self.db = ctx.database
+            self._own_db = False
+            books = PostgresBooks(ctx.database)
+            await books.open()
+        else:
+            self.db = db = await open_carrier_db(target)
+            self._own_db = True
+            if _is_sqlite_file(ctx.database):  # older versions' data only ever lived in a SQLite file
+                await adopt_from_gateway(db, ctx.database)
+                await _fill_in_workspaces(db, ctx.database)
+            books = SqliteBooks(db)
+        self.core.books, self.core.clock = books, ctx.clock
         await self.core.load(ctx.extras.get("sim_profile") or self.startup_profile)
+        self._led = False
 
     async def stop(self) -> None:
-        await self.db.close()
+        if getattr(self, "_own_db", False):  # the gateway's PostgreSQL database is the gateway's to close
+            await self.db.close()
+
+    async def on_leadership(self) -> None:
+        """This instance now runs the carrier (submits and emits). Another instance may have run
+        it since this one loaded its books (its submissions, emissions, profile changes are in
+        the shared database, not in this one's memory), so the carrier reloads from the books
+        (``CarrierCore.reload``): the same idempotency records, receipt counter, watermark and
+        queue of receipts still to emit.
+
+        The first call right after start skips the reload when the books are exactly as
+        ``start`` loaded them (``CarrierCore.current``: nobody wrote since); any later call, or
+        any change, reloads. A reload costs one read of the batches past the watermark."""
+        first, self._led = not self._led, True
+        if first and await self.core.current():
+            return
+        await self.core.reload()
 
     def for_workspace(self, workspace_id: int | None) -> WorkspaceCarrier:
         if workspace_id is None:
@@ -243,25 +276,32 @@ def _is_sqlite_file(database: Any) -> bool:
     return isinstance(getattr(database, "path", None), str)
 
 
-def sim_db_target(ctx: PlatformContext) -> str:
-    """The carrier's own SQLite file: ``extras["sim_db"]`` if given; next to the gateway's file
-    when the gateway has one; else (a ``postgresql://`` gateway has no folder to share)
-    ``$SMSLAB_SIM_DB``, else ``smslab-carrier.db`` in the current directory."""
+def _is_postgres(database: Any) -> bool:
+    return isinstance(database, PostgresDatabase)
+
+
+def sim_db_target(ctx: PlatformContext) -> str | None:
+    """The carrier's own SQLite file, or None: the books go into the gateway's PostgreSQL
+    database (``core/books_postgres.py``), which every instance of the gateway shares.
+
+    ``extras["sim_db"]`` if given (an explicit file, on either backend); next to the gateway's
+    file when the gateway has one; None for a PostgreSQL gateway; else (a database that is
+    neither, such as a test's stand-in) ``$SMSLAB_SIM_DB``, else ``smslab-carrier.db`` in the
+    current directory. ``$SMSLAB_SIM_DB`` does not apply to a PostgreSQL gateway: a file per
+    instance would give each instance a carrier of its own."""
     given = ctx.extras.get("sim_db")
     if given:
         return str(given)
     if _is_sqlite_file(ctx.database):
         return carrier_db_path(ctx.database.path)
+    if _is_postgres(ctx.database):
+        return None
     return os.environ.get(SIM_DB_VARIABLE) or DEFAULT_SIM_DB
 
 
 def _task_of(platform_id: str) -> int:
     """The task of a ``sim-{task}-{seq}`` id."""
     return int(platform_id[4:platform_id.index("-", 4)])
-
-
-def _tasks_of(conn, tenant: str | None) -> list[int]:
-    return [t for (t,) in conn.execute("SELECT DISTINCT task_ref FROM sim_batches WHERE tenant IS ?", (tenant,))]
 
 
 async def _fill_in_workspaces(db, gateway) -> None:

@@ -31,6 +31,7 @@ from gateway.wire.codes import error_text
 from . import profile as profiles
 from .accounts import Accounts
 from .core import CarrierCore, CarrierTenant
+from .core.books_sqlite import SqliteBooks
 from .core.outbox import STATE_NAMES, WAITING, Outbox
 from .journal import DEFAULT_MAX, Journal
 from .model import expected_result
@@ -115,7 +116,7 @@ class StandaloneCarrier:
             if stored is not None:
                 clock.resume(float(stored[0]))
             self.clock = clock
-        self.core.db, self.core.clock = db, self.clock
+        self.core.books, self.core.clock = SqliteBooks(db), self.clock
         self.outbox = Outbox(db)
         await self.core.load(self.initial_profile, finished=self.outbox.finished_after)
         await self.outbox.load()

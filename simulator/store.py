@@ -1,4 +1,7 @@
-"""Where the in-process simulated carrier keeps its state: a SQLite file of its own.
+"""Where the in-process simulated carrier of a SQLite gateway keeps its state: a SQLite file of
+its own (a PostgreSQL gateway's carrier keeps its books in the gateway's database instead, so
+that its instances share them: simulator/core/books_postgres.py). The standalone carrier uses the
+same file layout.
 
 A real operator does not share the gateway's database, and neither does the simulated one. The
 practical reason is speed: SQLite has one writer per file, so while the carrier's state lived in

@@ -11,7 +11,7 @@ from gateway.config import Config
 from gateway.web.app import create_app
 from gateway.web.keys import clock_key, storage_key
 from tests.pg_support import (  # noqa: F401 (the autouse fixtures)
-    configure_backend, db_target, drop_session_databases, drop_test_databases, sim_db_for, skip_sqlite_only)
+    configure_backend, db_target, drop_session_databases, drop_test_databases, skip_sqlite_only)
 
 
 def pytest_configure(config):
@@ -61,13 +61,10 @@ class Api:
 
 
 def make_config(tmp_path, name: str = "smslab.db", **kw) -> Config:
-    """A Config on this run's backend (db_target), its simulated carrier's file in ``tmp_path``."""
+    """A Config on this run's backend (db_target). The simulated carrier keeps its books next to
+    the SQLite file, or in the PostgreSQL database itself."""
     kw.setdefault("clock", "virtual")
-    target = db_target(tmp_path, name)
-    sim_db = sim_db_for(target)
-    if sim_db:
-        kw["extras"] = {"sim_db": sim_db, **kw.get("extras", {})}
-    return Config(db_path=target, **kw)
+    return Config(db_path=db_target(tmp_path, name), **kw)
 
 
 @pytest.fixture

@@ -132,7 +132,6 @@ def on_postgres() -> bool:
 _created: list[str] = []       # databases db_target made, dropped after the test (drop_test_databases)
 _session_created: list[str] = []  # db_target(session=True): dropped when the session ends
 _targets: dict[str, str] = {}  # tmp_path / name -> its URL: asked twice, the same database (a restart)
-_sim_dbs: dict[str, str] = {}  # gateway URL -> the simulated carrier's own SQLite file for it
 
 
 def _in_own_loop(make_coro):
@@ -156,8 +155,8 @@ def _in_own_loop(make_coro):
 
 def db_target(tmp_path, name: str = "smslab.db", *, session: bool = False) -> str:
     """Where a test's gateway keeps its data: ``tmp_path / name`` on the SQLite run; on the
-    PostgreSQL run the URL of a new database, dropped when the test ends, and the simulated
-    carrier's file goes to ``tmp_path`` (``sim_db_for``). The same ``tmp_path`` and ``name``
+    PostgreSQL run the URL of a new database, dropped when the test ends (the simulated
+    carrier keeps its books in it too). The same ``tmp_path`` and ``name``
     give the same database for the rest of the test (a gateway restarted on its data);
     ``session=True`` keeps it until the session ends (a module- or session-scoped fixture's)."""
     path = str(Path(tmp_path) / name)
@@ -178,7 +177,6 @@ def db_target(tmp_path, name: str = "smslab.db", *, session: bool = False) -> st
     db_name = _in_own_loop(create)
     (_session_created if session else _created).append(db_name)
     url = database_url(_admin_url, db_name)
-    _sim_dbs[url] = str(Path(tmp_path) / f"{Path(name).stem}.carrier.db")
     _targets[path] = url
     return url
 
@@ -212,14 +210,16 @@ def query(target: str, sql: str, *args) -> list[tuple]:
 
 
 def sim_db_for(target: str) -> str | None:
-    """The simulated carrier's file for a gateway target db_target gave (None: next to the file)."""
-    return _sim_dbs.get(str(target))
+    """The simulated carrier's own SQLite file for a gateway target db_target gave, if it is not
+    the default one next to the gateway's file: never, any more (on PostgreSQL the carrier's
+    books live in the gateway's database). Kept for the callers that ask."""
+    return None
 
 
 def sim_env(target: str) -> dict[str, str]:
-    """The environment a ``smslab serve --db target`` process needs for its carrier's file."""
-    sim_db = sim_db_for(target)
-    return {"SMSLAB_SIM_DB": sim_db} if sim_db else {}
+    """The environment a ``smslab serve --db target`` process needs for its carrier: nothing, on
+    either backend (see ``sim_db_for``)."""
+    return {}
 
 
 def drop_created_databases(created: list[str] | None = None) -> None:
@@ -242,17 +242,12 @@ def drop_created_databases(created: list[str] | None = None) -> None:
     for path, url in list(_targets.items()):
         if url.rsplit("/", 1)[-1].split("?")[0] in names:
             del _targets[path]
-            _sim_dbs.pop(url, None)
 
 
 @pytest.fixture(autouse=True)
 def drop_test_databases(request):
     """Autouse (tests/conftest.py and the plugins' conftests import it): a test's databases go
-    with it. On the PostgreSQL run a gateway started without ``sim_env`` puts its simulated
-    carrier's file in the test's folder rather than in the current directory."""
-    if on_postgres():
-        sim_db = request.getfixturevalue("tmp_path") / "smslab-carrier.db"
-        request.getfixturevalue("monkeypatch").setenv("SMSLAB_SIM_DB", str(sim_db))
+    with it."""
     yield
     drop_created_databases()
 

@@ -7,7 +7,7 @@ import time
 
 from simulator.store import carrier_db_path
 from tests.counts import assert_counters_match_rows
-from tests.pg_support import db_target, sim_db_for
+from tests.pg_support import db_target, query
 from tests.procs import Server, create_token
 
 N = 60_000
@@ -57,10 +57,15 @@ def test_kill_during_sending_then_resume(tmp_path):
     finally:
         server.stop()
 
-    with sqlite3.connect(sim_db_for(db) or carrier_db_path(db)) as conn:
-        carrier_saw, distinct = conn.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT m.value->>1) FROM sim_batches b, json_each(b.messages) m WHERE b.task_ref=?",
-            (task["id"],),
-        ).fetchone()
-        assert carrier_saw == distinct == N  # the carrier never saw a number of the task twice
+    if db.startswith("postgresql://"):  # the carrier's books are in the gateway's database
+        (carrier_saw, distinct), = query(
+            db, "SELECT COUNT(*), COUNT(DISTINCT m->>1) FROM sim_batches b, json_array_elements(b.messages::json) m"
+                " WHERE b.task_ref=?", task["id"])
+    else:
+        with sqlite3.connect(carrier_db_path(db)) as conn:
+            carrier_saw, distinct = conn.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT m.value->>1) FROM sim_batches b, json_each(b.messages) m WHERE b.task_ref=?",
+                (task["id"],),
+            ).fetchone()
+    assert carrier_saw == distinct == N  # the carrier never saw a number of the task twice
     # and every row of the gateway succeeded: its counters match its rows (above) and say so

@@ -176,8 +176,11 @@ async def test_emission_records_emit_times_and_skips_swallowed_receipts(tmp_path
 
 
 def test_the_carriers_own_file_when_the_gateway_has_none(tmp_path, monkeypatch):
-    """Next to the gateway's SQLite file; a PostgreSQL gateway has no folder: extras, then
-    $SMSLAB_SIM_DB, then the current directory. Older data is only adopted from a SQLite file."""
+    """Next to the gateway's SQLite file; a PostgreSQL gateway's carrier keeps its books in the
+    gateway's database (None), whatever $SMSLAB_SIM_DB says, unless extras name a file; a
+    database that is neither (a stand-in): extras, then $SMSLAB_SIM_DB, then the current
+    directory. Older data is only adopted from a SQLite file."""
+    from gateway.storage.postgres.db import Database as PostgresDatabase
     from simulator.carrier import sim_db_target
     from simulator.store import carrier_db_path
 
@@ -195,6 +198,9 @@ def test_the_carriers_own_file_when_the_gateway_has_none(tmp_path, monkeypatch):
     monkeypatch.setenv("SMSLAB_SIM_DB", str(tmp_path / "env.db"))
     assert sim_db_target(ctx(PostgresLike())) == str(tmp_path / "env.db")
     assert sim_db_target(ctx(PostgresLike(), sim_db=str(tmp_path / "given.db"))) == str(tmp_path / "given.db")
+    pg = PostgresDatabase("postgresql://me@db.example/smslab")
+    assert sim_db_target(ctx(pg)) is None
+    assert sim_db_target(ctx(pg, sim_db=str(tmp_path / "given.db"))) == str(tmp_path / "given.db")
 
 
 async def test_a_carrier_starts_beside_a_gateway_without_a_file(tmp_path, monkeypatch):

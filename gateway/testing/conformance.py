@@ -110,9 +110,6 @@ class Harness:
             self._server = PostgresDatabase(target)
             await asyncio.to_thread(self._server.create)
             self.config = dataclasses.replace(self.config, db_path=self._server.url)
-        if is_postgres(self.config.db_path):
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self.extras.setdefault("sim_db", str(self.directory / "carrier.db"))
         self.storage = open_storage(self.config.db_path)
         await self.storage.open()
         self.database = self.storage.db

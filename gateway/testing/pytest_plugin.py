@@ -228,7 +228,7 @@ class GatewayProcess(_Process):
 
     ``db``: a SQLite file to use (default: ``gateway.db`` in the process's temporary folder), or a
     ``postgresql://`` URL of a server on which a fresh database is created for this process and
-    dropped when it stops (the simulated carrier's own file stays in the temporary folder)."""
+    dropped when it stops (the simulated carrier's books live in it too)."""
 
     kind = "gateway"
 
@@ -240,8 +240,7 @@ class GatewayProcess(_Process):
 
     def start(self) -> "GatewayProcess":
         if self.postgres is not None and self.postgres.url is None:
-            self.db = self.postgres.create()
-            self.env = {"SMSLAB_SIM_DB": str(self.dir / "carrier.db"), **(self.env or {})}
+            self.db = self.postgres.create()  # the simulated carrier's books go into it too
         try:
             return super().start()
         except BaseException:

@@ -7,19 +7,22 @@ Decisions are pure and keyed (``simulator.model``): the front end says what a me
 (the gateway: ``{task}:{number}``; the SMSC: ``{system_id}:{destination}:{n}``), so every front
 end gives the same outcome for the same key, whatever the batching or concurrency.
 
-The books (``books.py``) hold one row per submission batch; the receipts still to emit wait in
-memory in due order (``ledger.DueQueue``) and are found again at start from the batches past the
-emission watermark. A front end calls ``emit(now, deliver)``: the core hands ``deliver`` the due
-receipts in (due time, receipt id) order, batch after batch, and records how far it emitted only
-after ``deliver`` returned, so a crash re-emits at most a batch (receipts are idempotent for
-whoever receives them).
+The books (``books.py``: a ``CarrierBooks``, on SQLite or on the gateway's PostgreSQL database)
+hold one row per submission batch; the receipts still to emit wait in memory in due order
+(``ledger.DueQueue``) and are found again at start (``load``), or when this instance takes the
+carrier over from another (``reload``), from the batches past the emission watermark. The core
+holds no SQL: every read and write goes through the books.
+
+A front end calls ``emit(now, deliver)``: the core hands ``deliver`` the due receipts in (due
+time, receipt id) order, batch after batch, and records how far it emitted only after
+``deliver`` returned, so a crash re-emits at most a batch (receipts are idempotent for whoever
+receives them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import time
 from bisect import bisect_left
 from typing import Any, Awaitable, Callable
@@ -31,7 +34,7 @@ from gateway.platform import SubmitItem
 from .. import profile as profiles
 from ..ledger import DueQueue, KeyRanges
 from ..model import decide_many, expected_result
-from . import books
+from .books import CarrierBooks
 from .tenants import CarrierTenant, outages_moved
 
 EMIT_BATCH = 5000
@@ -39,18 +42,20 @@ RANGES_KEPT = 64  # tasks whose batch key ranges stay in memory
 
 
 class CarrierCore:
-    def __init__(self, db, clock, *, monotonic: Callable[[], float] = time.monotonic,
+    def __init__(self, books: CarrierBooks | None, clock, *, monotonic: Callable[[], float] = time.monotonic,
                  default_profile: profiles.Profile | None = None):
-        self.db = db
+        self.books = books
         self.clock = clock
         self._monotonic = monotonic
+        self._default_profile = default_profile or profiles.Profile()
         self.default = CarrierTenant(None, None, monotonic)
-        self.default.own_profile = default_profile or profiles.Profile()
+        self.default.own_profile = self._default_profile
         self._tenants: dict[str, CarrierTenant] = {}
         self.due = DueQueue()
         self._ranges: dict[int, KeyRanges] = {}
-        self._next_rid = 1
+        self._next_rid: int | None = None  # as last read or written; the books' counter is the truth
         self.watermark: tuple[float, int] = (float("-inf"), 0)
+        self.loaded_stamp: tuple | None = None  # the books' stamp when last loaded (see ``current``)
         # a submission (its transaction and the push of its receipts) and the taking of due
         # receipts exclude each other: see ``emit``
         self._books_lock = asyncio.Lock()
@@ -63,19 +68,20 @@ class CarrierCore:
         receipts to emit. ``initial`` (a profile given at start) becomes the default and replaces
         every tenant's own profile. ``finished(mark)`` names receipts after the mark that a front
         end already took to their end (its outbox), so they are not emitted again."""
-        db = self.db
-        state = dict(await db.fetchall("SELECT key, value FROM sim_state WHERE key LIKE 'profile%' OR key LIKE 'outages_anchor%'"))
+        books = self.books
+        stamp = await books.stamp()
+        state = await books.load_state()
         default = self.default
-        if "profile" in state:
-            default.own_profile = profiles.from_json(state["profile"].encode())
-        if "outages_anchor" in state:
-            default.own_anchor = float(state["outages_anchor"])
+        entries = state.entries
+        if "profile" in entries:
+            default.own_profile = profiles.from_json(entries["profile"].encode())
+        if "outages_anchor" in entries:
+            default.own_anchor = float(entries["outages_anchor"])
         if initial is not None:
-            await db.write(lambda conn: conn.execute(
-                "DELETE FROM sim_state WHERE key LIKE 'profile:%' OR key LIKE 'outages_anchor:%'"))
+            await books.clear_tenant_profiles()
             await self.set_profile(default, initial)
         else:
-            for key, value in state.items():
+            for key, value in entries.items():
                 name, _, tenant_key = key.partition(":")
                 if tenant_key:
                     tenant = self.tenant(tenant_key)
@@ -85,16 +91,46 @@ class CarrierCore:
                         tenant.own_anchor = float(value)
             if default.own_anchor is None:
                 await self.save_state(default, anchor=self.clock.now())
-        mark = await db.fetchone("SELECT value FROM sim_state WHERE key='emitted_until'")
-        if mark is not None:
-            due, rid = msgspec.json.decode(mark[0])
-            self.watermark = (float(due), int(rid))
-        self._next_rid = int((await db.fetchone("SELECT value FROM sim_state WHERE key='next_receipt_id'"))[0])
-        pending = await db.read(books.pending_receipts, *self.watermark)
+        if state.watermark is not None:
+            self.watermark = state.watermark
+        self._next_rid = state.next_rid
+        pending = await books.pending_receipts(*self.watermark)
         if finished is not None and pending:
             done = await finished(self.watermark)
             pending = [row for row in pending if row[1] not in done]
         self.due.push(pending)
+        # taken before reading: whatever changed the books while they were read changes the stamp
+        # too, so ``current`` never calls this state current when it is not
+        self.loaded_stamp = stamp if initial is None and stamp == await books.stamp() else None
+
+    async def current(self) -> bool:
+        """Whether the books are still exactly as ``load`` read them (no other instance submitted,
+        emitted or changed a profile since): then a ``reload`` would rebuild the same state."""
+        return self.loaded_stamp is not None and self.loaded_stamp == await self.books.stamp()
+
+    async def reload(self, finished: Callable[[tuple[float, int]], Awaitable[set[int]]] | None = None) -> None:
+        """Forget everything held in memory (the queue of receipts to emit, the batches' key
+        ranges, the receipt counter, every tenant's profile, anchor and throughput window, the
+        watermark) and ``load`` again from the books.
+
+        For an instance that becomes the one running the carrier after another did (SPEC §11):
+        that one submitted and emitted since this one loaded, so what this one holds is stale,
+        and the books are the truth. Tenant objects stay the same (the front end's views hold
+        them); their state is what is reset. A profile given at start is not applied again: the
+        stored profiles are the ones in force."""
+        async with self._emit_lock, self._books_lock:
+            self.due = DueQueue()
+            self._ranges.clear()
+            self._next_rid = None
+            self.watermark = (float("-inf"), 0)
+            self.loaded_stamp = None
+            for tenant in (self.default, *self._tenants.values()):
+                tenant.own_profile = None
+                tenant.own_anchor = None
+                tenant.rate.reset()
+                tenant.throttled = tenant.outage_refusals = 0
+            self.default.own_profile = self._default_profile
+            await self.load(finished=finished)
 
     def tenant(self, key: str | None) -> CarrierTenant:
         if key is None:
@@ -123,7 +159,7 @@ class CarrierCore:
         if anchor is not None:
             rows.append((tenant.state_key("outages_anchor"), repr(anchor)))
         if rows:
-            await self.db.write(lambda conn: conn.executemany("INSERT OR REPLACE INTO sim_state(key, value) VALUES (?, ?)", rows))
+            await self.books.save_state(rows)
 
     async def reset(self, tenant: CarrierTenant, profile: profiles.Profile | None = None,
                     forget: Callable[[tuple], bool] | None = None) -> list[int]:
@@ -132,7 +168,7 @@ class CarrierCore:
         ``profile`` replaces it). Other tenants are not touched. ``forget(row)`` says which queued
         receipts were the tenant's (the front end knows from its ids); returns the tasks forgotten."""
         async with self._emit_lock, self._books_lock:
-            tasks = await self.db.write(books.forget_tenant, tenant.key)
+            tasks = await self.books.forget_tenant(tenant.key)
             if forget is not None:
                 self.due.remove(forget)
             for task in tasks:
@@ -169,10 +205,8 @@ class CarrierCore:
                                     rules)
         async with self._books_lock:
             seen = await self._known(batch, ids) if known else {}
-            refused, due_rows, recorded, self._next_rid = await self.db.write(
-                books.record_submission, self.clock, batch, ids, decisions, seen, profile, anchor, self._next_rid, tenant.key,
-                extras,
-            )
+            refused, due_rows, recorded, self._next_rid = await self.books.record_submission(
+                self.clock, batch, ids, decisions, seen, profile, anchor, tenant.key, extras)
             # no await between the commit and here: the receipts are in the queue before an
             # emission can take due receipts again
             self.due.push(due_rows)
@@ -193,9 +227,7 @@ class CarrierCore:
             ranges = self._ranges.pop(task_ref, None)
             if ranges is None:
                 ranges = KeyRanges()
-                for batch_id, first, last in await self.db.fetchall(
-                    "SELECT id, first_key, last_key FROM sim_batches WHERE task_ref=? ORDER BY first_key, id", (task_ref,)
-                ):
+                for batch_id, first, last in await self.books.key_ranges(task_ref):
                     ranges.add(first, last, batch_id)
             self._ranges[task_ref] = ranges  # most recently used last
             while len(self._ranges) > RANGES_KEPT:  # the others are read again when needed
@@ -204,10 +236,8 @@ class CarrierCore:
             if not overlapping:
                 continue
             wanted = set(task_ids)
-            for (messages,) in await self.db.fetchall(
-                "SELECT messages FROM sim_batches WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(overlapping),)
-            ):
-                for msg_id, _number, _parts, outcome, code, *_ in json.loads(messages):
+            for messages in await self.books.batch_messages(overlapping):
+                for msg_id, _number, _parts, outcome, code, *_ in messages:
                     if msg_id in wanted:
                         known[msg_id] = (outcome, code)
         return known
@@ -243,7 +273,7 @@ class CarrierCore:
                     raise
                 last = rows[-1]
                 mark = self.safe_mark((last[0], last[1]), hold)
-                await self.db.write(books.log_emission, last[0], last[1], now, mark)
+                await self.books.log_emission(last[0], last[1], now, mark)
                 self.watermark = (last[0], last[1])
                 emitted += len(rows)
                 if len(rows) < batch:
@@ -259,7 +289,7 @@ class CarrierCore:
 
     async def save_mark(self, mark: tuple[float, int]) -> None:
         """Store how far a restart may start from (the front end's outbox moved on)."""
-        await self.db.write(books.save_mark, mark)
+        await self.books.save_mark(mark)
 
     # -- ground truth -------------------------------------------------------------------------------
     async def ground_truth(self, *, task_ref: int | None = None, tenant: str | None = None, after: str | None = None,
@@ -275,7 +305,7 @@ class CarrierCore:
         ``code``, ``due_at`` (epoch seconds), ``duplicate``, ``swallowed`` (due inside a receipts
         outage: never emitted) and ``emitted_at`` (epoch seconds it was handed to the front end,
         None until then)."""
-        rows = await self.db.read(books.ground_truth_rows, task_ref, after or "", limit + 1, tenant)
+        rows = await self.books.ground_truth_rows(task_ref, after or "", limit + 1, tenant)
         more = len(rows) > limit
         rows = rows[:limit]
         items = await self._items(rows, receipt_timeout)
@@ -283,12 +313,12 @@ class CarrierCore:
 
     async def messages(self, tenant: str | None, msg_ids: list[str], receipt_timeout: float = 72 * 3600.0) -> list[dict]:
         """The ground truth of these messages of one tenant (see ``ground_truth``)."""
-        return await self._items(await self.db.read(books.message_rows, tenant, msg_ids), receipt_timeout)
+        return await self._items(await self.books.message_rows(tenant, msg_ids), receipt_timeout)
 
     async def _items(self, rows: list[tuple], receipt_timeout: float) -> list[dict[str, Any]]:
         if not rows:
             return []
-        log = await self.db.fetchall("SELECT up_to_due, up_to_id, emitted_at FROM sim_emissions ORDER BY id")
+        log = await self.books.emission_log()
         marks = [(d, i) for d, i, _ in log]
         items = []
         for msg_id, number, parts, submitted_at, outcome, code, latency, rule, planned_rows, extra in rows:

@@ -55,7 +55,7 @@ from gateway.platform import SubmitItem
 from gateway.storage.sqlite import bulk
 from gateway.wire.codes import error_text
 
-from ..core import books
+from ..core import books_sqlite as books
 from ..core.outbox import RECEIPT, OutItem, keep_delivering
 from .aliyun_auth import TIMESTAMP_SKEW, AuthError, claims, parse_time
 

@@ -52,7 +52,7 @@ from gateway.wire.smpp.receipts import build_receipt, format_message_id, normali
 from gateway.wire.smpp.text import (ESM_UDHI, GSM7, choose_coding, concat_info, decode_text, encode_text,
                                     gsm_or_question_marks, split_udh)
 
-from ..core import books
+from ..core import books_sqlite as books
 from ..core.outbox import RECEIPT, OutItem, keep_delivering
 from ..model import draw
 from ..profile import outage_time

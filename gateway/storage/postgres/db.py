@@ -168,20 +168,25 @@ def rows_changed(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
-async def migrate(conn: asyncpg.Connection, migrations: Sequence[str] = MIGRATIONS) -> list[int]:
+async def migrate(conn: asyncpg.Connection, migrations: Sequence[str] = MIGRATIONS, *,
+                  table: str = "schema_migrations", lock: int = MIGRATION_LOCK) -> list[int]:
     """Apply the migrations this database has not had yet, in order, each in its own transaction
-    with its row in ``schema_migrations``; returns the versions applied (none: already current).
+    with its row in ``table``; returns the versions applied (none: already current).
 
     Under a session advisory lock, so that instances starting together wait for the first one
-    and then find nothing left to do, instead of racing to create the same tables."""
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    and then find nothing left to do, instead of racing to create the same tables.
+
+    ``table`` and ``lock`` name another track of migrations in the same database: a plugin's own
+    tables (the simulated carrier's ``sim_*``, simulator/core/books_postgres.py) version apart
+    from the gateway's schema."""
+    await conn.execute("SELECT pg_advisory_lock($1)", lock)
     try:
         await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            f"CREATE TABLE IF NOT EXISTS {table} ("
             " version INTEGER PRIMARY KEY,"
             " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         )
-        done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        done = {row[0] for row in await conn.fetch(f"SELECT version FROM {table}")}
         if done and max(done) > len(migrations):
             raise RuntimeError(f"the database has schema version {max(done)}, newer than this smslab knows"
                                f" ({len(migrations)}): run a newer smslab on it")
@@ -191,9 +196,9 @@ async def migrate(conn: asyncpg.Connection, migrations: Sequence[str] = MIGRATIO
                 continue
             async with conn.transaction():
                 await conn.execute(script)
-                await conn.execute("INSERT INTO schema_migrations(version) VALUES ($1)", version)
+                await conn.execute(f"INSERT INTO {table}(version) VALUES ($1)", version)
             applied.append(version)
-            log.info("database migrated to version %d", version)
+            log.info("database migrated to version %d (%s)", version, table)
         return applied
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+        await conn.execute("SELECT pg_advisory_unlock($1)", lock)

@@ -14,8 +14,9 @@ to change a column, duplicates renamed) has nothing to act on here. Its translat
 - flags stay integers (0/1), so a query reads the same on both backends (``deleted = 0``);
 - SQLite's partial indexes are kept as partial indexes, with the same conditions.
 
-The simulated carrier's ``sim_*`` tables are not here: the carrier keeps its own SQLite file
-(simulator/store.py), on either backend.
+The simulated carrier's ``sim_*`` tables are not here: on PostgreSQL they live in the same
+database but version apart, with migrations of their own recorded in ``sim_schema_migrations``
+(simulator/core/books_postgres.py); on SQLite the carrier keeps its own file (simulator/store.py).
 """
 
 MIGRATIONS: list[str] = [
