@@ -165,7 +165,7 @@ def _pipeline_postgres(args) -> dict:
     from .pg_floor import hot_path_floor
 
     admin = H.pg_admin_url(args.pg_url)
-    with workdir(args.workdir) as wd:
+    with workdir(args.workdir):
         ins, upd = asyncio.run(hot_path_floor(admin, args.numbers))
         with H.pg_scratch(admin) as url:
             # the simulated carrier keeps its books in the same database
@@ -372,7 +372,7 @@ def _ingest_postgres(args) -> dict:
 
     n = args.receipts
     admin = H.pg_admin_url(args.pg_url)
-    with workdir(args.workdir) as wd:
+    with workdir(args.workdir):
         floor = asyncio.run(hot_path_floor(admin, n))[1]
         with H.pg_scratch(admin) as url:
             task_id, first = H.pg_seed_pending_task(url, n)
