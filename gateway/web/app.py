@@ -56,6 +56,8 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
         saved = await storage.state.virtual_now()
         if saved is not None:
             clock.resume(saved)
+    elif clock.mode == "virtual":  # an explicit start instant is the shared timeline's from now on
+        await storage.state.save_virtual_now(clock.now())
     metrics = app[metrics_key]
     pm = app[pm_key]
 
