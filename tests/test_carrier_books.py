@@ -362,6 +362,31 @@ async def test_two_instances_submitting_at_once_never_share_a_receipt_id(pg_url)
             await i.db.close()
 
 
+async def test_a_message_two_instances_both_submit_is_recorded_and_decided_once(pg_url):
+    """Two leaders overlapping for a moment both submit the same messages: the second one's look
+    before its transaction misses the first one's record (its cache of key ranges predates it),
+    and the look under the counter's lock finds it, so it is answered from that record."""
+    clock = VirtualClock(START)
+    one, two = Instance(pg_url, clock), Instance(pg_url, clock)
+    carrier_one, carrier_two = await one.start(), await two.start()
+    try:
+        await carrier_two.submit(items(10, task=7, start=0))  # two caches task 7's key ranges
+        again = items(10, task=7, start=100)
+        first = await carrier_one.submit(again)
+        rows_before = await one.db.fetchall("SELECT id, messages FROM sim_batches ORDER BY id")
+        (rid_before,) = await one.db.fetchone("SELECT value FROM sim_state WHERE key='next_receipt_id'")
+        second = await carrier_two.submit(again)
+        assert [(r.key, r.platform_id) for r in second] == [(r.key, r.platform_id) for r in first]
+        assert await one.db.fetchall("SELECT id, messages FROM sim_batches ORDER BY id") == rows_before
+        assert await one.db.fetchone("SELECT value FROM sim_state WHERE key='next_receipt_id'") == (rid_before,)
+        ids = [m[0] for _, messages in rows_before for m in json.loads(messages)]
+        assert len(ids) == len(set(ids)) == 24
+    finally:
+        for c, i in ((carrier_one, one), (carrier_two, two)):
+            await c.stop()
+            await i.db.close()
+
+
 async def test_the_carriers_migrations_run_once_apart_from_the_gateways(pg_url):
     dbs = [PostgresDatabase(pg_url) for _ in range(3)]
     await asyncio.gather(*(db.open() for db in dbs))

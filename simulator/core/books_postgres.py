@@ -189,6 +189,7 @@ async def _record_submission(conn, clock, batch, ids, decisions, known, profile,
     counter, so receipt ids never collide. The service time is read after the lock, so receipts
     are planned in the order the counter hands out ids."""
     next_rid = int(await conn.fetchval("SELECT value FROM sim_state WHERE key='next_receipt_id' FOR UPDATE"))
+    known = await _known_under_lock(conn, batch, ids, known)
     now = clock.now()  # read inside the transaction: see SimulatedCarrier.on_clock
     planned = plan_submission(now, batch, ids, decisions, known, profile, anchor, next_rid, extras)
     recorded = []
@@ -200,6 +201,29 @@ async def _record_submission(conn, clock, batch, ids, decisions, known, profile,
         recorded = [(task_ref, batch_ids[task_ref], first, last) for task_ref, first, last, *_ in planned.rows]
     await conn.execute("UPDATE sim_state SET value=$1 WHERE key='next_receipt_id'", str(planned.next_rid))
     return planned.refused, planned.due_rows, recorded, planned.next_rid
+
+
+_OVERLAPPING = "SELECT messages FROM sim_batches WHERE task_ref = $1 AND first_key <= $2 AND last_key >= $3"
+
+
+async def _known_under_lock(conn, batch, ids, known: dict) -> dict:
+    """``known`` completed from the books as they stand under the counter's lock: ids of this
+    submission that another instance recorded since this one looked (``CarrierCore._known``
+    reads before the transaction, through a cache of key ranges). Two instances that briefly
+    both submit the same message (a leader not yet aware it lost its lease, and the one that
+    took over) then record and decide it once: the second is answered from the first's record.
+    One index range read per task of the submission; nothing when no batch overlaps."""
+    wanted_by_task: dict[int, set[str]] = {}
+    for item, msg_id in zip(batch, ids):
+        if msg_id not in known:
+            wanted_by_task.setdefault(item.task_id, set()).add(msg_id)
+    found = dict(known)
+    for task_ref, wanted in wanted_by_task.items():
+        for (messages,) in await conn.fetch(_OVERLAPPING, task_ref, max(wanted), min(wanted)):
+            for msg_id, _number, _parts, outcome, code, *_ in _decode(messages):
+                if msg_id in wanted:
+                    found[msg_id] = (outcome, code)
+    return found
 
 
 async def _log_emission(conn, due: float, rid: int, now: float, mark: tuple[float, int]) -> None:
