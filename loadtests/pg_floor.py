@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import AsyncIterator
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -206,8 +208,10 @@ def with_database(url: str, name: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/{name}" + (f"?{parts.query}" if parts.query else "")
 
 
-async def run(url: str, n: int, name: str | None = None, repeat: int = 1) -> tuple[dict, dict[str, str]]:
-    """Measure on a scratch database ``name`` (made up if not given) created through ``url``."""
+@contextlib.asynccontextmanager
+async def scratch_database(url: str, name: str | None = None) -> AsyncIterator[str]:
+    """A database ``name`` (made up if not given) created through ``url`` with the service's
+    schema, its URL for the block; dropped after it, connections and all."""
     admin = await asyncpg.connect(url)
     name = name or f"smslab_floor_{uuid.uuid4().hex[:10]}"
     await admin.execute(f"CREATE DATABASE {name}")
@@ -216,13 +220,23 @@ async def run(url: str, n: int, name: str | None = None, repeat: int = 1) -> tup
         conn = await asyncpg.connect(target)
         try:
             await migrate(conn)
+        finally:
+            await conn.close()
+        yield target
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+async def run(url: str, n: int, name: str | None = None, repeat: int = 1) -> tuple[dict, dict[str, str]]:
+    """Measure on a scratch database ``name`` (made up if not given) created through ``url``."""
+    async with scratch_database(url, name) as target:
+        conn = await asyncpg.connect(target)
+        try:
             settings = {key: await conn.fetchval(f"SHOW {key}") for key in ("server_version", "synchronous_commit", "fsync", "shared_buffers")}
         finally:
             await conn.close()
         return await measure(target, n, repeat), settings
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
 
 
 SINK_BATCH = 4000  # the receipt sink's flush: the batch the floor's UPDATE uses next to a benchmark
@@ -233,23 +247,11 @@ async def hot_path_floor(url: str, n: int, update_batch: int = SINK_BATCH) -> tu
     scratch database with the service's schema, ``n`` message rows in by COPY (batches of 1,000,
     the dispatcher's), then the same rows' results by ``UPDATE … FROM unnest`` (batches of the
     sink's flush). Returns the seconds of each."""
-    admin = await asyncpg.connect(url)
-    name = f"smslab_floor_{uuid.uuid4().hex[:10]}"
-    await admin.execute(f"CREATE DATABASE {name}")
-    try:
-        target = with_database(url, name)
-        conn = await asyncpg.connect(target)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+    async with scratch_database(url) as target:
         rows = message_rows(n)
         copy = await asyncpg_copy(target, rows)
         update = await asyncpg_update(target, rows, update_batch)
         return copy, update
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import getpass
 import os
-import threading
 import uuid
 from pathlib import Path
 from typing import AsyncIterator
@@ -31,6 +30,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+
+from gateway.testing.pytest_plugin import run_coroutine
 
 OPT_OUT = "SMSLAB_TEST_POSTGRES"
 URL_VARIABLE = "SMSLAB_TEST_POSTGRES_URL"
@@ -134,25 +135,6 @@ _session_created: list[str] = []  # db_target(session=True): dropped when the se
 _targets: dict[str, str] = {}  # tmp_path / name -> its URL: asked twice, the same database (a restart)
 
 
-def _in_own_loop(make_coro):
-    """Run a coroutine to completion from sync code, even inside an async test (whose loop is
-    running on this thread): in a thread with a loop of its own."""
-    outcome: dict = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = asyncio.run(make_coro())
-        except BaseException as exc:  # pytest's skip/fail outcomes included
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, name="pg_support")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
 def db_target(tmp_path, name: str = "smslab.db", *, session: bool = False) -> str:
     """Where a test's gateway keeps its data: ``tmp_path / name`` on the SQLite run; on the
     PostgreSQL run the URL of a new database, dropped when the test ends (the simulated
@@ -174,7 +156,7 @@ def db_target(tmp_path, name: str = "smslab.db", *, session: bool = False) -> st
         finally:
             await admin.close()
 
-    db_name = _in_own_loop(create)
+    db_name = run_coroutine(create)
     (_session_created if session else _created).append(db_name)
     url = database_url(_admin_url, db_name)
     _targets[path] = url
@@ -191,7 +173,7 @@ def run_postgres(url: str, sql: str, *args) -> list:
         finally:
             await conn.close()
 
-    return _in_own_loop(run)
+    return run_coroutine(run)
 
 
 def query(target: str, sql: str, *args) -> list[tuple]:
@@ -238,7 +220,7 @@ def drop_created_databases(created: list[str] | None = None) -> None:
         finally:
             await admin.close()
 
-    _in_own_loop(drop)
+    run_coroutine(drop)
     for path, url in list(_targets.items()):
         if url.rsplit("/", 1)[-1].split("?")[0] in names:
             del _targets[path]
@@ -266,7 +248,7 @@ def configure_backend() -> None:
     if not enabled():
         raise pytest.UsageError(f"{BACKEND_VARIABLE}=postgres needs PostgreSQL, and {OPT_OUT}=0 switched it off")
     try:
-        os.environ["SMSLAB_TEST_DB"] = _in_own_loop(admin_url)
+        os.environ["SMSLAB_TEST_DB"] = run_coroutine(admin_url)
     except pytest.fail.Exception as exc:  # unreachable: say so once, before any test runs
         raise pytest.UsageError(str(exc)) from None
 

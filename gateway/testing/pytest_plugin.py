@@ -171,7 +171,7 @@ def _is_postgres(target: str) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
 
-def _run_coroutine(make_coro) -> Any:
+def run_coroutine(make_coro) -> Any:
     """Run a coroutine to completion from a sync fixture, even on a thread whose event loop is
     running (an async test's): on a thread with a loop of its own."""
     outcome: dict[str, Any] = {}
@@ -211,7 +211,7 @@ class PostgresDatabase:
     def create(self) -> str:
         from urllib.parse import urlsplit
 
-        _run_coroutine(lambda: self._admin(f"CREATE DATABASE {self.name}"))
+        run_coroutine(lambda: self._admin(f"CREATE DATABASE {self.name}"))
         parts = urlsplit(self.server_url)
         self.url = f"{parts.scheme}://{parts.netloc}/{self.name}" + (f"?{parts.query}" if parts.query else "")
         return self.url
@@ -219,7 +219,7 @@ class PostgresDatabase:
     def drop(self) -> None:
         if self.url is not None:
             self.url = None
-            _run_coroutine(lambda: self._admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)"))
+            run_coroutine(lambda: self._admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)"))
 
 
 class GatewayProcess(_Process):
