@@ -119,6 +119,7 @@ async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platf
                 "content": {"text": "Spring sale: 20% off everything this weekend"}, "audience_id": audience,
                 "send_type": "immediate", "sub_activities": []}
         proc.spy_start()
+        cpu0, db_cpu0 = cpu_seconds(proc.pid), postgres_cpu_seconds()
         t0 = time.perf_counter()
         async with s.post(f"{proc.base}/api/v1/tasks", json=task) as r:
             created = await r.json()
@@ -134,12 +135,14 @@ async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platf
             if elapsed > timeout:
                 raise RuntimeError(f"the task did not complete within {timeout:.0f} s: {row['status']}, {row['sent']} sent")
             await asyncio.sleep(poll)
+        cpu, db_cpu = cpu_seconds(proc.pid) - cpu0, postgres_cpu_seconds() - db_cpu0
         proc.spy_stop()
         polled = elapsed
         if row.get("completed_at") and row.get("created_at"):
             # the service's own timestamps (ms): the client's poll would add up to one interval
             elapsed = parse_rfc3339(row["completed_at"]) - parse_rfc3339(row["created_at"])
-        return {"upload": upload, "elapsed": elapsed, "polled": polled, "row": row, "timeline": timeline}
+        return {"upload": upload, "elapsed": elapsed, "polled": polled, "row": row, "timeline": timeline,
+                "cpu": cpu, "db_cpu": db_cpu}
 
 
 def bench_pipeline(args) -> dict:
@@ -196,6 +199,9 @@ def _pipeline_report(args, run: dict, rss: float | None, ins: float, upd: float,
          f"{run['elapsed'] / floor:.2f}× the floor"),
         ("numbers/s", fmt(rate), fmt(floor_rate), f"{rate / floor_rate:.2f}"),
         ("peak RSS of the server (MB)", fmt(rss or float("nan")), "", ""),
+        ("CPU µs per number: the server" + (" / PostgreSQL's processes" if ins_name == "COPY" else ""),
+         f"{run['cpu'] * 1e6 / args.numbers:.1f}" + (f" / {run['db_cpu'] * 1e6 / args.numbers:.1f}"
+                                                      if ins_name == "COPY" else ""), "", ""),
         ("seen completed by the client's poll (s)", fmt(run["polled"]), "", ""),
         ("audience upload (s, not timed above)", fmt(run["upload"]), "", ""),
     ]
@@ -668,6 +674,24 @@ def cpu_times(pid: int) -> tuple[float, float]:
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), in seconds."""
     return sum(cpu_times(pid))
+
+
+def postgres_cpu_seconds() -> float:
+    """utime + stime of every ``postgres`` process on this machine (backends, WAL writer,
+    checkpointer, autovacuum), in seconds: the database server's share of a run when it runs here.
+    A backend that exits during the run takes its share with it (the server's pool stays open)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() != "postgres":
+                    continue
+            total += cpu_seconds(int(entry))
+        except OSError:  # gone meanwhile
+            continue
+    return total
 
 
 def settle(pid: int, step: float = 0.25, quiet: float = 0.01, limit: float = 10.0) -> float:

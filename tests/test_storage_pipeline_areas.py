@@ -164,6 +164,20 @@ async def test_receipts_that_overtook_their_acknowledgement(storage):
     assert theirs
 
 
+async def test_one_flush_reaching_a_message_twice_folds_it_once(storage):
+    """A flush whose receipts reach one message both from its platform and with the workspace's
+    token: the second receipt is folded on top of the first (a duplicate), not on the row as it
+    stood before the flush (which would count the number succeeded twice)."""
+    task_id = await sending_task(storage)
+    await storage.messages.record_batch(batch(task_id, ["w1", "w2"], 100.0), None)
+    tally = await storage.messages.apply_receipts(
+        [receipt("w1", 101.0), receipt("w2", 101.5, "failed", code="X")], TIMEOUT, 102.0, {}, None,
+        {WS: [receipt("w1", 103.0), receipt("w2", 104.0, "failed", code="X")]})
+    assert (dict(tally.succeeded), dict(tally.failed), dict(tally.duplicate)) == ({task_id: 1}, {task_id: 1}, {task_id: 2})
+    assert await counters(storage, task_id) == (2, 1, 1, 2, 0, 2, 101.5, 2, 2, '{"invalid":1}')
+    assert await group_by(storage) == [(task_id, 2, 1, 1)]
+
+
 async def test_sweep_at_the_deadline_and_purge(storage):
     task_id = await sending_task(storage, started=100.0)
     await storage.messages.record_batch(batch(task_id, ["s1", "s2"], 100.0), None)

@@ -60,7 +60,10 @@ class PostgresMessageStore:
         return [Member(seq, e164, kind) for seq, e164, kind in rows]
 
     async def record_batch(self, batch: BatchRecord, fresh: FreshMessages | None) -> None:
-        await write_retrying(self.db, record_batch, *batch)
+        try:
+            await write_retrying(self.db, record_batch, *batch)
+        except _TaskGone:  # deleted meanwhile: nothing to record
+            pass
 
     async def apply_receipts(self, items: list[tuple[str, Receipt]], timeout: float, now: float,
                              expected: dict[str, set[str]], fresh: FreshMessages | None,
@@ -119,16 +122,26 @@ async def _purge(conn: asyncpg.Connection, task_id: int, chunk: int) -> bool:
     return False
 
 
+class _TaskGone(Exception):
+    """The task of a batch being recorded no longer exists: the transaction (its COPY) is undone."""
+
+
 async def record_batch(conn: asyncpg.Connection, task_id: int, platform_name: str, parts: int, rows: list[tuple],
                        now: float, cursor: int, accepted: int, skipped: str, timeout: float) -> None:
     """One transaction per batch: the acknowledged numbers become pending message rows (COPY) and
     count as sent, the cursor moves past the batch with the skip counts as they stood after it,
-    and receipts that overtook the acknowledgement are applied and marked matched."""
+    and receipts that overtook the acknowledgement are applied and marked matched.
+
+    The COPY comes before the result locks (``lock_results``), so that a receipt flush waiting
+    for them waits for the counters and the look for receipts kept aside, not for the rows."""
     now = float(now)
+    if rows:
+        await conn.copy_records_to_table(
+            "messages", columns=_COPY_COLUMNS, records=[(r[0], r[1], r[2], 0, r[3], now) for r in rows])
     await lock_results(conn, (platform_name,))  # see lock_results: receipts that overtook this batch
-    # the counters, and whether any receipt is waiting at all (one probe of the partial index).
-    # First, and only while the stored cursor is before this batch: a batch another instance
-    # already recorded (it took the task over from this one) is refused whole (StaleBatch)
+    # the counters, and whether any receipt is waiting at all (one probe of the partial index),
+    # only while the stored cursor is before this batch: a batch another instance already
+    # recorded (it took the task over from this one) is refused whole (StaleBatch), its rows with it
     moved = await conn.fetchrow(
         "UPDATE tasks SET cursor=$1, accepted=$2, skipped=$3, sent=sent+$4, segments=segments+$5 WHERE id=$6"
         " AND cursor < $1 RETURNING workspace_id, EXISTS(SELECT 1 FROM unmatched_receipts WHERE matched=0)",
@@ -137,11 +150,8 @@ async def record_batch(conn: asyncpg.Connection, task_id: int, platform_name: st
     if moved is None:
         if await conn.fetchval("SELECT EXISTS(SELECT 1 FROM tasks WHERE id=$1)", task_id):
             raise StaleBatch(task_id, cursor)
-        return
+        raise _TaskGone(task_id)
     workspace_id, waiting = moved
-    if rows:
-        await conn.copy_records_to_table(
-            "messages", columns=_COPY_COLUMNS, records=[(r[0], r[1], r[2], 0, r[3], now) for r in rows])
     if not rows or not waiting:
         return
     # a receipt posted with a workspace's token matches only that workspace's numbers

@@ -1,11 +1,12 @@
 """The receipt fold on PostgreSQL: receipts applied to message rows and task counters inside the
 caller's transaction, a constant number of statements per flush whatever its size.
 
-One SELECT over an ``unnest`` array finds the messages a flush names and locks them
+One SELECT over the ids (one JSON text) finds the messages a flush names and locks them
 (``FOR UPDATE``, in id order, so two flushes that share messages wait for each other instead of
 deadlocking); each receipt is folded in Python by ``gateway.domain.receipt_fold.fold`` (the one
-place of the rule); one ``UPDATE … FROM unnest`` writes the rows back, one the task counters, one
-``INSERT … SELECT FROM unnest`` keeps the unmatched.
+place of the rule); one ``UPDATE … FROM jsonb_array_elements`` writes the rows back, one the task
+counters, one ``INSERT … SELECT FROM unnest`` keeps the unmatched. Receipts that found no message
+are looked for once more under the result locks before they are kept aside (``lock_results``).
 
 No fresh-message cache here: another instance on the same database may have changed a row since
 this process recorded it, so every message is read (and locked) in the transaction that folds it.
@@ -58,11 +59,16 @@ _SELECT_ALL = _SELECT.format("")
 _SELECT_SCOPED = _SELECT.format(" AND t.workspace_id = $2")
 
 # A receipt time of NULL leaves the stored one (the number was final before, or failed at its deadline).
+# The rows come as one JSON text of arrays, not an array parameter per column: asyncpg checks each
+# element of an array parameter against the iterable ABCs (is it a nested array?), which cost 4 µs
+# of the gateway's CPU per row against 0.5 µs for msgspec's encoding, and the server parses
+# ``jsonb`` as fast as the arrays (``python -m loadtests.pg_floor``: both forms; docs/benchmarks.md).
 _UPDATE_MESSAGES = (
     "UPDATE messages SET result = u.result, receipt_at = COALESCE(u.at, messages.receipt_at),"
     " delivered_mask = u.dm, failed_mask = u.fm, reasons = u.reasons, late = u.late"
-    f" FROM {unnest('bigint', 'int', 'float8', 'bigint', 'bigint', 'text', 'int')}"
-    " AS u(id, result, at, dm, fm, reasons, late) WHERE messages.id = u.id"
+    " FROM (SELECT (e->>0)::bigint AS id, (e->>1)::int AS result, (e->>2)::float8 AS at, (e->>3)::bigint AS dm,"
+    " (e->>4)::bigint AS fm, e->>5 AS reasons, (e->>6)::int AS late FROM jsonb_array_elements($1::jsonb) AS e) AS u"
+    " WHERE messages.id = u.id"
 )
 # Tasks in id order, so two flushes touching the same tasks lock them in the same order.
 _UPDATE_TASKS = (
@@ -79,6 +85,56 @@ _INSERT_UNMATCHED = (
 )
 
 
+class _Rows:
+    """The message rows one transaction has locked and folded so far, by id: a row read again (a
+    receipt of another workspace's group, or the look under the result locks) is folded on top of
+    what this transaction did to it, and every changed row is written back once, at the end."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, _Message] = {}
+
+    async def fold(self, conn: asyncpg.Connection, items: list[tuple[str, Receipt]], timeout: float,
+                   workspace: int | None, tally: Tally) -> None:
+        """Lock the messages ``items`` name and fold each receipt into its row (in memory);
+        receipts naming none go to ``tally.unmatched``."""
+        if not items:
+            return
+        ids = list(dict.fromkeys(r.platform_id for _, r in items))
+        ids_json = _encode(ids).decode()
+        rows = await (conn.fetch(_SELECT_ALL, ids_json) if workspace is None
+                      else conn.fetch(_SELECT_SCOPED, ids_json, workspace))
+        # per platform id and platform, the message a receipt reaches: the lowest id (rows come in id order)
+        found: dict[tuple[str, str | None], _Message] = {}
+        by_id = self.by_id
+        for row in rows:
+            key = (row[0], row[3])
+            if key not in found:
+                msg = by_id.get(row[1])
+                if msg is None:
+                    msg = by_id[row[1]] = _Message(row)
+                found[key] = msg
+        for index, (platform, receipt) in enumerate(items):
+            msg = found.get((receipt.platform_id, platform))
+            if msg is None:
+                tally.unmatched.append((platform, receipt))
+                tally.unmatched_at.append(index)
+                tally.unmatched_ws.append(workspace)
+                continue
+            _fold(msg, receipt, timeout, tally)
+
+    async def write_back(self, conn: asyncpg.Connection, tally: Tally) -> None:
+        """The changed rows in one UPDATE, the task counters in another."""
+        changed = [m for m in self.by_id.values() if m.dirty]
+        if changed:
+            await conn.execute(_UPDATE_MESSAGES, _encode(
+                [(m.id, m.result, m.receipt_at, m.delivered, m.failed, m.reasons, m.late) for m in changed]).decode())
+        tasks = sorted(tally.tasks)
+        if tasks:
+            await conn.execute(_UPDATE_TASKS, tasks, [tally.succeeded.get(t, 0) for t in tasks],
+                               [tally.failed.get(t, 0) for t in tasks], [tally.late.get(t, 0) for t in tasks],
+                               [tally.duplicate.get(t, 0) for t in tasks], [tally.last_final.get(t) for t in tasks])
+
+
 async def apply_receipts(conn: asyncpg.Connection, items: list[tuple[str, Receipt]], timeout: float,
                          workspace: int | None = None) -> Tally:
     """Fold receipts into message rows and task counters inside the caller's transaction.
@@ -86,35 +142,9 @@ async def apply_receipts(conn: asyncpg.Connection, items: list[tuple[str, Receip
     ``workspace`` scopes the receipts to the messages of that workspace's tasks (a token must not
     reach another workspace's numbers, whose platform ids can be guessed)."""
     tally = Tally()
-    if not items:
-        return tally
-    ids = list(dict.fromkeys(r.platform_id for _, r in items))
-    ids_json = _encode(ids).decode()
-    rows = await (conn.fetch(_SELECT_ALL, ids_json) if workspace is None else conn.fetch(_SELECT_SCOPED, ids_json, workspace))
-    # per platform id and platform, the message a receipt reaches: the lowest id (rows come in id order)
-    found: dict[tuple[str, str | None], _Message] = {}
-    for row in rows:
-        found.setdefault((row[0], row[3]), _Message(row))
-
-    for index, (platform, receipt) in enumerate(items):
-        msg = found.get((receipt.platform_id, platform))
-        if msg is None:
-            tally.unmatched.append((platform, receipt))
-            tally.unmatched_at.append(index)
-            tally.unmatched_ws.append(workspace)
-            continue
-        _fold(msg, receipt, timeout, tally)
-
-    changed = [m for m in found.values() if m.dirty]
-    if changed:
-        await conn.execute(_UPDATE_MESSAGES, [m.id for m in changed], [m.result for m in changed],
-                           [m.receipt_at for m in changed], [m.delivered for m in changed],
-                           [m.failed for m in changed], [m.reasons for m in changed], [m.late for m in changed])
-    tasks = sorted(tally.tasks)
-    if tasks:
-        await conn.execute(_UPDATE_TASKS, tasks, [tally.succeeded.get(t, 0) for t in tasks],
-                           [tally.failed.get(t, 0) for t in tasks], [tally.late.get(t, 0) for t in tasks],
-                           [tally.duplicate.get(t, 0) for t in tasks], [tally.last_final.get(t) for t in tasks])
+    rows = _Rows()
+    await rows.fold(conn, items, timeout, workspace, tally)
+    await rows.write_back(conn, tally)
     return tally
 
 
@@ -132,9 +162,15 @@ async def lock_results(conn: asyncpg.Connection, platforms) -> None:
     Why: a receipt flush and the record of the batch it names run on two connections (or two
     instances). Under READ COMMITTED each can miss the other's uncommitted rows: the flush finds
     no message and keeps the receipt aside as unmatched, while the record, looking for receipts
-    kept aside, finds none yet; the receipt then stays unmatched for ever. SQLite's one writer
-    rules that out; here both take these locks first, so the later one sees what the earlier one
-    committed."""
+    kept aside, finds none yet; the receipt then stays unmatched for ever. So the record looks for
+    receipts kept aside only under these locks (after its COPY), and a flush keeps a receipt aside
+    only under them, after looking for its message once more (``commit_receipts``): whichever
+    takes them second sees what the first committed.
+
+    Only then: a flush whose receipts all found their messages takes no lock, so flushes and the
+    records of new batches run side by side instead of in turn. Every transaction takes these
+    locks before any task row (a record: COPY, locks, counters; a flush: its message rows, locks,
+    counters), so the two never wait for each other in a circle."""
     for platform in sorted(platforms):
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "smslab.results:" + platform)
 
@@ -146,20 +182,44 @@ async def commit_receipts(conn: asyncpg.Connection, items: list[tuple[str, Recei
     naming an id in ``expected`` (its acknowledgement is being recorded): their places go to
     ``tally.held`` and nothing is written for them. ``scoped`` receipts (by workspace) come after
     ``items`` in the places the tally reports."""
-    platforms = {platform for platform, _ in items}
-    for group in (scoped or {}).values():
-        platforms.update(platform for platform, _ in group)
-    await lock_results(conn, platforms)
-    tally = await apply_receipts(conn, items, timeout)
+    rows = _Rows()
+    tally = Tally()
+    await rows.fold(conn, items, timeout, None, tally)
     offset = len(items)
     for workspace, group in (scoped or {}).items():
-        tally.merge(await apply_receipts(conn, group, timeout, workspace=workspace), offset)
+        part = Tally()
+        await rows.fold(conn, group, timeout, workspace, part)
+        tally.merge(part, offset)
         offset += len(group)
     if tally.unmatched and expected:
         tally.hold_expected(expected)
+    if tally.unmatched:
+        await lock_results(conn, {platform for platform, _ in tally.unmatched})
+        await _look_again(conn, rows, tally, timeout)
+    await rows.write_back(conn, tally)
     if tally.unmatched:
         u = [r for _, r in tally.unmatched]
         await conn.execute(_INSERT_UNMATCHED, [p for p, _ in tally.unmatched], [r.platform_id for r in u],
                            [r.part for r in u], [r.status for r in u], [r.code for r in u], [r.message for r in u],
                            [float(r.at) for r in u], tally.unmatched_ws, float(now))
     return tally
+
+
+async def _look_again(conn: asyncpg.Connection, rows: _Rows, tally: Tally, timeout: float) -> None:
+    """Under the result locks, look for the messages of the unmatched receipts once more (a new
+    statement sees what committed meanwhile: a record that took the locks first); the receipts
+    that find one now are folded, the others stay unmatched, in their places."""
+    by_workspace: dict[int | None, list[int]] = {}
+    for k, workspace in enumerate(tally.unmatched_ws):
+        by_workspace.setdefault(workspace, []).append(k)
+    still: list[int] = []
+    for workspace, ks in by_workspace.items():
+        again = Tally()
+        await rows.fold(conn, [tally.unmatched[k] for k in ks], timeout, workspace, again)
+        still += [ks[i] for i in again.unmatched_at]
+        again.unmatched, again.unmatched_at, again.unmatched_ws = [], [], []
+        tally.merge(again, 0)
+    still.sort()
+    tally.unmatched = [tally.unmatched[k] for k in still]
+    tally.unmatched_at = [tally.unmatched_at[k] for k in still]
+    tally.unmatched_ws = [tally.unmatched_ws[k] for k in still]
