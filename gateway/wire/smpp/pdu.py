@@ -492,19 +492,54 @@ _LIST_FIELDS = {SUBMIT_MULTI: ("dest_address",), SUBMIT_MULTI_RESP: ("unsuccess_
 
 
 def _tlv_decoder(name: str, kind: str, low: int, high: int) -> Any:
-    def decode_value(raw: bytes) -> Any:
-        if not low <= len(raw) <= high:
-            raise PduError(ESME_RINVPARLEN, f"{name} has length {len(raw)}, expected {low}..{high}")
-        if kind == "int":
-            return int.from_bytes(raw, "big")
-        if kind == "cstr":  # some SMSCs leave out the NUL: the value ends at the first one, if any
-            nul = raw.find(b"\0")
-            return (raw if nul < 0 else raw[:nul]).decode("latin-1")
-        if kind == "flag":
-            return True
-        return raw
+    """``decode_value(data, pos, length)``, one per kind, reading in place: a receipt carries
+    three TLVs, and slicing each value out and branching on its kind per TLV was a third of its
+    decoding."""
 
-    return decode_value
+    def wrong(length: int) -> PduError:
+        return PduError(ESME_RINVPARLEN, f"{name} has length {length}, expected {low}..{high}")
+
+    if kind == "int" and low == 1:
+
+        def decode_byte(data: bytes, pos: int, length: int) -> int:
+            if length != 1:
+                raise wrong(length)
+            return data[pos]
+
+        return decode_byte
+    if kind == "int":
+
+        def decode_int(data: bytes, pos: int, length: int) -> int:
+            if length != low:
+                raise wrong(length)
+            return int.from_bytes(data[pos : pos + length], "big")
+
+        return decode_int
+    if kind == "cstr":  # some SMSCs leave out the NUL: the value ends at the first one, if any
+
+        def decode_cstr(data: bytes, pos: int, length: int) -> str:
+            if not low <= length <= high:
+                raise wrong(length)
+            end = pos + length
+            nul = data.find(0, pos, end)
+            return data[pos : end if nul < 0 else nul].decode("latin-1")
+
+        return decode_cstr
+    if kind == "flag":
+
+        def decode_flag(data: bytes, pos: int, length: int) -> bool:
+            if not low <= length <= high:
+                raise wrong(length)
+            return True
+
+        return decode_flag
+
+    def decode_octets(data: bytes, pos: int, length: int) -> bytes:
+        if not low <= length <= high:
+            raise wrong(length)
+        return data[pos : pos + length]
+
+    return decode_octets
 
 
 def _tlv_encoder(name: str, tag: int, kind: str, low: int, high: int) -> Any:
@@ -553,7 +588,7 @@ def _decode_tlvs(data: bytes, pos: int) -> dict[str | int, Any]:
         if known is None:
             tlvs[tag] = data[pos : pos + length]
         else:
-            tlvs[known[0]] = known[1](data[pos : pos + length])
+            tlvs[known[0]] = known[1](data, pos, length)
         pos += length
     return tlvs
 
@@ -604,23 +639,35 @@ class PduReader:
         self.max_length = max_length
 
     def feed(self, data: bytes) -> list[bytes]:
+        # Frames are cut from ``data`` itself when nothing is left over from the last read (the
+        # usual case: a read ends on a PDU boundary more often than not), each one ``bytes`` slice;
+        # only a tail that is not a whole PDU yet is kept. A read of a hundred PDUs was copied
+        # into the buffer, each frame copied out twice and the buffer shifted: a tenth of a
+        # receipt's cost on either side.
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            data = bytes(buffer)
+            buffer.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)
         frames: list[bytes] = []
-        pos, end = 0, len(buffer)
+        pos, end = 0, len(data)
+        unpack = _U32.unpack_from
         while end - pos >= 4:
-            length = int.from_bytes(buffer[pos : pos + 4], "big")
+            (length,) = unpack(data, pos)
             if length < 16 or length > self.max_length:
+                buffer += data  # as it was: nothing is consumed from a stream that cannot be read
                 command_id, sequence = (
-                    struct.unpack_from(">I4xI", buffer, pos + 4) if end - pos >= 16 else (0, 0)
+                    struct.unpack_from(">I4xI", data, pos + 4) if end - pos >= 16 else (0, 0)
                 )
                 raise PduError(ESME_RINVCMDLEN, f"command_length {length}", sequence, command_id)
             if end - pos < length:
                 break
-            frames.append(bytes(buffer[pos : pos + length]))
+            frames.append(data[pos : pos + length])
             pos += length
-        if pos:
-            del buffer[:pos]
+        if pos < end:
+            buffer += data[pos:] if pos else data
         return frames
 
 
