@@ -212,6 +212,54 @@ async def test_many_kinds_of_delivered_update_keep_every_other_column(tmp_path):
         await db.close()
 
 
+async def test_a_receipt_held_while_its_batch_is_recorded_mid_flush_is_not_left_waiting(tmp_path):
+    """The store holds a receipt for an id the dispatcher is recording; the record commits, and
+    ``recorded`` runs, while that flush is still on its way back (PostgreSQL: the flush took no
+    lock the record needed). The receipt must go again at once, not wait for a ``recorded``
+    that has already come and gone (its deliver call then never returned)."""
+    import asyncio
+
+    from gateway.clock import VirtualClock
+    from gateway.pipeline.receipts import ReceiptSink
+    from gateway.pipeline.results import MessageResults
+    from gateway.storage.sqlite.messages import SqliteMessageStore
+
+    db = await _db(tmp_path)
+    config = Config(db_path=str(tmp_path / "p.db"))
+    store = SqliteMessageStore(db)
+
+    class RecordedMidFlush(SqliteMessageStore):
+        """The real store, except that the record lands between its decision to hold and its return."""
+
+        def __init__(self):
+            super().__init__(db)
+            self.once = True
+
+        async def apply_receipts(self, items, timeout, now, expected, fresh, scoped):
+            tally = await store.apply_receipts(items, timeout, now, expected, fresh, scoped)
+            if self.once and tally.held:
+                self.once = False
+                rows, _ = _message_rows(1, 1, [_item(0, "+8613800138000")], [SubmitResult("1-0000000000", "P9")])
+                await db.write(_record_batch, 1, "sim", 1, rows, 4.0, 0, 1, "{}", config.receipt_timeout)
+                sink.recorded("sim", ["P9"])
+            return tally
+
+    async def on_committed(by_platform, tally):
+        pass
+
+    sink = ReceiptSink(MessageResults(RecordedMidFlush(), config), VirtualClock(10.0), config, on_committed)
+    sink.start()
+    try:
+        sink.expect("sim", ["P9"])
+        await asyncio.wait_for(sink.deliver("sim", [Receipt(platform_id="P9", status="delivered", at=5.0)]), 5)
+        assert await db.fetchone("SELECT result FROM messages WHERE platform_id='P9'") == (R.SUCCEEDED,)
+        assert await db.fetchone("SELECT sent, succeeded FROM tasks WHERE id=1") == (1, 1)
+        assert await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts") == (0,)
+    finally:
+        await sink.stop()
+        await db.close()
+
+
 async def test_receipts_overtaking_a_batch_being_recorded_wait_for_it_in_memory(tmp_path):
     """The sink's waiting room: a receipt naming an id the dispatcher is recording is applied
     once the batch is recorded, its deliver call answered only then; nothing goes to

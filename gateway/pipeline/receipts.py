@@ -173,7 +173,16 @@ class ReceiptSink:
                 entry[2].fut.set_exception(exc)
 
     async def _committed(self, entries: list, by_platform, tally: Tally, held: list) -> None:
-        self._held.extend(held)
+        # A receipt held for an id that was recorded while its flush was still running (the
+        # store decided to hold it before the record committed; ``recorded`` then found the
+        # waiting room without it) goes again now: waiting for a ``recorded`` that has come
+        # and gone would leave it, and its deliver call, waiting for ever.
+        for entry in held:
+            platform, receipt = entry[0], entry[1]
+            expected = self._expected.get(platform)
+            (self._held if expected is not None and receipt.platform_id in expected else self._retry).append(entry)
+        if self._retry:
+            self._wake.set()
         for _, receipts, delivery, _ws in entries:
             delivery.pending -= len(receipts)
         for _, _, delivery, _ws in held:  # still to be committed
