@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import aiohttp
 import msgspec
@@ -109,7 +108,10 @@ async def _upload_csv(session: aiohttp.ClientSession, base: str, n: int) -> int:
 
 
 async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platform: str = "sim",
-                        on_send: Callable[[str], None] | None = None) -> dict:
+                        beside: tuple[int, ...] = ()) -> dict:
+    """One task of ``n`` numbers, uploaded then sent; ``cpu`` (the server's), ``db_cpu``
+    (PostgreSQL's processes) and ``beside_cpu`` (those processes', in order) are CPU seconds over
+    the send alone, task created to completed."""
     headers = {"Authorization": f"Bearer {proc.token}"}
     async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=None)) as s:
         async with s.post(f"{proc.base}/api/v1/simulator/presets/perfect") as r:
@@ -122,8 +124,7 @@ async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platf
                 "send_type": "immediate", "sub_activities": []}
         proc.spy_start()
         cpu0, db_cpu0 = cpu_seconds(proc.pid), postgres_cpu_seconds()
-        if on_send is not None:
-            on_send("start")
+        beside0 = [cpu_seconds(pid) for pid in beside]
         t0 = time.perf_counter()
         async with s.post(f"{proc.base}/api/v1/tasks", json=task) as r:
             created = await r.json()
@@ -140,15 +141,14 @@ async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platf
                 raise RuntimeError(f"the task did not complete within {timeout:.0f} s: {row['status']}, {row['sent']} sent")
             await asyncio.sleep(poll)
         cpu, db_cpu = cpu_seconds(proc.pid) - cpu0, postgres_cpu_seconds() - db_cpu0
-        if on_send is not None:
-            on_send("end")
+        beside_cpu = [cpu_seconds(pid) - c0 for pid, c0 in zip(beside, beside0)]
         proc.spy_stop()
         polled = elapsed
         if row.get("completed_at") and row.get("created_at"):
             # the service's own timestamps (ms): the client's poll would add up to one interval
             elapsed = parse_rfc3339(row["completed_at"]) - parse_rfc3339(row["created_at"])
         return {"upload": upload, "elapsed": elapsed, "polled": polled, "row": row, "timeline": timeline,
-                "cpu": cpu, "db_cpu": db_cpu}
+                "cpu": cpu, "db_cpu": db_cpu, "beside_cpu": beside_cpu}
 
 
 def bench_pipeline(args) -> dict:
@@ -270,15 +270,10 @@ def bench_pipeline_smpp(args) -> dict:
                 # CPU from before the upload (the figure of earlier rounds: it counts the CSV's
                 # parsing and number checks too) and during the send alone (task created to
                 # completed), which is what bounds the rate
-                marks: dict[str, tuple[float, float]] = {}
-
-                def on_send(mark: str) -> None:
-                    marks[mark] = (cpu_seconds(gw.pid), cpu_seconds(carrier.pid))
-
                 cpu0_gw, cpu0_c = cpu_seconds(gw.pid), cpu_seconds(carrier.pid)
-                smpp = asyncio.run(_pipeline_run(gw, n, args.timeout, args.poll, platform="smpp", on_send=on_send))
+                smpp = asyncio.run(_pipeline_run(gw, n, args.timeout, args.poll, platform="smpp", beside=(carrier.pid,)))
                 cpu_gw, cpu_c = cpu_seconds(gw.pid) - cpu0_gw, cpu_seconds(carrier.pid) - cpu0_c
-                send_gw, send_c = (marks["end"][0] - marks["start"][0], marks["end"][1] - marks["start"][1])
+                send_gw, (send_c,) = smpp["cpu"], smpp["beside_cpu"]
                 rss = H.peak_rss_mb(gw.pid)
             truth = ground_truth_counts(carrier.base, SMPP_ACCOUNT[0], time.monotonic() + max(120.0, args.timeout))
     for name, run in (("sim", sim), ("smpp", smpp)):

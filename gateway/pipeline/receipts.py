@@ -179,8 +179,7 @@ class ReceiptSink:
         # and gone would leave it, and its deliver call, waiting for ever.
         for entry in held:
             platform, receipt = entry[0], entry[1]
-            expected = self._expected.get(platform)
-            (self._held if expected is not None and receipt.platform_id in expected else self._retry).append(entry)
+            (self._held if receipt.platform_id in self._expected.get(platform, ()) else self._retry).append(entry)
         if self._retry:
             self._wake.set()
         for _, receipts, delivery, _ws in entries:

@@ -227,8 +227,11 @@ class SmppPlatform(Platform):
         try:
             await asyncio.wait_for(self._bound.wait(), self.settings.connect_wait)
         except TimeoutError:
-            raise PlatformError(f"no session to the SMSC at {self.settings.host}:{self.settings.port} is bound",
-                                retryable=True) from None
+            raise self._unbound_error() from None
+
+    def _unbound_error(self) -> PlatformError:
+        return PlatformError(f"no session to the SMSC at {self.settings.host}:{self.settings.port} is bound",
+                             retryable=True)
 
     def _parts(self, items: list[SubmitItem], job: _Batch) -> list[_Part]:
         """Every part of every number, encoded: a text that fits one part is laid out once (a
@@ -348,14 +351,14 @@ class SmppPlatform(Platform):
             return
         else:
             part.error = f"SMPP:{P.status_name(status)}"
-        number = part.number
-        number.left -= 1
-        if not number.left:
-            self._number_done(number)
+        self._part_done(part)
 
     def _on_expired(self, part: _Part) -> None:
         """Not answered within ``timeout``: refused, not sent again (it may have arrived)."""
         part.error = "SMPP:NO_RESPONSE"
+        self._part_done(part)
+
+    def _part_done(self, part: _Part) -> None:
         number = part.number
         number.left -= 1
         if not number.left:
@@ -393,20 +396,14 @@ class SmppPlatform(Platform):
             pending = self._pending_store
             platform_id = normalise_id(parts[0].message_id, mode, from_receipt=False)
             pending[f"k:{item.key}"] = [platform_id, [p.message_id for p in parts], workspace_id]
-            if len(parts) == 1:
-                value = (platform_id, -1, item.number, workspace_id)
-                self._remember(platform_id, value)
-                pending[f"m:{platform_id}"] = list(value)
+            single = len(parts) == 1  # the usual case: its id is the number's, normalised once above
+            for index, part in enumerate(parts):
+                norm = platform_id if single else normalise_id(part.message_id, mode, from_receipt=False)
+                value = (platform_id, -1 if single else index, item.number, workspace_id)
+                self._remember(norm, value)
+                pending[f"m:{norm}"] = list(value)
                 if self._held:
-                    self._release_held(platform_id)
-            else:
-                for index, part in enumerate(parts):
-                    norm = normalise_id(part.message_id, mode, from_receipt=False)
-                    value = (platform_id, index, item.number, workspace_id)
-                    self._remember(norm, value)
-                    pending[f"m:{norm}"] = list(value)
-                    if self._held:
-                        self._release_held(norm)
+                    self._release_held(norm)
             if workspace_id is not None:
                 pending[f"n:{item.number}"] = workspace_id
             result = SubmitResult(item.key, platform_id)
@@ -424,7 +421,7 @@ class SmppPlatform(Platform):
         self._unbound_timer = None
         if self._bound.is_set():
             return
-        error = PlatformError(f"no session to the SMSC at {self.settings.host}:{self.settings.port} is bound", retryable=True)
+        error = self._unbound_error()
         for part in self._queue:
             job = part.number.batch
             if not job.over:
