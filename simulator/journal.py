@@ -29,7 +29,7 @@ class Journal:
         return len(self._entries)
 
     def pdu(self, at: float, direction: str, account: str | None, bind: int, pdu) -> None:
-        """A PDU in (from the client) or out."""
+        """A PDU in (from the client) or out: a Pdu, or a frame's octets (decoded when read)."""
         if self.enabled:
             self._entries.append((self._next, at, direction, account, None, bind, pdu, None))
             self._next += 1
@@ -61,7 +61,15 @@ class Journal:
 
 
 def _command(entry: tuple) -> str:
-    return entry[4] if entry[6] is None else entry[6].command
+    pdu = entry[6]
+    if pdu is None:
+        return entry[4]
+    if type(pdu) is bytes:
+        from gateway.wire.smpp.pdu import COMMAND_NAMES
+
+        command_id = int.from_bytes(pdu[4:8], "big")
+        return COMMAND_NAMES.get(command_id, f"0x{command_id:08X}")
+    return pdu.command
 
 
 def _shown(entry: tuple) -> dict[str, Any]:
@@ -74,8 +82,10 @@ def _shown(entry: tuple) -> dict[str, Any]:
     if pdu is None:
         shown.update(extra or {})
         return shown
-    from gateway.wire.smpp.pdu import status_name
+    from gateway.wire.smpp.pdu import decode, status_name
 
+    if type(pdu) is bytes:
+        pdu = decode(pdu)
     shown.update(sequence=pdu.sequence_number, status=status_name(pdu.command_status),
                  fields={k: ("********" if k == "password" else _plain(v)) for k, v in pdu.fields.items()
                          if not k.startswith("_")},

@@ -245,6 +245,19 @@ def test_the_journal_shows_every_pdu_without_passwords(carrier, esme):
     assert status == 200 and len(page["items"]) == 1
     entry = page["items"][0]
     assert entry["direction"] == "in" and entry["fields"]["short_message"] == "journal me"
+    # what the SMSC writes from ready octets (the usual submit_sm_resp, receipts) reads like the rest
+    status, resps = carrier.api("GET", f"/journal?account={name}&command=submit_sm_resp")
+    assert status == 200 and len(resps["items"]) == 1
+    message_id = resps["items"][0]["fields"]["message_id"]
+    assert resps["items"][0]["direction"] == "out" and message_id
+    carrier.advance(10)
+    client.receipts(1, timeout=3)
+    status, delivers = carrier.api("GET", f"/journal?account={name}&command=deliver_sm")
+    assert status == 200 and len(delivers["items"]) == 1
+    receipt = delivers["items"][0]
+    assert receipt["direction"] == "out" and receipt["fields"]["source_addr"] == "8613800138008"
+    assert receipt["fields"]["esm_class"] == 4 and receipt["tlvs"]["receipted_message_id"] == message_id
+    assert receipt["fields"]["short_message"].startswith(f"id:{message_id} ")
     status, binds = carrier.api("GET", "/journal?command=bind_transceiver&limit=1000")
     assert all(e["fields"]["password"] == "********" for e in binds["items"])
     assert carrier.api("GET", "/journal", token=None)[0] == 401

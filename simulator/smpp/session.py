@@ -141,12 +141,13 @@ class Session(asyncio.Protocol):
             self._take(held)
 
     # -- writing -------------------------------------------------------------------------------
-    def send(self, pdu: P.Pdu) -> None:
-        """Write a PDU (a response, or a request whose answer is not awaited) this loop turn."""
+    def send(self, pdu: P.Pdu | bytes) -> None:
+        """Write a PDU (a response, or a request whose answer is not awaited) this loop turn; a
+        hot path may give the frame's octets instead of a Pdu (the journal keeps either)."""
         if self.transport is None or self.state == "closed":
             return
         self.smsc.journal_out(self, pdu)
-        self._out.append(P.encode(pdu))
+        self._out.append(pdu if type(pdu) is bytes else P.encode(pdu))
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
@@ -157,6 +158,14 @@ class Session(asyncio.Protocol):
         pdu.sequence_number = seq
         self.inflight[seq] = carried
         self.send(pdu)
+        return seq
+
+    def request_body(self, command_id: int, body: bytes, carried: Any) -> int:
+        """:meth:`request` for a request already encoded but for its header (a receipt)."""
+        seq = self._next_seq
+        self._next_seq = seq + 1 if seq < 0x7FFFFFFF else 1
+        self.inflight[seq] = carried
+        self.send(P.frame(command_id, 0, seq, body))
         return seq
 
     def _flush(self) -> None:

@@ -46,7 +46,7 @@ from gateway.platform import SubmitItem
 from gateway.storage.sqlite import bulk
 from gateway.wire.codes import smpp_state
 from gateway.wire.smpp import pdu as P
-from gateway.wire.smpp.receipts import build_receipt, format_message_id, normalise_id, receipt_pdu
+from gateway.wire.smpp.receipts import Dialect, ReceiptWriter, format_message_id, normalise_id
 # the receipt's ``text:`` goes in the receipt's own coding (GSM 03.38), a character it cannot carry
 # (the Chinese of a UCS-2 message) as ``?``, so no client's decoder meets UCS-2 octets in it
 from gateway.wire.smpp.text import (ESM_UDHI, GSM7, choose_coding, concat_info, decode_text, encode_text,
@@ -123,6 +123,7 @@ class Smsc:
         self._counts: dict[tuple[str, str], int] = {}  # (account, destination) -> messages so far
         self._requests: dict[str, int] = {}  # per account: requests seen (for seeded chaos draws)
         self._metas: OrderedDict[str, Meta] = OrderedDict()
+        self._writers: dict[int, ReceiptWriter] = {}  # id(dialect) -> its receipt writer
         self._pending: list[Pending] = []
         self._committing: asyncio.Task | None = None
         self._concat: OrderedDict[tuple, tuple[str, int, int]] = OrderedDict()  # (account, src, dst, ref, total) -> (msg id, n, parts)
@@ -260,7 +261,7 @@ class Smsc:
             self._answer(session, pdu, P.generic_nack(pdu.sequence_number, P.ESME_RINVCMDID))
         return None
 
-    def _answer(self, session: Session, request: P.Pdu, resp: P.Pdu, delay: float = 0.0) -> None:
+    def _answer(self, session: Session, request: P.Pdu, resp: P.Pdu | bytes, delay: float = 0.0) -> None:
         """Send a response, unless session chaos leaves it unanswered or makes it wait."""
         chaos = self.carrier.profile.session
         if chaos.unanswered_rate and session.system_id is not None:
@@ -488,8 +489,8 @@ class Smsc:
         unsuccess = request.fields.get("_unsuccess")
         if unsuccess is not None:
             resp = P.make_resp(request, message_id=message_id, unsuccess_sme=unsuccess)
-        else:  # the usual answer, built directly (make_resp merges defaults: a third of this path)
-            resp = P.Pdu(request.command_id | 0x80000000, 0, request.sequence_number, {"message_id": message_id}, {})
+        else:  # the usual answer as octets: a Pdu and the codec were a third of this path
+            resp = P.frame(request.command_id | 0x80000000, 0, request.sequence_number, message_id.encode("ascii") + b"\0")
         if p.early:  # receipt_before_resp: the response waits for the receipt
             self._held_resps.setdefault(p.msg_id, []).append((p.session, resp, time.monotonic() + EARLY_HOLD))
             return
@@ -614,8 +615,11 @@ class Smsc:
                     if session is None:
                         back.append(item)
                         continue
-                    pdu = self._receipt(session.account.dialect, item, meta) if item.kind == RECEIPT else self._mo(item)
-                    session.request(pdu, item)
+                    if item.kind == RECEIPT:
+                        writer = self._receipt_writer(session.account.dialect)
+                        session.request_body(writer.command_id, self._receipt(writer, item, meta), item)
+                    else:
+                        session.request(self._mo(item), item)
                     handed.append(item)
                     sent += 1
                     if item.kind == RECEIPT:
@@ -632,14 +636,20 @@ class Smsc:
                 outbox.again(back, now)
         return sent
 
-    def _receipt(self, dialect, item: OutItem, meta: Meta) -> P.Pdu:
+    def _receipt_writer(self, dialect: Dialect) -> ReceiptWriter:
+        writer = self._writers.get(id(dialect))
+        if writer is None or writer.dialect is not dialect:  # an account's dialect changed
+            writer = self._writers[id(dialect)] = ReceiptWriter(dialect)
+        return writer
+
+    def _receipt(self, writer: ReceiptWriter, item: OutItem, meta: Meta) -> bytes:
+        """The receipt's PDU body: from the handset the message went to, to its sender."""
         part = item.part if item.part is not None and item.part < meta.parts else 0
         state, err = smpp_state(item.status, item.code)
-        short_message, tlvs = build_receipt(
-            dialect, message_number=meta.n + part, submit_time=_utc(meta.submitted_at), done_time=_utc(item.due_at),
-            stat=state, err=err, text_bytes=gsm_or_question_marks(meta.text))
-        return receipt_pdu(dialect, short_message, tlvs, sequence_number=0, source_addr=meta.destination.lstrip("+"),
-                           destination_addr=meta.source, dest_addr_ton=meta.source_ton, dest_addr_npi=meta.source_npi)
+        return writer.body(message_number=meta.n + part, submit_time=_utc(meta.submitted_at), done_time=_utc(item.due_at),
+                           stat=state, err=err, text_bytes=gsm_or_question_marks(meta.text),
+                           source_addr=meta.destination.lstrip("+"), destination_addr=meta.source,
+                           dest_addr_ton=meta.source_ton, dest_addr_npi=meta.source_npi)
 
     def _mo(self, item: OutItem) -> P.Pdu:
         body = msgspec.json.decode(item.body or "{}")

@@ -705,7 +705,12 @@ def encode(pdu: Pdu) -> bytes:
             body = b"".join(out)
     except (struct.error, OverflowError) as error:
         raise ValueError(f"{pdu.command}: a value is out of range: {error}") from None
-    return _HEADER.pack(16 + len(body), command_id, pdu.command_status, pdu.sequence_number) + body
+    return frame(command_id, pdu.command_status, pdu.sequence_number, body)
+
+
+def frame(command_id: int, command_status: int, sequence_number: int, body: bytes) -> bytes:
+    """A PDU's wire bytes from its header values and a body already encoded."""
+    return _HEADER.pack(16 + len(body), command_id, command_status, sequence_number) + body
 
 
 # --- building -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from .pdu import DATA_SM, DELIVER_SM, Pdu
+from .pdu import DATA_SM, DELIVER_SM, Pdu, encode
 
 ESM_RECEIPT = 0x04  # esm_class: SMSC delivery receipt
 
@@ -242,28 +242,12 @@ def build_receipt(
         raise ValueError(f"stat must be one of {', '.join(MESSAGE_STATES)}, not {stat!r}")
     if dlvrd is None:
         dlvrd = 1 if state == DELIVERED else 0
-    show = dialect.fields
     write_date = _date_writer(dialect.date_format)
     message_id = format_message_id(dialect, message_number)
-    words: list[str] = []
-    if "id" in show:
-        text_id = message_id if dialect.receipt_id == "same" else receipt_text_id(dialect, message_number)
-        words.append("id:" + text_id)
-    if "sub" in show:
-        words.append(f"sub:{sub:03d}")
-    if "dlvrd" in show:
-        words.append(f"dlvrd:{dlvrd:03d}")
-    if "submit date" in show:
-        words.append("submit date:" + write_date(submit_time))
-    if "done date" in show:
-        words.append("done date:" + write_date(done_time))
-    if "stat" in show:
-        words.append(f"stat:{dialect.stat_words.get(stat) or STANDARD_STAT_WORDS[stat]}")
-    if "err" in show:
-        words.append(f"err:{err:0{dialect.err_width}d}" if dialect.err_width else f"err:{err}")
-    short_message = " ".join(words).encode("ascii")
-    if "text" in show and dialect.text_field:
-        short_message += f" {dialect.text_field}:".encode("ascii") + text_bytes[:20]
+    text_id = message_id if dialect.receipt_id == "same" else receipt_text_id(dialect, message_number)
+    slots = {_ID: text_id.encode("ascii"), _SUBMIT: write_date(submit_time).encode("ascii"),
+             _DONE: write_date(done_time).encode("ascii")}
+    short_message = b"".join(p if type(p) is bytes else slots[p] for p in _text_layout(dialect, stat, err, sub, dlvrd, text_bytes))
     tlvs: dict[str, Any] = {}
     if dialect.tlvs:
         code = err if network_error is None else network_error
@@ -272,7 +256,111 @@ def build_receipt(
             "message_state": state if message_state is None else message_state,
             "network_error_code": b"\x03" + (code & 0xFFFF).to_bytes(2, "big"),  # 3 = GSM
         }
-    return short_message.lstrip(b" "), tlvs
+    return short_message, tlvs
+
+
+_ID, _SUBMIT, _DONE = 0, 1, 2  # the slots of a receipt text that change receipt by receipt
+
+
+def _text_layout(dialect: Dialect, stat: str, err: int, sub: int, dlvrd: int, text_bytes: bytes) -> tuple[bytes | int, ...]:
+    """A receipt's text as constant octets around the slots each receipt fills (its id and its
+    two dates): everything the dialect, the state and the quoted text decide, worked out once by
+    :class:`ReceiptWriter` for a whole burst of receipts."""
+    show = dialect.fields
+    words: list[tuple[bytes | int, ...]] = []
+    if "id" in show:
+        words.append((b"id:", _ID))
+    if "sub" in show:
+        words.append((f"sub:{sub:03d}".encode(),))
+    if "dlvrd" in show:
+        words.append((f"dlvrd:{dlvrd:03d}".encode(),))
+    if "submit date" in show:
+        words.append((b"submit date:", _SUBMIT))
+    if "done date" in show:
+        words.append((b"done date:", _DONE))
+    if "stat" in show:
+        words.append((f"stat:{dialect.stat_words.get(stat) or STANDARD_STAT_WORDS[stat]}".encode("ascii"),))
+    if "err" in show:
+        words.append(((f"err:{err:0{dialect.err_width}d}" if dialect.err_width else f"err:{err}").encode(),))
+    if "text" in show and dialect.text_field:
+        words.append((f"{dialect.text_field}:".encode() + text_bytes[:20],))
+    layout: list[bytes | int] = []
+    for i, word in enumerate(words):
+        for piece in ((b" ", *word) if i else word):
+            if type(piece) is bytes and layout and type(layout[-1]) is bytes:
+                layout[-1] += piece
+            else:
+                layout.append(piece)
+    return tuple(layout)
+
+
+class ReceiptWriter:
+    """One dialect's receipts as wire bytes: :meth:`body` is what ``encode(receipt_pdu(dialect,
+    *build_receipt(...)))`` puts after the 16-octet header, octet for octet.
+
+    Why a second way to the same octets: the SMSC sends a receipt for every message, and the
+    general path (the words of the text, a Pdu of 17 fields, the codec's checks) cost it about
+    7 µs a receipt, a fifth of its own time at full rate. A burst of receipts shares its state,
+    error and quoted text, so the text is laid out once per (state, error, text) as a %-format
+    with only the id and the two dates left to fill, and the PDU around it is a few joins. What
+    this path does not cover (an address or text the fields cannot hold) goes the general way,
+    where the codec raises as it always did.
+    """
+
+    def __init__(self, dialect: Dialect):
+        self.dialect = dialect
+        self.command_id = DATA_SM if dialect.receipt_pdu == "data_sm" else DELIVER_SM
+        self._same_id = dialect.receipt_id == "same"
+        self._max_address = 64 if self.command_id == DATA_SM else 20
+        write = _date_writer(dialect.date_format)
+        self._date = functools.lru_cache(maxsize=4096)(lambda t: write(t).encode("ascii"))
+        self._plans: dict[tuple[str, int, bytes], tuple[bytes, tuple[int, ...], bytes]] = {}
+
+    def _plan(self, stat: str, err: int, text_bytes: bytes) -> tuple[bytes, tuple[int, ...], bytes]:
+        state = MESSAGE_STATES.get(stat)
+        if state is None:
+            raise ValueError(f"stat must be one of {', '.join(MESSAGE_STATES)}, not {stat!r}")
+        layout = _text_layout(self.dialect, stat, err, 1, 1 if state == DELIVERED else 0, text_bytes)
+        text = b"".join(p.replace(b"%", b"%%") if type(p) is bytes else b"%s" for p in layout)
+        slots = tuple(p for p in layout if type(p) is int)
+        state_tlvs = b"\x04\x27\x00\x01" + bytes((state,)) + b"\x04\x23\x00\x03\x03" + (err & 0xFFFF).to_bytes(2, "big")
+        if len(self._plans) >= 1024:  # a task's text and a handful of states: more is a changing text
+            self._plans.clear()
+        plan = self._plans[(stat, err, text_bytes)] = (text, slots, state_tlvs)
+        return plan
+
+    def body(self, *, message_number: int, submit_time: datetime, done_time: datetime, stat: str, err: int,
+             text_bytes: bytes, source_addr: str, destination_addr: str, dest_addr_ton: int = 1,
+             dest_addr_npi: int = 1) -> bytes:
+        """The receipt's PDU body (source_addr_ton/npi 1/1, as :func:`receipt_pdu` writes them)."""
+        dialect = self.dialect
+        plan = self._plans.get((stat, err, text_bytes)) or self._plan(stat, err, text_bytes)
+        text, slots, state_tlvs = plan
+        message_id = format_message_id(dialect, message_number)
+        if slots:
+            date = self._date
+            values = ((message_id if self._same_id else receipt_text_id(dialect, message_number)).encode("ascii"),
+                      date(submit_time), date(done_time))
+            short_message = text % tuple([values[i] for i in slots])
+        else:
+            short_message = text.replace(b"%%", b"%")
+        source, destination = source_addr.encode("latin-1"), destination_addr.encode("latin-1")
+        if len(source) > self._max_address or len(destination) > self._max_address or len(short_message) > 254:
+            return encode(receipt_pdu(dialect, *build_receipt(
+                dialect, message_number=message_number, submit_time=submit_time, done_time=done_time, stat=stat,
+                err=err, text_bytes=text_bytes), sequence_number=0, source_addr=source_addr,
+                destination_addr=destination_addr, dest_addr_ton=dest_addr_ton, dest_addr_npi=dest_addr_npi))[16:]
+        tlvs = b""
+        if dialect.tlvs:
+            mid = message_id.encode("ascii")
+            tlvs = b"\x00\x1e" + (len(mid) + 1).to_bytes(2, "big") + mid + b"\x00" + state_tlvs
+        addresses = (b"\x00\x01\x01", source, b"\x00", bytes((dest_addr_ton, dest_addr_npi)), destination)
+        if self.command_id == DATA_SM:
+            payload = b"\x04\x24" + len(short_message).to_bytes(2, "big") + short_message if short_message else b""
+            return b"".join((*addresses, b"\x00\x04\x00\x00", tlvs, payload))
+        # esm_class 4, then protocol_id ... sm_default_msg_id all 0 / empty, then sm_length
+        return b"".join((*addresses, b"\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00", bytes((len(short_message),)),
+                         short_message, tlvs))
 
 
 def receipt_pdu(
