@@ -29,6 +29,7 @@ log = logging.getLogger("smslab.smsc")
 
 TRANSMITTER, RECEIVER, TRANSCEIVER = "transmitter", "receiver", "transceiver"
 BIND_MODES = {P.BIND_TRANSMITTER: TRANSMITTER, P.BIND_RECEIVER: RECEIVER, P.BIND_TRANSCEIVER: TRANSCEIVER}
+_DELIVER_SM_RESP = P.DELIVER_SM_RESP.to_bytes(4, "big")
 WINDOW = 10  # requests of the SMSC's own a client may leave unanswered (receipts in flight per bind)
 
 
@@ -117,6 +118,11 @@ class Session(asyncio.Protocol):
             if self.state in ("closing", "closed"):
                 return
             self.pdus_in += 1
+            if len(frame) == 17 and frame[4:8] == _DELIVER_SM_RESP and frame[16] == 0:
+                smsc.take_receipt_answer(self, frame)  # the usual answer to a receipt: no codec needed
+                if smsc.chaos_drop(self):
+                    return
+                continue
             try:
                 pdu = P.decode(frame)
             except P.PduError as error:

@@ -216,10 +216,10 @@ class Smsc:
         self._verified.pop(name, None)
 
     # -- the journal ------------------------------------------------------------------------------
-    def journal_in(self, session: Session, pdu: P.Pdu) -> None:
+    def journal_in(self, session: Session, pdu: P.Pdu | bytes) -> None:
         self.carrier.journal.pdu(self.carrier.clock.now(), "in", session.system_id, session.id, pdu)
 
-    def journal_out(self, session: Session, pdu: P.Pdu) -> None:
+    def journal_out(self, session: Session, pdu: P.Pdu | bytes) -> None:
         self.carrier.journal.pdu(self.carrier.clock.now(), "out", session.system_id, session.id, pdu)
 
     def journal_error(self, session: Session, error: P.PduError) -> None:
@@ -233,7 +233,7 @@ class Smsc:
         self.journal_in(session, pdu)
         command = pdu.command_id
         if command & 0x80000000:
-            self._response(session, pdu)
+            self._response(session, command, pdu.command_status, pdu.sequence_number)
             return None
         if command in BIND_MODES:
             return self._bind(session, pdu)
@@ -393,7 +393,7 @@ class Smsc:
         count = self._counts.get(count_key, 0)
         self._counts[count_key] = count + 1
         key = f"{name}:{number}:{count}"
-        text = decode_text(fields.get("data_coding", GSM7), _text_octets(pdu)[:40])[:20]
+        text = _quoted_text(fields.get("data_coding", GSM7), _text_octets(pdu)[:40])
         meta = Meta(first, parts, number, fields.get("source_addr", ""), fields.get("source_addr_ton", 0),
                     fields.get("source_addr_npi", 0), fields.get("registered_delivery", 0) & 0x03, text, now)
         early = bool(account.dialect.receipt_before_resp) and draw(profile.seed, key, "early") < account.dialect.receipt_before_resp
@@ -560,18 +560,25 @@ class Smsc:
         self._answer(session, pdu, P.make_resp(pdu))
 
     # -- responses from the client ----------------------------------------------------------------
-    def _response(self, session: Session, pdu: P.Pdu) -> None:
-        carried = session.inflight.pop(pdu.sequence_number, None)
+    def take_receipt_answer(self, session: Session, frame: bytes) -> None:
+        """A deliver_sm_resp with an empty body, read from its header (the codec would build a Pdu
+        of it for nothing): one arrives for every receipt."""
+        self.journal_in(session, frame)
+        self._response(session, P.DELIVER_SM_RESP, int.from_bytes(frame[8:12], "big"), int.from_bytes(frame[12:16], "big"))
+
+    def _response(self, session: Session, command_id: int, status: int, sequence_number: int) -> None:
+        carried = session.inflight.pop(sequence_number, None)
         if carried is None:
             return  # journaled; nothing was waiting for it
         if isinstance(carried, OutItem):
             now = self.carrier.clock.now()
-            if pdu.command_status == P.ESME_ROK and pdu.command_id != P.GENERIC_NACK:
+            if status == P.ESME_ROK and command_id != P.GENERIC_NACK:
                 self.carrier.outbox.acked(carried, now)
                 self.stats["receipts_acked"] += 1
             else:  # a refusal, or a generic_nack (a client that could not read it) whatever its status
+                command = P.COMMAND_NAMES.get(command_id) or f"0x{command_id:08X}"
                 self.carrier.outbox.again([carried], now + RETRY_REFUSED,
-                                          f"the client answered {pdu.command} {P.status_name(pdu.command_status)}")
+                                          f"the client answered {command} {P.status_name(status)}")
             if session.room >= session.window // 2:
                 self._wake.set()  # half its window is free: send more in one go
 
@@ -802,6 +809,12 @@ def _text_octets(pdu: P.Pdu) -> bytes:
     if pdu.fields.get("esm_class", 0) & ESM_UDHI:
         data = split_udh(data)[1]
     return data
+
+
+@functools.lru_cache(maxsize=1024)  # a task sends one text to every number
+def _quoted_text(data_coding: int, octets: bytes) -> str:
+    """The first 20 characters of a text (what its receipts quote)."""
+    return decode_text(data_coding, octets)[:20]
 
 
 def _parts_of(pdu: P.Pdu) -> int:
