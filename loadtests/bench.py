@@ -262,7 +262,8 @@ def bench_pipeline_smpp(args) -> dict:
         with smpp_carrier(str(wd / "carrier.db"), spy=None) as carrier:
             check_perfect(carrier.base)
             _http_json("PATCH", f"{carrier.base}/accounts/{SMPP_ACCOUNT[0]}",
-                       {"window": max(args.window, 100), "max_binds": max(args.binds * 2, 10)})
+                       {"window": max(args.window, 100), "max_binds": max(args.binds * 2, 10),
+                        "receipt_window": args.receipt_window})
             url = (f"smpp://{SMPP_ACCOUNT[0]}:{SMPP_ACCOUNT[1]}@127.0.0.1:{carrier.smpp_port}"
                    f"?binds={args.binds}&window={args.window}")
             env = {"SMSLAB_SMPP_URL": url, "SMSLAB_DISPATCH_BATCH": str(args.batch)}
@@ -295,7 +296,8 @@ def bench_pipeline_smpp(args) -> dict:
         ("ground truth: messages, delivered, receipts sent, acked",
          f"{truth['messages']:,}, {truth['delivered']:,}, {truth['sent']:,}, {truth['acked']:,} {_mark(truth_ok)}", "", ""),
     ]
-    print(H.table(f"pipeline --platform smpp: one task through SMPP ({args.binds} binds × window {args.window}) "
+    print(H.table(f"pipeline --platform smpp: one task through SMPP ({args.binds} binds × window {args.window}, "
+                  f"the SMSC's receipt window {args.receipt_window:,}) "
                   "against the same task on the in-process sim platform, same run", rows))
     print(f"\ntargets: ≥ {PIPELINE_SMPP_TARGET:,} numbers/s {_mark(rate_ok)}, ≥ ⅓ of sim's rate {_mark(share_ok)}")
     if not truth_ok:
@@ -956,6 +958,8 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--binds", type=int, default=2, help="with --platform smpp: SMPP sessions")
     sp.add_argument("--window", type=int, default=100, help="with --platform smpp: requests per session")
     sp.add_argument("--batch", type=int, default=1000, help="with --platform smpp: SMSLAB_DISPATCH_BATCH")
+    sp.add_argument("--receipt-window", type=int, default=1000,
+                    help="with --platform smpp: receipts the SMSC sends a bind ahead of its answers (the account's receipt_window)")
     backend(sp)
     sp = sub.add_parser("ingest")
     common(sp)

@@ -1,6 +1,7 @@
 """The accounts a standalone carrier knows: who may bind over SMPP (a ``system_id`` and its
 password) or call a provider API, and how the carrier treats each (its receipt dialect, how many
-binds it may hold, its own throughput limit).
+binds it may hold, the requests a bind may leave unanswered either way, its own throughput
+limit).
 
 Passwords are stored as scrypt hashes (``scrypt$N$r$p$salt$hash``): the carrier's database may be
 copied around a QA team, and SMPP passwords are often reused elsewhere. Checking one costs about
@@ -33,6 +34,8 @@ class Account(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     max_binds: int = 10
     throughput_limit: float | None = None
     window: int = 100  # requests a bind may leave unanswered; past it the SMSC answers ESME_RTHROTTLED
+    # the SMSC's own requests (receipts, replies) a bind may leave unanswered; None: ``window``
+    receipt_window: int | None = None
     extra: dict[str, Any] = msgspec.field(default_factory=dict)  # protocol settings (templates, sign names...)
     # a provider account's secret itself (Twilio's auth token, Alibaba's AccessKey secret): the
     # carrier signs status callbacks and checks request signatures with it, which a hash cannot do
@@ -59,6 +62,7 @@ class AccountChange(msgspec.Struct, forbid_unknown_fields=True):
     max_binds: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
     throughput_limit: Annotated[float, msgspec.Meta(gt=0, le=1e9)] | None = None
     window: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
+    receipt_window: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
     extra: dict[str, Any] | None = None
 
 
@@ -105,7 +109,7 @@ def apply_change(name: str, current: Account | None, change: AccountChange, repl
             fields["dialect"] = dialect_from(change.dialect)
         except ValueError as exc:
             raise AccountError(f"dialect.{exc}" if not str(exc).startswith("dialect") else str(exc)) from None
-    for key in ("protocol", "max_binds", "throughput_limit", "window", "extra"):
+    for key in ("protocol", "max_binds", "throughput_limit", "window", "receipt_window", "extra"):
         value = getattr(change, key)
         if value is not None:
             fields[key] = value

@@ -184,6 +184,26 @@ def test_unacknowledged_receipts_are_sent_again_when_the_dialect_says_so(carrier
     assert truth["attempts"] == 2 and truth.get("acked_at"), truth
 
 
+def test_a_bind_gets_no_more_unanswered_receipts_than_its_receipt_window(carrier, esme):
+    """``receipt_window`` bounds the SMSC's own requests in flight on a bind (``window`` when it is
+    not set): a client that answers none gets that many; the others follow once it answers."""
+    name = fresh_account(carrier, window=50, receipt_window=3)
+    client = esme()
+    client.bind(name, "pw")
+    ids = [client.submit(f"+861380013{8100 + i}").fields["message_id"] for i in range(5)]
+    carrier.advance(10)
+    first = client.receipts(5, timeout=1.5, ack=False)
+    assert len(first) == 3
+    for pdu in first:
+        client.answer(pdu)
+    rest = client.receipts(2, timeout=5)
+    assert sorted(r.tlvs["receipted_message_id"] for r in first + rest) == sorted(ids)
+    status, account = carrier.api("GET", f"/accounts/{name}")
+    assert status == 200 and (account["window"], account["receipt_window"]) == (50, 3)
+    status, body = carrier.api("PATCH", f"/accounts/{name}", {"receipt_window": 0})
+    assert status == 400 and body["error"]["field"] == "receipt_window"
+
+
 def test_early_receipts_come_before_their_response(carrier, esme):
     name = fresh_account(carrier, dialect={"receipt_before_resp": 1.0})
     carrier.profile(**{**ALL_DELIVERED, "receipt_delay": {"kind": "fixed", "seconds": 0}})

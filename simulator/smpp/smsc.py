@@ -322,7 +322,7 @@ class Smsc:
         session.state = "bound"
         session.mode = BIND_MODES[pdu.command_id]
         session.account = account
-        session.window = account.window
+        session.window = account.receipt_window or account.window  # receipts and replies in flight
         session.system_id = account.name
         binds.append(session)
         self.stats["binds"] += 1
