@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import sys
 import time
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from .auth import create_token, list_tokens, revoke_token, serve_token
 from .config import Config
+from .gc_tuning import tune_gc
 from .platform import PlatformConfigError
 from .ports import port_taken
 from .storage import open_storage, shown
@@ -68,26 +68,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"API token for workspace '{args.workspace}': {token}", flush=True)
 
     app.on_startup.append(announce)
-    _tune_gc(config.gc_gen0)
+    tune_gc(config.gc_gen0)
     try:
         web.run_app(app, host=config.host, port=config.port, print=None, access_log=None)
     except PlatformConfigError as exc:  # raised by a platform's start()
         print(f"smslab: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def _tune_gc(gen0: int) -> None:
-    """The pipeline allocates short-lived tuples and lists by the thousand per batch, almost all
-    freed by reference counting. CPython's default starts a cyclic collection every 700 new
-    container objects, i.e. every few hundred numbers, and each one walks the young objects for
-    nothing. Collecting every ``gen0`` allocations instead, with what exists at start frozen out
-    of the collector's way, measured 60–65 k → 72–78 k numbers/s on the pipeline benchmark and
-    119 k → 130 k receipts/s on ingest, peak RSS unchanged (docs/benchmarks.md, round 3)."""
-    if gen0 <= 0:
-        return
-    gc.freeze()
-    gc.set_threshold(gen0, 20, 20)
 
 
 def _token_create(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from .domain.optout import DEFAULT_KEYWORDS, parse_keywords
+from .gc_tuning import DEFAULT_GEN0
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Config:
     # the URL the other instances reach this one at (they forward to the leader what only it
     # serves); default http://{host}:{port}, with 127.0.0.1 for a wildcard host
     advertise_url: str | None = None
-    gc_gen0: int = 10_000  # `smslab serve`: collections of CPython's youngest generation every N allocations (0: Python's default, 700)
+    gc_gen0: int = DEFAULT_GEN0  # `smslab serve` (and `smslab carrier`, by the same variable): collections of CPython's youngest generation every N allocations (0: Python's default, 700)
     max_json_body: int = 16 * 1024 * 1024
     max_csv_body: int = 256 * 1024 * 1024
     profile: str | None = None  # simulated carrier: a TOML/JSON file or a preset name

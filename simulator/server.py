@@ -45,6 +45,7 @@ from aiohttp import web
 from gateway import paging
 from gateway.clock import to_rfc3339
 from gateway.errors import Conflict, Invalid, NotFound, ServiceError
+from gateway.gc_tuning import gen0_from_env, tune_gc
 from gateway.ports import port_taken
 from gateway.web.bodies import read
 from gateway.wire.smpp.receipts import PRESETS as DIALECT_PRESETS
@@ -500,6 +501,7 @@ def _run(args: argparse.Namespace) -> int:
               else "Its API is open to this machine only (no --token).", flush=True)
 
     app.on_startup.append(announce)
+    tune_gc(gen0_from_env())
     # a request line up to 64 KiB: Alibaba's SDK puts SendSms's PhoneNumbers (up to 1000) in the query string
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, max_line_size=65536)
     return 0
