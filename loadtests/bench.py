@@ -1,6 +1,6 @@
 """Benchmarks with a same-run baseline. One command each:
 
-    python -m loadtests.bench pipeline [--numbers 1000000]
+    python -m loadtests.bench pipeline [--numbers 1000000] [--platform smpp --receipt-window 1000]
     python -m loadtests.bench ingest   [--receipts 500000 --batch 1000 --concurrency 8]
     python -m loadtests.bench webhooks [--seconds 10 --connections 64 --tool wrk|aiohttp]
     python -m loadtests.bench api      [--tasks 100000 --messages 5000000 --requests 500]
