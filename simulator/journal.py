@@ -65,10 +65,9 @@ def _command(entry: tuple) -> str:
     if pdu is None:
         return entry[4]
     if type(pdu) is bytes:
-        from gateway.wire.smpp.pdu import COMMAND_NAMES
+        from gateway.wire.smpp.pdu import command_name
 
-        command_id = int.from_bytes(pdu[4:8], "big")
-        return COMMAND_NAMES.get(command_id, f"0x{command_id:08X}")
+        return command_name(int.from_bytes(pdu[4:8], "big"))
     return pdu.command
 
 

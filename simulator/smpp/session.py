@@ -21,6 +21,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from gateway.wire.smpp import pdu as P
+from gateway.wire.smpp.receipts import ReceiptWriter
 
 if TYPE_CHECKING:
     from .smsc import Smsc
@@ -43,6 +44,7 @@ class Session(asyncio.Protocol):
         self.state = "open"
         self.mode: str | None = None
         self.account = None  # simulator.accounts.Account once bound
+        self.receipts: ReceiptWriter | None = None  # its account's receipt dialect, once bound
         self.system_id: str | None = None
         self.peer = ""
         self.pdus_in = 0
@@ -159,19 +161,21 @@ class Session(asyncio.Protocol):
 
     def request(self, pdu: P.Pdu, carried: Any) -> int:
         """Send a request of the SMSC's own, awaiting the client's response (kept in the window)."""
-        seq = self._next_seq
-        self._next_seq = seq + 1 if seq < 0x7FFFFFFF else 1
-        pdu.sequence_number = seq
-        self.inflight[seq] = carried
+        pdu.sequence_number = seq = self._in_window(carried)
         self.send(pdu)
         return seq
 
     def request_body(self, command_id: int, body: bytes, carried: Any) -> int:
         """:meth:`request` for a request already encoded but for its header (a receipt)."""
+        seq = self._in_window(carried)
+        self.send(P.frame(command_id, 0, seq, body))
+        return seq
+
+    def _in_window(self, carried: Any) -> int:
+        """The next sequence number, with what its request carries kept until the answer."""
         seq = self._next_seq
         self._next_seq = seq + 1 if seq < 0x7FFFFFFF else 1
         self.inflight[seq] = carried
-        self.send(P.frame(command_id, 0, seq, body))
         return seq
 
     def _flush(self) -> None:

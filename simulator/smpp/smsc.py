@@ -46,7 +46,7 @@ from gateway.platform import SubmitItem
 from gateway.storage.sqlite import bulk
 from gateway.wire.codes import smpp_state
 from gateway.wire.smpp import pdu as P
-from gateway.wire.smpp.receipts import Dialect, ReceiptWriter, format_message_id, normalise_id
+from gateway.wire.smpp.receipts import ReceiptWriter, format_message_id, normalise_id
 # the receipt's ``text:`` goes in the receipt's own coding (GSM 03.38), a character it cannot carry
 # (the Chinese of a UCS-2 message) as ``?``, so no client's decoder meets UCS-2 octets in it
 from gateway.wire.smpp.text import (ESM_UDHI, GSM7, choose_coding, concat_info, decode_text, encode_text,
@@ -123,7 +123,6 @@ class Smsc:
         self._counts: dict[tuple[str, str], int] = {}  # (account, destination) -> messages so far
         self._requests: dict[str, int] = {}  # per account: requests seen (for seeded chaos draws)
         self._metas: OrderedDict[str, Meta] = OrderedDict()
-        self._writers: dict[int, ReceiptWriter] = {}  # id(dialect) -> its receipt writer
         self._pending: list[Pending] = []
         self._committing: asyncio.Task | None = None
         self._concat: OrderedDict[tuple, tuple[str, int, int]] = OrderedDict()  # (account, src, dst, ref, total) -> (msg id, n, parts)
@@ -224,7 +223,7 @@ class Smsc:
 
     def journal_error(self, session: Session, error: P.PduError) -> None:
         self.carrier.journal.add(self.carrier.clock.now(), "in", session.system_id,
-                                 P.COMMAND_NAMES.get(error.command_id, f"0x{error.command_id:08X}"), bind=session.id,
+                                 P.command_name(error.command_id), bind=session.id,
                                  sequence=error.sequence_number, error=error.message, status=P.status_name(error.status))
 
     # -- what a client sends ----------------------------------------------------------------------
@@ -323,6 +322,7 @@ class Smsc:
         session.mode = BIND_MODES[pdu.command_id]
         session.account = account
         session.window = account.receipt_window or account.window  # receipts and replies in flight
+        session.receipts = ReceiptWriter(account.dialect)
         session.system_id = account.name
         binds.append(session)
         self.stats["binds"] += 1
@@ -576,9 +576,8 @@ class Smsc:
                 self.carrier.outbox.acked(carried, now)
                 self.stats["receipts_acked"] += 1
             else:  # a refusal, or a generic_nack (a client that could not read it) whatever its status
-                command = P.COMMAND_NAMES.get(command_id) or f"0x{command_id:08X}"
                 self.carrier.outbox.again([carried], now + RETRY_REFUSED,
-                                          f"the client answered {command} {P.status_name(status)}")
+                                          f"the client answered {P.command_name(command_id)} {P.status_name(status)}")
             if session.room >= session.window // 2:
                 self._wake.set()  # half its window is free: send more in one go
 
@@ -623,7 +622,7 @@ class Smsc:
                         back.append(item)
                         continue
                     if item.kind == RECEIPT:
-                        writer = self._receipt_writer(session.account.dialect)
+                        writer = session.receipts
                         session.request_body(writer.command_id, self._receipt(writer, item, meta), item)
                     else:
                         session.request(self._mo(item), item)
@@ -642,12 +641,6 @@ class Smsc:
             if back:
                 outbox.again(back, now)
         return sent
-
-    def _receipt_writer(self, dialect: Dialect) -> ReceiptWriter:
-        writer = self._writers.get(id(dialect))
-        if writer is None or writer.dialect is not dialect:  # an account's dialect changed
-            writer = self._writers[id(dialect)] = ReceiptWriter(dialect)
-        return writer
 
     def _receipt(self, writer: ReceiptWriter, item: OutItem, meta: Meta) -> bytes:
         """The receipt's PDU body: from the handset the message went to, to its sender."""

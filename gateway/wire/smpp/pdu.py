@@ -140,6 +140,11 @@ ESME_RMISSINGTLV = ESME_RMISSINGOPTPARAM
 ESME_RINVTLVVAL = ESME_RINVOPTPARAMVAL
 
 
+def command_name(command_id: int) -> str:
+    """The SMPP 3.4 name of a command_id, or its hex form."""
+    return COMMAND_NAMES.get(command_id) or f"0x{command_id:08X}"
+
+
 def status_name(code: int) -> str:
     """The SMPP 3.4 name of a command_status, or its hex form (0x400-0x4FF are vendor codes)."""
     return STATUS_NAMES.get(code) or f"0x{code:08X}"
@@ -176,7 +181,7 @@ class Pdu(msgspec.Struct, gc=False):
 
     @property
     def command(self) -> str:
-        return COMMAND_NAMES.get(self.command_id) or f"0x{self.command_id:08X}"
+        return command_name(self.command_id)
 
     @property
     def is_response(self) -> bool:
