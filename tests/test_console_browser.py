@@ -354,6 +354,7 @@ def test_full_journey(service, browser):
     page.get_by_test_id("filter-status").select_option("")
     page.get_by_test_id("filter-q").fill("Spring")
     page.get_by_test_id("filter-search").click()
+    expect(_row(page, "Spring promo")).to_be_visible()  # the rejected filter's one row is gone
     expect(page.get_by_test_id("task-row")).to_have_count(1)
     page.get_by_test_id("filter-q").fill("")
     page.get_by_test_id("filter-search").click()
