@@ -21,7 +21,9 @@ from gateway.wire.smpp.receipts import Dialect, dialect_from
 
 SCRYPT = (2**14, 8, 1)
 SystemId = Annotated[str, msgspec.Meta(min_length=1, max_length=15, pattern=r"^[A-Za-z0-9_.\-]+$")]
-Password = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+# No control characters: an SMPP password travels as a C-string (a NUL would cut it short, so the
+# account could never bind), and a provider's secret is typed or pasted, never a control code.
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class Account(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

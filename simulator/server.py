@@ -68,10 +68,16 @@ class AdvanceBody(msgspec.Struct, forbid_unknown_fields=True):
     seconds: Annotated[float, msgspec.Meta(ge=0, le=10 * 365 * 86400)]
 
 
+# An address travels as an SMPP C-string of at most 20 octets (and in the providers' APIs as a
+# phone number or a sender name): printable ASCII only, so no NUL ends it early and every
+# character is one octet.
+_ADDRESS = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"^[ -~]+$")]
+
+
 class MoBody(msgspec.Struct, forbid_unknown_fields=True, rename={"from_": "from"}):
     account: str
-    from_: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
-    to: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    from_: _ADDRESS
+    to: _ADDRESS
     text: Annotated[str, msgspec.Meta(max_length=1600)]
 
 

@@ -121,6 +121,14 @@ def test_make_pdu_routes_names_and_refuses_unknown_ones():
         encode(Pdu(P.SUBMIT_SM, 0, 1, {}, {"no_such_tlv": 1}))
     with pytest.raises(ValueError, match="no body"):
         encode(Pdu(P.ENQUIRE_LINK, 0, 1, {}, {"message_state": 1}))
+    # a NUL would end a C-string early and shift every field after it: the peer would read another PDU
+    with pytest.raises(ValueError, match="source_addr contains a NUL"):
+        encode(make_pdu("submit_sm", 1, source_addr="12\x0034"))
+    with pytest.raises(ValueError, match="TLV receipted_message_id contains a NUL"):
+        encode(make_pdu("data_sm", 1, receipted_message_id="ab\x00"))
+    with pytest.raises(ValueError, match="destination_addr contains a NUL"):
+        encode(make_pdu("submit_multi", 1, dest_address=[{"dest_flag": 1, "destination_addr": "\x00"}]))
+    assert decode(encode(make_pdu("submit_sm", 1, short_message=b"\x00@"))).fields["short_message"] == b"\x00@"  # octets: '@' is 0x00 in GSM 03.38
 
 
 def test_status_names_cover_the_smpp_34_table():
@@ -328,6 +336,33 @@ def pdus(draw):
 @given(pdus())
 def test_generated_pdus_round_trip(pdu):
     assert decode(encode(pdu)) == pdu
+
+
+@st.composite
+def pdus_with_a_nul(draw):
+    """A PDU with a NUL put into one of its C-strings (a field, or a C-string TLV)."""
+    pdu = draw(pdus())
+    fields = {name for name, kind, _ in P.COMMAND_FIELDS[pdu.command_id] if kind == "cstr"}
+    tlvs = {name for name in pdu.tlvs if isinstance(name, str) and P.TLV_TYPES[P.TLV_TAGS[name]][1] == "cstr"}
+    places = sorted(fields) + [f"tlv:{name}" for name in sorted(tlvs)]
+    if not places:
+        return None
+    place = draw(st.sampled_from(places))
+    target = pdu.tlvs if place.startswith("tlv:") else pdu.fields
+    name = place.removeprefix("tlv:")
+    value = target[name] or "x"  # a character becomes the NUL, so the length stays within the field's
+    at = draw(st.integers(0, len(value) - 1))
+    target[name] = value[:at] + "\0" + value[at + 1:]
+    return pdu
+
+
+@FUZZ
+@given(pdus_with_a_nul())
+def test_a_nul_inside_a_c_string_is_refused_not_written(pdu):
+    if pdu is None:
+        return
+    with pytest.raises(ValueError, match="contains a NUL"):
+        encode(pdu)
 
 
 def decode_or_error(frame: bytes) -> None:

@@ -233,6 +233,14 @@ def test_mobile_originated_messages_reach_the_receiver(carrier, esme):
     assert pdu.fields["source_addr"] == "8613800138005" and pdu.fields["destination_addr"] == "10690001"
     status, body = carrier.api("POST", "/mo", {"account": "nobody", "from": "+1", "to": "1", "text": "x"})
     assert status == 400 and body["error"]["field"] == "account"
+    # an address is an SMPP C-string of one-octet characters: a NUL would end it early, a
+    # character beyond ASCII has no octet; both are refused naming the field, and nothing is queued
+    for field, value in (("to", "1069\x00"), ("from", "+86138\x000138000"), ("from", "\u21928613800138000")):
+        status, body = carrier.api("POST", "/mo", {"account": name, "from": "+8613800138005", "to": "10690001", "text": "x",
+                                                   field: value})
+        assert status == 400 and body["error"]["field"] == field, body
+    status, detail = carrier.api("GET", f"/accounts/{name}")
+    assert status == 200 and detail["outbox"]["open"] == 0, detail
 
 
 def test_query_and_cancel(carrier, esme):
@@ -291,6 +299,17 @@ def test_accounts_api(carrier):
     assert status == 400 and body["error"]["field"].startswith("dialect")
     status, body = carrier.api("PUT", "/accounts/bad%20name!", {"password": "x"})
     assert status == 400 and body["error"]["field"] == "system_id"
+    # a NUL would cut an SMPP password short (the account could never bind): refused, nothing changed
+    status, body = carrier.api("PATCH", "/accounts/newbie", {"password": "p\x00w"})
+    assert status == 400 and body["error"]["field"] == "password", body
+    status, body = carrier.api("PUT", "/accounts/nulled", {"password": "\x07"})
+    assert status == 400 and body["error"]["field"] == "password", body
+    assert carrier.api("GET", "/accounts/nulled")[0] == 404
+    client = Esme(carrier.smpp_port)
+    try:
+        assert client.bind("newbie", "pw1").command_status == P.ESME_ROK  # the password that stands
+    finally:
+        client.close()
     assert carrier.api("GET", "/accounts")[1]["items"]
     assert carrier.api("DELETE", "/accounts/newbie")[0] == 204
     assert carrier.api("GET", "/accounts/newbie")[0] == 404

@@ -386,6 +386,8 @@ def _cstring_out(name: str, value: str, size: int) -> bytes:
     raw = value.encode("latin-1")
     if len(raw) >= size:
         raise ValueError(f"{name} is longer than {size - 1} octets")
+    if 0 in raw:  # a NUL octet
+        raise ValueError(_NUL_MESSAGE.format(name=name))
     return raw + b"\0"
 
 
@@ -409,14 +411,24 @@ def _encode_unsuccess(smes: list[dict[str, Any]]) -> bytes:
     return b"".join(out)
 
 
+# A C-string ends at its first NUL: one inside would end the field early and shift every field
+# after it, so the peer would read another PDU than the one meant (or refuse it).
+_NUL_MESSAGE = "{name} contains a NUL, which would end the C-string early"
+
+
 def _too_long(command_id: int, fields: dict[str, Any]) -> ValueError:
-    """The error for the first field over its maximum (called once a generated check has failed)."""
-    return next(
-        ValueError(f"{name} is longer than {size - (kind == 'cstr')} octets")
-        for name, kind, size in COMMAND_FIELDS[command_id]
-        if (kind == "cstr" and len(fields.get(name, "").encode("latin-1")) >= size)
-        or (kind == "sm" and len(fields.get(name, b"")) > size)
-    )
+    """The error for the first field the wire cannot carry: over its maximum, or a C-string with a
+    NUL inside (called once a generated check has failed)."""
+    for name, kind, size in COMMAND_FIELDS[command_id]:
+        if kind == "cstr":
+            raw = fields.get(name, "").encode("latin-1")
+            if len(raw) >= size:
+                return ValueError(f"{name} is longer than {size - 1} octets")
+            if 0 in raw:  # a NUL octet
+                return ValueError(_NUL_MESSAGE.format(name=name))
+        elif kind == "sm" and len(fields.get(name, b"")) > size:
+            return ValueError(f"{name} is longer than {size} octets")
+    raise AssertionError("a generated check failed on fields that pass every rule")
 
 
 def _compile(command_id: int, fields: tuple[tuple[str, str, int], ...]) -> tuple[Any, Any]:
@@ -462,7 +474,7 @@ def _compile(command_id: int, fields: tuple[tuple[str, str, int], ...]) -> tuple
                 "    pos = nul + 1",
             ]
             enc.append(f"    {var} = get({name!r}, '').encode('latin-1')")
-            checks.append(f"len({var}) >= {size}")
+            checks.append(f"len({var}) >= {size} or 0 in {var}")  # 0 in bytes: a NUL octet (the int form is the fast one)
             parts += [var, 'b"\\0"']
         elif kind == "sm":
             dec += [
@@ -560,6 +572,8 @@ def _tlv_encoder(name: str, tag: int, kind: str, low: int, high: int) -> Any:
             raw = value.encode("latin-1")
             if len(raw) >= high:
                 raise ValueError(f"TLV {name} is longer than {high - 1} octets")
+            if 0 in raw:  # a NUL octet
+                raise ValueError(_NUL_MESSAGE.format(name=f"TLV {name}"))
             return header(tag, len(raw) + 1) + raw + b"\0"
 
         return encode_cstr
@@ -684,7 +698,7 @@ def encode(pdu: Pdu) -> bytes:
 
     A response with no fields and no TLVs gets an empty body, as SMPP 3.4 wants for an error
     response. A field name the command does not have, an unknown TLV name or a value the wire
-    cannot carry (an int out of range, a string over its maximum) raises ValueError.
+    cannot carry (an int out of range, a string over its maximum or with a NUL inside) raises ValueError.
     """
     command_id = pdu.command_id
     codec = _CODECS.get(command_id)

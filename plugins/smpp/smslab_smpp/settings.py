@@ -101,6 +101,14 @@ class Settings:
             raise SettingsError(f"{ENV}: receipt_id must be one of {', '.join(ID_MODES)}")
         if not self.source or len(self.source) > 20:
             raise SettingsError(f"{ENV}: source must be 1 to 20 characters")
+        if len(self.system_type) > 12:
+            raise SettingsError(f"{ENV}: system_type is at most 12 characters (SMPP 3.4)")
+        # each goes as an SMPP C-string: one octet a character, and no NUL (it would end the field
+        # early and shift the rest of the PDU)
+        for key in ("system_id", "password", "system_type", "source"):
+            value = getattr(self, key)
+            if not all(" " <= c <= "~" for c in value):
+                raise SettingsError(f"{ENV}: {key} may hold printable ASCII characters only")
 
     @property
     def source_ton_npi(self) -> tuple[int, int]:

@@ -42,6 +42,12 @@ def test_defaults_and_every_parameter():
     ("smpp://gw:pw@h?timeout=0", "timeout"),
     ("smpp://gw:pw@h?tls_verify=maybe", "tls_verify"),
     ("smpp://gw:pw@h?colour=blue", "colour"),
+    ("smpp://gw:pw@h?source=Shop%00", "source"),
+    ("smpp://gw:pw@h?source=%E2%86%92Shop", "source"),
+    ("smpp://gw:pw@h?system_type=V%00A", "system_type"),
+    ("smpp://gw:pw@h?system_type=ABCDEFGHIJKLM", "system_type"),
+    ("smpp://g%00w:pw@h", "system_id"),
+    ("smpp://gw:p%00w@h", "password"),
 ])
 def test_a_bad_setting_is_named(url, named):
     with pytest.raises(SettingsError, match=named):
