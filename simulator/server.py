@@ -52,7 +52,7 @@ from gateway.wire.smpp.receipts import PRESETS as DIALECT_PRESETS
 
 from . import profile as profiles
 from . import providers
-from .accounts import AccountChange, AccountError, apply_change
+from .accounts import AccountChange, AccountError, Password, SystemId, apply_change
 from .standalone import MAX_SUBMIT_BATCH, StandaloneCarrier, SubmitIn
 
 log = logging.getLogger("smslab.carrier")
@@ -72,6 +72,13 @@ class AdvanceBody(msgspec.Struct, forbid_unknown_fields=True):
 # phone number or a sender name): printable ASCII only, so no NUL ends it early and every
 # character is one octet.
 _ADDRESS = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"^[ -~]+$")]
+
+
+class _CliAccount(msgspec.Struct):
+    """``--account SYSTEM_ID:PASSWORD``, checked as the control API checks an account."""
+
+    name: SystemId
+    password: Password
 
 
 class MoBody(msgspec.Struct, forbid_unknown_fields=True, rename={"from_": "from"}):
@@ -469,9 +476,11 @@ def _run(args: argparse.Namespace) -> int:
     accounts = []
     for spec in args.account or []:
         name, sep, password = spec.partition(":")
-        if not sep or not name or not password or len(name) > 15 or len(password) > 64:
-            print(f"smslab carrier: --account {spec!r}: give SYSTEM_ID:PASSWORD (system_id at most 15 characters)",
-                  file=sys.stderr)
+        try:  # the rules of PUT /accounts: the same account is refused however it is given
+            msgspec.convert({"name": name, "password": password}, _CliAccount)
+        except msgspec.ValidationError:
+            print(f"smslab carrier: --account {spec!r}: give SYSTEM_ID:PASSWORD (system_id 1–15 of A-Z a-z 0-9 _ . -; "
+                  "password 1–64 characters, no control characters)", file=sys.stderr)
             return 2
         accounts.append((name, password))
     provider_accounts, error = providers.accounts_from(args)

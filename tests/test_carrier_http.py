@@ -297,6 +297,12 @@ def test_cli_entry_points(tmp_path):
     out = subprocess.run([sys.executable, "-m", "simulator.server", "--callback", "http://127.0.0.1:1/h"],
                          capture_output=True, text=True, timeout=30, env={**os.environ, "SMSLAB_CARRIER_SECRET": ""})
     assert out.returncode == 2 and "--secret" in out.stderr
+    # --account takes what PUT /accounts takes: a NUL or control character in the password, or a
+    # system_id SMPP cannot carry, stops the carrier before it starts
+    for spec in ("acme:p\x01w", "bad name:pw", "acme:", "a" * 16 + ":pw"):
+        out = subprocess.run([sys.executable, "-m", "simulator.server", "--account", spec, "--db", str(tmp_path / "c.db")],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2 and "--account" in out.stderr, (spec, out.stderr)
 
 
 async def _true(value):
