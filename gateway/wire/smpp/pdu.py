@@ -416,7 +416,7 @@ def _encode_unsuccess(smes: list[dict[str, Any]]) -> bytes:
 _NUL_MESSAGE = "{name} contains a NUL, which would end the C-string early"
 
 
-def _too_long(command_id: int, fields: dict[str, Any]) -> ValueError:
+def _unwritable(command_id: int, fields: dict[str, Any]) -> ValueError:
     """The error for the first field the wire cannot carry: over its maximum, or a C-string with a
     NUL inside (called once a generated check has failed)."""
     for name, kind, size in COMMAND_FIELDS[command_id]:
@@ -437,7 +437,7 @@ def _compile(command_id: int, fields: tuple[tuple[str, str, int], ...]) -> tuple
         "_cstr_error": _cstr_error, "PduError": PduError, "ESME_RINVMSGLEN": ESME_RINVMSGLEN,
         "_decode_dests": _decode_dests, "_decode_unsuccess": _decode_unsuccess,
         "_encode_dests": _encode_dests, "_encode_unsuccess": _encode_unsuccess,
-        "_too_long": _too_long, "_BYTE": _BYTE, "command_id": command_id,
+        "_unwritable": _unwritable, "_BYTE": _BYTE, "command_id": command_id,
     }
     dec = ["def decode_body(data, text, pos):", "    find = text.find"]
     enc = ["def encode_body(f):", "    get = f.get"]
@@ -494,7 +494,7 @@ def _compile(command_id: int, fields: tuple[tuple[str, str, int], ...]) -> tuple
     flush()
     dec.append("    return {" + ", ".join(f"{n!r}: v{i}" for i, n in enumerate(names)) + "}, pos")
     if checks:
-        enc += [f"    if {' or '.join(checks)}:", "        raise _too_long(command_id, f)"]
+        enc += [f"    if {' or '.join(checks)}:", "        raise _unwritable(command_id, f)"]
     enc.append("    return b''.join((" + "".join(f"{p}, " for p in parts) + "))")
     exec("\n".join(dec) + "\n\n" + "\n".join(enc), namespace)  # noqa: S102 - source built from the tables above
     return namespace["decode_body"], namespace["encode_body"]
