@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 
@@ -22,3 +23,37 @@ def port_taken(host: str, port: int) -> bool:
             except OSError:
                 return True
     return False
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on ``host`` now, for a server a test starts a moment later.
+
+    Chosen below the kernel's ephemeral range on purpose. A port the OS hands out for port 0 comes
+    from that range, which is also where every outgoing connection gets its local port: between
+    the pick and the server's bind, a client socket of the same test (a carrier pushing receipts,
+    a pool opening connections) can take it, and the server fails with "address already in use"
+    (a CI run lost a test so). Below the range only another explicit pick can collide, and the
+    port is checked bindable here. Where the range leaves no room below it, the OS picks."""
+    low, _ = _ephemeral_range()
+    first = 10_000
+    if low - first >= 1_000:
+        rng = random.SystemRandom()
+        for _ in range(50):
+            port = rng.randrange(first, low)
+            with socket.socket() as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

@@ -10,7 +10,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,14 +18,10 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+from gateway.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN_LINE = re.compile(r"API token for workspace '[^']*': (\S+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def machine() -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import time
 import json
 import urllib.request
 
+from gateway.ports import free_port
 from tests.pg_support import sim_env
 
 
@@ -26,12 +26,6 @@ def wait_for(check, timeout: float = 30.0, interval: float = 0.05, what="a condi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what() if callable(what) else what}; last: {value!r}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def smslab(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:

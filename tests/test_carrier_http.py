@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from gateway.ports import free_port
 from simulator import profile as profiles
 from gateway.wire import webhooks
 from simulator.model import decide
@@ -46,12 +46,6 @@ needs_plugin = pytest.mark.skipif(
     not _plugin_installed(),
     reason="the smslab-http plugin is not installed: pip install --no-deps --no-build-isolation -e plugins/http",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 FAST = {

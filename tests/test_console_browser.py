@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.ports import free_port
 from tests.pg_support import db_target, sim_db_for
 
 CHROMIUM = os.environ.get("SMSLAB_CHROMIUM", "/usr/bin/chromium")
@@ -63,12 +63,6 @@ AUDIENCE_LINES = VALID_NUMBERS + ["12ab-not-a-number", VALID_NUMBERS[0]]
 
 
 # ---------------------------------------------------------------------------- the service
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -117,7 +111,7 @@ def service(tmp_path_factory):
     created = _cli("token", "create", "--workspace", "console-test", "--db", str(db), "--admin")
     assert created.returncode == 0, f"token create failed:\n{created.stdout}\n{created.stderr}"
     token = created.stdout.strip().splitlines()[-1].strip()
-    port = _free_port()
+    port = free_port()
     log_path = ARTIFACTS / "console-service.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(

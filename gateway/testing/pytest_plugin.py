@@ -31,7 +31,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,19 +44,13 @@ from typing import Any, Iterator
 
 import pytest
 
+from gateway.ports import free_port
+
 __all__ = ["CarrierProcess", "GatewayProcess", "SmslabClock", "free_port"]
 
 _TOKEN_LINE = re.compile(r"API token for workspace '[^']*': (\S+)")
 _LOG_TAIL = 20_000  # characters of a log attached to a failed test's report
 _OFFSETS_KEY = pytest.StashKey[dict]()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free on ``host`` now (the OS picks it); a process started on it may still lose a
-    race, which the starters below retry."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class _Process:

@@ -6,23 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import urllib.request
 
 from aiohttp import web
 
+from gateway.ports import free_port
 from simulator import profile as profiles
 from simulator.providers.aliyun import AliyunApi
 from simulator.server import CarrierServer, create_app
 
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class CarrierThread:

@@ -7,13 +7,13 @@ harness's ``deliver_receipts`` (the gateway's role)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from gateway.ports import free_port
 from gateway.testing.conformance import START, DeliveryFailed, PlatformConformance
 from simulator import profile as profiles
 from simulator.server import CarrierServer, create_app
@@ -21,12 +21,6 @@ from smslab_http.plugin import HttpCarrier, Settings
 
 HOST = "127.0.0.1"
 SECRET = "conformance-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class CarrierThread:

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
 
+from gateway.ports import free_port
 from gateway.platform import PlatformContext, PlatformError, SubmitItem, Throttled
 from smslab_http.plugin import HttpCarrier, Settings, smslab_register_platforms
 
 HOST = "127.0.0.1"
 SECRET = "s3cret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 @asynccontextmanager
