@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import collections
 import random
 import socket
 
@@ -33,6 +34,9 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999  # Linux's default
 
 
+_GIVEN: collections.deque[int] = collections.deque(maxlen=2_000)  # the ports this process was given last
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free on ``host`` now, for a server a test starts a moment later.
 
@@ -48,12 +52,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         rng = random.SystemRandom()
         for _ in range(50):
             port = rng.randrange(first, low)
+            if port in _GIVEN:  # picked a moment ago for another server of the same test, not yet bound
+                continue
             with socket.socket() as s:
                 try:
                     s.bind((host, port))
                 except OSError:
                     continue
-                return port
+            _GIVEN.append(port)
+            return port
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]

@@ -13,3 +13,9 @@ def test_free_port_is_below_the_ephemeral_range_and_bindable():
     for port in ports:
         assert not port_taken("127.0.0.1", port)
 
+
+
+def test_free_port_never_gives_a_port_twice_in_a_row():
+    """Three servers of one test ask for three ports before any binds: they must all differ."""
+    ports = [free_port() for _ in range(1_500)]
+    assert len(set(ports)) == len(ports)
