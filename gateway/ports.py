@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import random
 import socket
+from pathlib import Path
 
 
 def port_taken(host: str, port: int) -> bool:
@@ -28,7 +29,7 @@ def port_taken(host: str, port: int) -> bool:
 
 def _ephemeral_range() -> tuple[int, int]:
     try:
-        low, high = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
         return low, high
     except (OSError, ValueError):
         return 32768, 60999  # Linux's default

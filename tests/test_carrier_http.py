@@ -29,8 +29,8 @@ import pytest
 from aiohttp import web
 
 from gateway.ports import free_port
-from simulator import profile as profiles
 from gateway.wire import webhooks
+from simulator import profile as profiles
 from simulator.model import decide
 from simulator.server import CarrierServer, create_app
 

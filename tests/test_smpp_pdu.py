@@ -9,7 +9,7 @@ import pytest
 import smpplib.consts
 import smpplib.smpp
 from aiosmpplib import protocol as aio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.wire.smpp import pdu as P
@@ -345,8 +345,7 @@ def pdus_with_a_nul(draw):
     fields = {name for name, kind, _ in P.COMMAND_FIELDS[pdu.command_id] if kind == "cstr"}
     tlvs = {name for name in pdu.tlvs if isinstance(name, str) and P.TLV_TYPES[P.TLV_TAGS[name]][1] == "cstr"}
     places = sorted(fields) + [f"tlv:{name}" for name in sorted(tlvs)]
-    if not places:
-        return None
+    assume(places)  # a PDU with no C-string at all has nowhere to put one
     place = draw(st.sampled_from(places))
     target = pdu.tlvs if place.startswith("tlv:") else pdu.fields
     name = place.removeprefix("tlv:")
@@ -359,8 +358,6 @@ def pdus_with_a_nul(draw):
 @FUZZ
 @given(pdus_with_a_nul())
 def test_a_nul_inside_a_c_string_is_refused_not_written(pdu):
-    if pdu is None:
-        return
     with pytest.raises(ValueError, match="contains a NUL"):
         encode(pdu)
 
