@@ -12,12 +12,15 @@ same before and after a crash. For each batch:
    overtook this acknowledgement.
 A crash between 2 and 3 leaves the cursor before the batch: the restarted dispatcher submits the
 same keys again, and the platform answers with the ids it gave the first time without sending
-anything twice. Only a batch's worth of numbers is ever in memory.
+anything twice. Only a batch's worth of numbers is ever in memory, or as many batches as the
+platform takes at once (``Platform.batches_in_flight``: step 2 of the next batches may start
+before this one's step 3; step 3 still runs batch by batch, in audience order).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -40,6 +43,31 @@ _SKIP_WORDS = {"empty": "empty", "invalid": "invalid", "duplicate": "duplicate",
                "opted_out": "opted out"}
 
 
+class _Submission:
+    """One batch of a task from its submission until its record starts."""
+
+    __slots__ = ("batch", "cursor", "accepted", "passed", "future")
+
+    def __init__(self, batch: list[SubmitItem], cursor: int, accepted: int, passed: Counter,
+                 future: asyncio.Future | None):
+        self.batch = batch
+        self.cursor = cursor  # the audience seq of the batch's last member
+        self.accepted = accepted  # the task's accepted numbers up to and including this batch
+        self.passed = passed  # the batch's own skips by reason
+        self.future = future  # its submission (None: nothing of the batch to submit)
+
+    def cancel(self) -> None:
+        """Given up: cancelled if still running, its outcome taken if not (so a failure that
+        is no longer anyone's concern is not logged as never retrieved)."""
+        future = self.future
+        if future is None:
+            return
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()
+
+
 class TaskFailure(Exception):
     """The whole task cannot be sent; the message becomes the task's status_reason."""
 
@@ -59,10 +87,12 @@ class Dispatcher:
         self.pm = pm
         self.config = config
         self.metrics = metrics
-        self.backing_off: set[int] = set()  # tasks whose dispatcher waits to retry a submission
+        # submissions waiting to retry (each submission its own key: a task can have several at
+        # once), with their task's id; ``backing_off`` is the set of those tasks
+        self._backing_off: dict[object, int] = {}
         # service-clock times those retries are worth making (the platform's outage ends, or the
         # dispatcher gives up): an advance of the virtual clock stops at each
-        self.retry_due: dict[int, float] = {}
+        self.retry_due: dict[object, float] = {}  # by submission, as ``_backing_off``
         self.stalled: set[int] = set()  # tasks whose dispatcher waits for the storage to take a record
         self._clock_moved = asyncio.Event()
 
@@ -93,8 +123,13 @@ class Dispatcher:
         # starts only once the previous one committed, so records commit in audience order, each
         # with its own snapshot of the counters: the stored cursor never runs ahead of what was
         # recorded. (Recording more batches at once was measured slower: docs/benchmarks.md.)
+        # A platform that keeps a window of requests open (``Platform.batches_in_flight`` > 1)
+        # gets the next batches before this one has returned, so its window does not drain at
+        # each batch's end; they are still settled and recorded one by one, in order.
+        overlap = max(1, int(getattr(platform, "batches_in_flight", 1) or 1))
         next_page = asyncio.ensure_future(self.messages.read_members(audience_id, cursor, batch_size))
         recording: asyncio.Future | None = None
+        in_flight: collections.deque[_Submission] = collections.deque()
         try:
             while True:
                 members = await next_page
@@ -107,15 +142,16 @@ class Dispatcher:
                 opted: set[str] | tuple = ()
                 if self.optouts is not None and self.optouts.may_have_opt_outs(ws):
                     opted = await self.optouts.opted_out(ws, [m.e164 for m in members if not m.kind])
+                passed: Counter = Counter()  # this batch's skips, added to the task's when it is settled
                 candidates: list[tuple[int, str]] = []
                 for member in members:
                     seq, e164, kind = member.seq, member.e164, member.kind
                     if kind:
-                        skipped[KIND_NAMES[kind]] += 1
+                        passed[KIND_NAMES[kind]] += 1
                     elif opted and e164 in opted:  # before the limit: an opted-out number takes no place in it
-                        skipped["opted_out"] += 1
+                        passed["opted_out"] += 1
                     elif limit is not None and accepted + len(candidates) >= limit:
-                        skipped["over_limit"] += 1
+                        passed["over_limit"] += 1
                     else:
                         candidates.append((seq, e164))
                 if candidates:
@@ -124,42 +160,30 @@ class Dispatcher:
                         if verdict:
                             candidates = [c for c in candidates if c[1] not in verdict]
                             for reason in verdict.values():
-                                skipped[str(reason)] += 1
+                                passed[str(reason)] += 1
                 accepted += len(candidates)
-                rows: list[tuple] = []
-                platform_ids: list[str] = []
-                if candidates:
-                    # positional: key ("{task_id}-{seq:010d}", spelt out: half the cost), task_id, number, text, parts
-                    batch = [SubmitItem(key_prefix + str(seq).zfill(10), task_id, number, text, parts) for seq, number in candidates]
-                    results = await self._submit_with_retry(platform, batch)
-                    rows, refused = _message_rows(task_id, parts, batch, results)
-                    if refused:
-                        skipped["refused"] += refused
-                    platform_ids = [row[3] for row in rows]
-                    if self.sink is not None:
-                        self.sink.expect(platform.name, platform_ids)
-                previous, recording = recording, None
-                try:
-                    if previous is not None:
-                        await previous
-                except BaseException:
-                    # this batch was submitted but this run will not record it: receipts waiting
-                    # for it must not wait for ever (a rerun submits it again with the same keys)
-                    if self.sink is not None:
-                        self.sink.recorded(platform.name, platform_ids)
-                    raise
-                recording = asyncio.ensure_future(self._record(platform_ids, BatchRecord(
-                    task_id, platform.name, parts, rows, self.clock.now(), cursor, accepted,
-                    json.dumps(dict(skipped)), self.config.receipt_timeout,
-                )))
+                # positional: key ("{task_id}-{seq:010d}", spelt out: half the cost), task_id, number, text, parts
+                batch = [SubmitItem(key_prefix + str(seq).zfill(10), task_id, number, text, parts) for seq, number in candidates]
+                in_flight.append(_Submission(
+                    batch, cursor, accepted, passed,
+                    asyncio.ensure_future(self._submit_with_retry(platform, batch)) if batch else None))
+                if len(in_flight) >= overlap:
+                    recording = await self._settle(platform, task_id, parts, in_flight.popleft(), skipped, recording)
+            while in_flight:
+                recording = await self._settle(platform, task_id, parts, in_flight.popleft(), skipped, recording)
             if recording is not None:
                 await recording
         except asyncio.CancelledError:
-            if recording is not None:  # shutting down: a restart resubmits what is not recorded
+            for submission in in_flight:  # shutting down: a restart resubmits what is not recorded
+                submission.cancel()
+            if recording is not None:
                 recording.cancel()
             raise
         except BaseException:
-            # the task fails, but what was submitted is recorded first, so it counts as sent
+            # the task fails, but what was submitted and settled is recorded first, so it counts
+            # as sent; batches still in submission are given up (a rerun submits them again)
+            for submission in in_flight:
+                submission.cancel()
             if recording is not None:
                 with contextlib.suppress(Exception):
                     await recording
@@ -170,6 +194,37 @@ class Dispatcher:
             with contextlib.suppress(BaseException):
                 await next_page
         await self._finish(task_id)
+
+    async def _settle(self, platform, task_id: int, parts: int, submission: "_Submission", skipped: Counter,
+                      recording: asyncio.Future | None) -> asyncio.Future:
+        """Wait for one batch's submission, then start its record once the previous record has
+        committed; return the new record. ``skipped`` is the task's running count: this batch's
+        skips and refusals join it here, in audience order, so each record's snapshot counts
+        exactly the batches recorded up to it."""
+        rows: list[tuple] = []
+        platform_ids: list[str] = []
+        if submission.future is not None:
+            results = await submission.future
+            rows, refused = _message_rows(task_id, parts, submission.batch, results)
+            if refused:
+                submission.passed["refused"] += refused
+            platform_ids = [row[3] for row in rows]
+            if self.sink is not None:
+                self.sink.expect(platform.name, platform_ids)
+        skipped.update(submission.passed)
+        try:
+            if recording is not None:
+                await recording
+        except BaseException:
+            # this batch was submitted but this run will not record it: receipts waiting
+            # for it must not wait for ever (a rerun submits it again with the same keys)
+            if self.sink is not None:
+                self.sink.recorded(platform.name, platform_ids)
+            raise
+        return asyncio.ensure_future(self._record(platform_ids, BatchRecord(
+            task_id, platform.name, parts, rows, self.clock.now(), submission.cursor, submission.accepted,
+            json.dumps(dict(skipped)), self.config.receipt_timeout,
+        )))
 
     async def _record(self, platform_ids: list[str], batch: BatchRecord) -> None:
         try:
@@ -194,13 +249,19 @@ class Dispatcher:
             if self.sink is not None:
                 self.sink.recorded(batch.platform, platform_ids)
 
-    async def _submit_with_retry(self, platform, batch: list[SubmitItem]) -> list[SubmitResult]:
-        try:
-            return await self._submit_until_taken(platform, batch)
-        finally:  # taken, failed or cancelled: no longer an event for the clock to stop at
-            self.retry_due.pop(batch[0].task_id, None)
+    @property
+    def backing_off(self) -> set[int]:
+        """The tasks with a submission waiting to retry: ``advance`` does not wait for them."""
+        return set(self._backing_off.values())
 
-    async def _submit_until_taken(self, platform, batch: list[SubmitItem]) -> list[SubmitResult]:
+    async def _submit_with_retry(self, platform, batch: list[SubmitItem]) -> list[SubmitResult]:
+        token = object()
+        try:
+            return await self._submit_until_taken(platform, batch, token)
+        finally:  # taken, failed or cancelled: no longer an event for the clock to stop at
+            self.retry_due.pop(token, None)
+
+    async def _submit_until_taken(self, platform, batch: list[SubmitItem], token: object) -> list[SubmitResult]:
         """Submit one batch until the platform takes it.
 
         Throttling is retried for as long as it lasts (the carrier is up, only slower). Errors
@@ -235,22 +296,22 @@ class Dispatcher:
                 delay = min(delay * 2, 2.0)
                 give_up = first_failure + self.config.submit_give_up_seconds
                 retry_at = getattr(error, "retry_at", None)
-                self.retry_due[task_id] = min(retry_at, give_up) if retry_at is not None and retry_at > now else give_up
+                self.retry_due[token] = min(retry_at, give_up) if retry_at is not None and retry_at > now else give_up
             if throttled:  # throttling clears in real time: advance waits for it
                 await asyncio.sleep(pause)
                 continue
-            self.backing_off.add(task_id)
+            self._backing_off[token] = task_id
             try:
                 async with asyncio.timeout(pause):  # not wait_for: on 3.11 it can swallow a cancellation
                     await self._clock_moved.wait()
             except asyncio.TimeoutError:
                 pass
             finally:
-                self.backing_off.discard(task_id)
+                self._backing_off.pop(token, None)
 
     def clock_moved(self) -> None:
         """The virtual clock jumped: retry now, the platform's outage may be over."""
-        self.backing_off.clear()
+        self._backing_off.clear()
         self._clock_moved.set()
         self._clock_moved = asyncio.Event()
 

@@ -16,8 +16,9 @@ refused (``skipped.refused``) with the SMPP status as its code; a part never ans
 Idempotency and crash semantics: as each number's ``submit_sm_resp``\\ s arrive, its ids are
 written to the platform's store (``k:{key}``) within a few milliseconds, and ``submit`` returns
 only when they are written; the gateway records the batch after that. After a ``kill -9`` of the
-gateway, the batch it had not recorded is submitted again with the same keys: a number whose ids
-are in the store is answered from there and **never sent again**; a number in flight at the
+gateway, the batches it had not recorded (up to two: ``batches_in_flight``) are submitted again
+with the same keys: a number whose ids are in the store is answered from there and **never sent
+again**; a number in flight at the
 kill — sent, its response not yet written — is **sent again**. At most ``binds × window`` parts
 are in flight, and at most as many written answers wait for the next write, so a kill sends at
 most ``2 × binds × window`` numbers twice; the first copy's receipts then name an id the
@@ -115,6 +116,9 @@ class _Batch:
 
 class SmppPlatform(Platform):
     description = "An SMSC over SMPP 3.4: submit_sm with receipts in any dialect, replies as inbound messages."
+    # the next batch's parts join the queue while this one's tail is in the windows (a batch's
+    # end would otherwise leave the SMSC idle while the gateway reads the next batch's keys)
+    batches_in_flight = 2
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -643,6 +647,7 @@ class _WorkspaceView(Platform):
         self.workspace_id = workspace_id
         self.name = platform.name
         self.description = platform.description
+        self.batches_in_flight = platform.batches_in_flight
 
     async def submit(self, batch: list[SubmitItem]) -> list[SubmitResult]:
         return await self.platform.submit(batch, self.workspace_id)
