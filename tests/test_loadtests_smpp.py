@@ -56,6 +56,20 @@ def test_bench_smpp_tiny_prints_its_figures():
     assert "2,000, 2,000, 2,000, 2,000, 2,000 ✓" in out, out
 
 
+def test_bench_pipeline_through_smpp_tiny_prints_its_figures():
+    """The gateway's task through the smpp plugin to the SMSC, next to sim, at a tiny size: the
+    figures print, and the carrier's ground truth has every number delivered once and every
+    receipt sent and acknowledged (the bench exits non-zero when the task's end state is wrong)."""
+    proc = _run("-m", "loadtests.bench", "pipeline", "--platform", "smpp", "--numbers", "3000", "--batch", "500",
+                timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for text in ("same-run baseline", "numbers/s (target ≥ 15,000 and ≥ ⅓ of sim)", "CPU µs per number: gateway / SMSC",
+                 "during the send only", "peak RSS of the gateway", "targets:"):
+        assert text in out, out
+    assert "ground truth: messages, delivered, receipts sent, acked | 3,000, 3,000, 3,000, 3,000 ✓" in " ".join(out.split()), out
+
+
 @pytest.mark.parametrize("raw", [False, True], ids=["codec", "raw"])
 def test_load_client_on_its_own_against_the_bare_responder(raw):
     bench, _ = _helpers()
