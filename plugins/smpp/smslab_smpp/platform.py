@@ -16,12 +16,12 @@ refused (``skipped.refused``) with the SMPP status as its code; a part never ans
 Idempotency and crash semantics: as each number's ``submit_sm_resp``\\ s arrive, its ids are
 written to the platform's store (``k:{key}``) within a few milliseconds, and ``submit`` returns
 only when they are written; the gateway records the batch after that. After a ``kill -9`` of the
-gateway, the batches it had not recorded (up to two: ``batches_in_flight``) are submitted again
-with the same keys: a number whose ids are in the store is answered from there and **never sent
-again**; a number in flight at the
-kill — sent, its response not yet written — is **sent again**. At most ``binds × window`` parts
-are in flight, and at most as many written answers wait for the next write, so a kill sends at
-most ``2 × binds × window`` numbers twice; the first copy's receipts then name an id the
+gateway, the batches it had not recorded (``batches_in_flight`` and one being recorded) are
+submitted again with the same keys: a number whose ids are in the store is answered from there
+and **never sent again**; a number in flight at the kill — sent, its response not yet written —
+is **sent again**. At most ``binds × window`` parts
+are in flight, and at most as many answers wait to be written (``_pump`` refills no window
+while they do), so a kill sends at most ``2 × binds × window`` numbers twice; the first copy's receipts then name an id the
 gateway does not know, and are kept aside as unmatched. A connection lost mid-request is the
 same: the part goes again on the next session.
 
@@ -116,17 +116,24 @@ class _Batch:
 
 class SmppPlatform(Platform):
     description = "An SMSC over SMPP 3.4: submit_sm with receipts in any dialect, replies as inbound messages."
-    # the next batch's parts join the queue while this one's tail is in the windows (a batch's
-    # end would otherwise leave the SMSC idle while the gateway reads the next batch's keys)
-    batches_in_flight = 2
+    # the next batches' parts join the queue while this one's tail is in the windows: a batch's
+    # end would otherwise leave the SMSC idle while the gateway reads the next batch's keys, and
+    # so would the wait for the batch before to be recorded (2 took the first away, 4 the second:
+    # docs/benchmarks.md, round 4; 8 was no faster than 4)
+    batches_in_flight = 4
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._unwritten_limit = settings.binds * settings.window
         self.name = settings.name
         self.sessions: list[EsmeSession] = []
         self._bound = asyncio.Event()
         self._ids: OrderedDict[str, tuple[str, int, str, int | None]] = OrderedDict()  # key -> (platform id, part, number, ws)
         self._pending_store: dict[str, Any] = {}
+        # numbers answered whose answers are not in the store yet (waiting, or being written): a
+        # kill would send them again, so the windows are not refilled while binds × window wait
+        self._unwritten = 0
+        self._pending_numbers = 0  # of those, the ones still in _pending_store
         self._store_written = asyncio.Event()
         self._writer: asyncio.Task | None = None
         self._held: dict[str, list[_Held]] = {}  # receipts waiting for their id, under each candidate
@@ -311,6 +318,11 @@ class SmppPlatform(Platform):
         queue = self._queue
         if not queue:
             return
+        if self._unwritten >= self._unwritten_limit:
+            # the crash bound: at most binds × window answers unwritten and as many parts in
+            # flight. The store is behind (a slow disk, a busy writer): write now, refill after.
+            self._store_written.set()
+            return
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._pause_until > now:
@@ -436,7 +448,9 @@ class SmppPlatform(Platform):
 
     # -- the store ----------------------------------------------------------------------------------
     def _kick_writer(self) -> None:
-        if len(self._pending_store) >= self.settings.binds * self.settings.window:
+        self._unwritten += 1
+        self._pending_numbers += 1
+        if len(self._pending_store) >= self._unwritten_limit:  # keys: a write well before the pump must wait
             self._store_written.set()
 
     async def _write_loop(self) -> None:
@@ -455,12 +469,17 @@ class SmppPlatform(Platform):
     async def _write_store(self) -> None:
         if self._pending_store:
             pending, self._pending_store = self._pending_store, {}
+            numbers, self._pending_numbers = self._pending_numbers, 0
             try:
                 await self.ctx.store.put_many(pending)
             except BaseException:
                 pending.update(self._pending_store)
                 self._pending_store = pending
+                self._pending_numbers += numbers
                 raise
+            self._unwritten -= numbers
+            if self._queue:
+                self._pump()
 
     def _remember(self, norm: str, value: tuple) -> None:
         self._ids[norm] = value

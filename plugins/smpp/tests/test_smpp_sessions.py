@@ -122,6 +122,52 @@ def test_what_goes_over_the_wire(smsc, account, tmp_path, long, text):
     assert [item["parts"] for item in truth] == [billed.parts] * 2, "the SMSC counts other parts than smslab bills"
 
 
+class _StalledStore:
+    """The platform's real store, with its writes held until ``release`` is set: a slow disk,
+    or a writer busy with a large record."""
+
+    def __init__(self, store):
+        self.store = store
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    async def put_many(self, items):
+        await self.release.wait()
+        await self.store.put_many(items)
+
+
+def test_answers_the_store_has_not_taken_hold_back_the_window(smsc, account, tmp_path):
+    """The crash bound (a kill sends at most 2 × binds × window numbers again: those in flight
+    and those answered but not written) holds when the store falls behind: with its writes
+    stalled, no more than that goes over the wire, and all of it once the store catches up."""
+    binds, window = 2, 5
+
+    async def scenario(h):
+        p = await h.start(platform(smsc, account, binds=binds, window=window))
+        stalled = _StalledStore(p.ctx.store)
+        p.ctx.store = stalled
+        job = asyncio.ensure_future(p.submit(make_batch(60)))
+        await asyncio.sleep(1.0)  # the SMSC answers a window in milliseconds: without the bound all 60 go
+        sent_while_stalled = len([e for e in journal(smsc, account, "submit_sm") if e["direction"] == "in"])
+        stalled.release.set()
+        results = await asyncio.wait_for(job, 30)
+        assert all(r.platform_id for r in results)
+        await h.stop(p)
+        return sent_while_stalled
+
+    sent = []
+
+    async def recording(h):
+        sent.append(await scenario(h))
+
+    run(tmp_path, recording)
+    assert binds * window <= sent[0] <= 2 * binds * window, sent
+    submits = [e for e in journal(smsc, account, "submit_sm") if e["direction"] == "in"]
+    assert len(submits) == 60 and len(smsc.ground_truth(account)) == 60
+
+
 def test_reconnects_with_growing_jittered_backoff(tmp_path):
     """An SMSC that accepts and drops every connection: the attempts come further and further
     apart, up to reconnect_max, never in lockstep."""
