@@ -116,7 +116,8 @@ class Platform:
     # How many batches of one task the gateway may have in ``submit`` at once. With 1 the next
     # batch is submitted once this one returned; a platform that keeps a window of requests open
     # (the smpp plugin) sets 4, so the next batches' numbers queue behind this one's and the window
-    # drains neither at a batch's end nor while the batch before is being recorded. Results are recorded in the audience's order either way.
+    # drains neither at a batch's end nor while the batch before is being recorded. Results are
+    # recorded in the audience's order either way.
     batches_in_flight: int = 1
 
     async def start(self, ctx: PlatformContext) -> None:

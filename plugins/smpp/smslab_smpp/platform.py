@@ -19,10 +19,10 @@ only when they are written; the gateway records the batch after that. After a ``
 gateway, the batches it had not recorded (``batches_in_flight`` and one being recorded) are
 submitted again with the same keys: a number whose ids are in the store is answered from there
 and **never sent again**; a number in flight at the kill — sent, its response not yet written —
-is **sent again**. At most ``binds × window`` parts
-are in flight, and at most as many answers wait to be written (``_pump`` refills no window
-while they do), so a kill sends at most ``2 × binds × window`` numbers twice; the first copy's receipts then name an id the
-gateway does not know, and are kept aside as unmatched. A connection lost mid-request is the
+is **sent again**. At most ``binds × window`` parts are in flight, and at most as many answers
+wait to be written (``_pump`` refills no window while they do), so a kill sends at most
+``2 × binds × window`` numbers twice; the first copy's receipts then name an id the gateway
+does not know, and are kept aside as unmatched. A connection lost mid-request is the
 same: the part goes again on the next session.
 
 Receipts: ``deliver_sm`` or ``data_sm`` with the receipt bit, read from the text or the TLVs
