@@ -118,6 +118,39 @@ async def test_receipts_for_fresh_messages_end_as_the_select_path_ends_them(tmp_
         await without.close()
 
 
+@pytest.mark.parametrize("first", ["sim", "other"])
+async def test_one_id_fresh_on_two_platforms_each_receipt_reaches_its_own(tmp_path, first):
+    """Two SMSCs can give the same id (smslab's SMSC numbers messages across its accounts). The
+    first receipt naming it is the usual one (taken from memory, no message object); the other
+    platform's receipt for its own fresh message with that id used to find nothing and was kept
+    aside as unmatched, its number left pending (seen from outside with 13 dialect accounts on one
+    SMSC, 1,000 numbers each)."""
+    fresh = FreshMessages()
+    with_fresh = await _recorded(tmp_path / "fresh.db", fresh)
+    without = await _recorded(tmp_path / "select.db", None)
+    try:
+        # P1-0 and P1-1 are fresh on both platforms: one receipt each, in both orders
+        second = "other" if first == "sim" else "sim"
+        flush = [(first, Receipt("P1-0", "delivered", 101.0)), (second, Receipt("P1-0", "delivered", 101.0)),
+                 (second, Receipt("P1-1", "failed", 102.0, code="X", message="no")), (first, Receipt("P1-1", "delivered", 102.0))]
+        tallies = []
+        for db, cache in ((with_fresh, fresh), (without, None)):
+            tally = await db.write(apply_receipts, flush, TIMEOUT, cache)
+            tallies.append((dict(tally.succeeded), dict(tally.failed), len(tally.unmatched)))
+        assert tallies[0] == tallies[1]
+        assert tallies[0][2] == 0
+        assert await _state(with_fresh) == await _state(without)
+        messages, _tasks = await _state(with_fresh)
+        by_pid = {(m[1], m[2]): m[3] for m in messages}
+        other_task, sim_task = 3, 1
+        task_of = {"sim": sim_task, "other": other_task}
+        assert by_pid[(task_of[first], "P1-0")] == R.SUCCEEDED and by_pid[(task_of[second], "P1-0")] == R.SUCCEEDED
+        assert by_pid[(task_of[second], "P1-1")] == R.FAILED and by_pid[(task_of[first], "P1-1")] == R.SUCCEEDED
+    finally:
+        await with_fresh.close()
+        await without.close()
+
+
 async def test_a_record_that_applied_overtaking_receipts_is_not_fresh(tmp_path):
     db = Database(tmp_path / "p.db")
     await db.open()

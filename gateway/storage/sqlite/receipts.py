@@ -156,7 +156,7 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
             else:
                 messages[pid] = msg
     task_platforms: dict[int, str] = {}
-    if messages:
+    if messages or others:
         task_ids = list({m.task_id for m in messages.values()} | {m.task_id for ms in others.values() for m in ms})
         if workspace is None:
             task_platforms = dict(conn.execute(
@@ -173,8 +173,12 @@ def apply_receipts(conn: sqlite3.Connection, items: list[tuple[str, Receipt]], t
     applied = 0
     for index, (platform, receipt) in rest:
         msg = messages.get(receipt.platform_id)
-        if msg is not None and task_platforms.get(msg.task_id) != platform:
-            msg = next((m for m in others.get(receipt.platform_id, ()) if task_platforms.get(m.task_id) == platform), None)
+        if msg is None or task_platforms.get(msg.task_id) != platform:
+            # the id names another platform's message, or none that needed an object: the first
+            # receipt naming a fresh message is applied without one (``_take_fresh``), so this
+            # platform's message with the same id may be in ``others`` alone
+            alike = others.get(receipt.platform_id)
+            msg = next((m for m in alike if task_platforms.get(m.task_id) == platform), None) if alike else None
         if msg is None:
             tally.unmatched.append((platform, receipt))
             tally.unmatched_at.append(index)
