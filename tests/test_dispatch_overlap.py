@@ -25,15 +25,16 @@ BATCH = 4
 
 class WindowedPlatform(EchoPlatform):
     """Like an SMPP bind's window: a batch is answered only once the batches the platform lets
-    the gateway overlap with it have arrived too (or after a short wait: a gateway that did not
-    overlap them shows in ``most_open``). A number whose last digits are a multiple of three is
+    the gateway overlap with it have arrived too (or after a wait: a gateway that did not overlap
+    them shows in ``most_open``). A number whose last digits are a multiple of three is
     refused by the "SMSC"; every accepted one is delivered a second later (EchoPlatform)."""
 
     name = "windowed"
     description = "answers a batch once the next one arrived (a test platform)"
 
-    def __init__(self, batches_in_flight: int, fail_batch: int | None = None):
+    def __init__(self, batches_in_flight: int, batches: int, fail_batch: int | None = None):
         self.batches_in_flight = batches_in_flight
+        self.batches = batches  # the task's batches: the last ones have no successors to wait for
         self.fail_batch = fail_batch  # this batch (0-based) is refused as a whole, for good
         self.calls = 0
         self.open = 0
@@ -55,10 +56,11 @@ class WindowedPlatform(EchoPlatform):
         try:
             if index == self.fail_batch:
                 raise PlatformError("the SMSC refused the whole batch", retryable=False)
-            # answered once as many batches as the platform allows are in (the last batches of a
-            # task have no successors: they wait out the short timeout)
+            # answered once as many batches as the platform allows are in; a gateway that never
+            # sends them is caught by ``most_open`` after the wait gives up
+            awaited = min(index + self.batches_in_flight - 1, self.batches - 1)
             try:
-                await asyncio.wait_for(self._arrival(index + self.batches_in_flight - 1).wait(), 0.3)
+                await asyncio.wait_for(self._arrival(awaited).wait(), 5)
             except TimeoutError:
                 pass
             now = self.ctx.clock.now()
@@ -133,7 +135,7 @@ def _expected(numbers: list[str]) -> tuple[int, int]:
 
 @pytest.mark.parametrize("in_flight", [1, 2, 3])
 async def test_batches_overlap_as_the_platform_allows_and_counts_stay_exact(aiohttp_client, tmp_path, in_flight):
-    platform = WindowedPlatform(in_flight)
+    platform = WindowedPlatform(in_flight, -(-len(NUMBERS) // BATCH))
     detail, _app = await _run(aiohttp_client, tmp_path, platform, NUMBERS)
     sent, refused = _expected(NUMBERS)
     assert (sent, refused) == (10, 4)
@@ -148,7 +150,7 @@ async def test_batches_overlap_as_the_platform_allows_and_counts_stay_exact(aioh
 async def test_a_failed_batch_fails_the_task_with_the_batches_before_it_counted_as_sent(aiohttp_client, tmp_path):
     """Batch 2 of 4 is refused for good while batch 1 is still waiting for its answers: batch 1
     is recorded (its numbers were sent), batches 3 and 4 never go out, the task fails."""
-    platform = WindowedPlatform(2, fail_batch=1)
+    platform = WindowedPlatform(2, -(-len(NUMBERS) // BATCH), fail_batch=1)
     detail, _app = await _run(aiohttp_client, tmp_path, platform, NUMBERS)
     assert detail["status"] == "failed", detail
     assert "refused the submission" in detail["status_reason"], detail
