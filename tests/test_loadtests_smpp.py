@@ -65,8 +65,12 @@ def test_bench_pipeline_through_smpp_tiny_prints_its_figures():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     for text in ("same-run baseline", "numbers/s (target ≥ 15,000 and ≥ ⅓ of sim)", "CPU µs per number: gateway / SMSC",
-                 "during the send only", "peak RSS of the gateway", "targets:"):
+                 "during the send only", "peak RSS of the gateway", "targets:",
+                 "sim's runs in order (numbers/s; the baseline is their median)"):
         assert text in out, out
+    # the baseline is the median of three sim runs, each listed
+    runs = next(line for line in out.splitlines() if "sim's runs in order" in line).split("|")[3]
+    assert len(runs.split(", ")) == 3, runs
     assert "ground truth: messages, delivered, receipts sent, acked | 3,000, 3,000, 3,000, 3,000 ✓" in " ".join(out.split()), out
 
 
