@@ -213,10 +213,12 @@ async def test_many_kinds_of_delivered_update_keep_every_other_column(tmp_path):
 
 
 async def test_a_receipt_held_while_its_batch_is_recorded_mid_flush_is_not_left_waiting(tmp_path):
-    """The store holds a receipt for an id the dispatcher is recording; the record commits, and
-    ``recorded`` runs, while that flush is still on its way back (PostgreSQL: the flush took no
-    lock the record needed). The receipt must go again at once, not wait for a ``recorded``
-    that has already come and gone (its deliver call then never returned)."""
+    """The store holds a receipt for an id the dispatcher is recording (its ``expect`` came while
+    the flush was on its way to the database, so the sink could not set it aside itself); the
+    record commits, and ``recorded`` runs, while that flush is still on its way back
+    (PostgreSQL: the flush took no lock the record needed). The receipt must go again at once,
+    not wait for a ``recorded`` that has already come and gone (its deliver call then never
+    returned)."""
     import asyncio
 
     from gateway.clock import VirtualClock
@@ -236,6 +238,8 @@ async def test_a_receipt_held_while_its_batch_is_recorded_mid_flush_is_not_left_
             self.once = True
 
         async def apply_receipts(self, items, timeout, now, expected, fresh, scoped):
+            if self.once:
+                sink.expect("sim", ["P9"])
             tally = await store.apply_receipts(items, timeout, now, expected, fresh, scoped)
             if self.once and tally.held:
                 self.once = False
@@ -250,10 +254,61 @@ async def test_a_receipt_held_while_its_batch_is_recorded_mid_flush_is_not_left_
     sink = ReceiptSink(MessageResults(RecordedMidFlush(), config), VirtualClock(10.0), config, on_committed)
     sink.start()
     try:
-        sink.expect("sim", ["P9"])
         await asyncio.wait_for(sink.deliver("sim", [Receipt(platform_id="P9", status="delivered", at=5.0)]), 5)
         assert await db.fetchone("SELECT result FROM messages WHERE platform_id='P9'") == (R.SUCCEEDED,)
         assert await db.fetchone("SELECT sent, succeeded FROM tasks WHERE id=1") == (1, 1)
+        assert await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts") == (0,)
+    finally:
+        await sink.stop()
+        await db.close()
+
+
+async def test_receipts_for_an_id_being_recorded_wait_without_a_trip_to_the_database(tmp_path):
+    """A receipt naming an id the dispatcher announced (``expect``) is set aside by the sink
+    itself: the database is not asked about it until the batch is recorded, and then once. In
+    the same flush, a receipt for a recorded message is applied at once."""
+    import asyncio
+
+    from gateway.clock import VirtualClock
+    from gateway.pipeline.receipts import ReceiptSink
+    from gateway.pipeline.results import MessageResults
+    from gateway.storage.sqlite.messages import SqliteMessageStore
+
+    db = await _db(tmp_path)
+    config = Config(db_path=str(tmp_path / "p.db"))
+    asked: list[list[str]] = []
+
+    class Counting(SqliteMessageStore):
+        async def apply_receipts(self, items, timeout, now, expected, fresh, scoped):
+            asked.append([receipt.platform_id for _, receipt in items])
+            return await super().apply_receipts(items, timeout, now, expected, fresh, scoped)
+
+    async def on_committed(by_platform, tally):
+        pass
+
+    sink = ReceiptSink(MessageResults(Counting(db), config), VirtualClock(10.0), config, on_committed)
+    sink.start()
+    try:
+        rows, _ = _message_rows(1, 1, [_item(0, "+8613800138000")], [SubmitResult("1-0000000000", "P1")])
+        await db.write(_record_batch, 1, "sim", 1, rows, 4.0, 0, 1, "{}", config.receipt_timeout)
+        sink.expect("sim", ["P2"])
+        both = asyncio.create_task(sink.deliver("sim", [Receipt(platform_id="P2", status="delivered", at=5.0),
+                                                        Receipt(platform_id="P1", status="delivered", at=5.0)]))
+        alone = asyncio.create_task(sink.deliver("sim", [Receipt(platform_id="P2", status="delivered", at=5.0)]))
+        for _ in range(100):
+            if await db.fetchone("SELECT succeeded FROM tasks WHERE id=1") == (1,):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert asked == [["P1"]]  # P2 never went to the database
+        assert not both.done() and not alone.done()
+        rows, _ = _message_rows(1, 1, [_item(1, "+8613800138001")], [SubmitResult("1-0000000001", "P2")])
+        await db.write(_record_batch, 1, "sim", 1, rows, 5.0, 1, 2, "{}", config.receipt_timeout)
+        sink.recorded("sim", ["P2"])
+        await asyncio.wait_for(asyncio.gather(both, alone), 5)
+        assert sorted(id for ids in asked[1:] for id in ids) == ["P2", "P2"]
+        assert await db.fetchone("SELECT result FROM messages WHERE platform_id='P2'") == (R.SUCCEEDED,)
+        assert await db.fetchone("SELECT sent, succeeded, duplicate_receipts FROM tasks WHERE id=1") == (2, 2, 1)
         assert await db.fetchone("SELECT COUNT(*) FROM unmatched_receipts") == (0,)
     finally:
         await sink.stop()

@@ -45,8 +45,9 @@ class ReceiptSink:
     submission: the dispatcher submits a batch, and the carrier's receipts can arrive while the
     batch's message rows are still being written. The dispatcher tells the sink which platform
     ids it is about to record (``expect``) and when they are recorded (``recorded``). A receipt
-    that names no stored message but an expected id waits in memory and is applied by the next
-    flush after its batch is recorded; its ``deliver`` call returns then, so nothing is
+    that names an expected id waits in memory (set aside before its flush goes to the database,
+    or held by the store when the ``expect`` came while the flush was on its way) and is applied
+    by the next flush after its batch is recorded; its ``deliver`` call returns then, so nothing is
     acknowledged before it is durable. Receipts for ids nobody expects are kept aside in
     ``unmatched_receipts`` at once, as before (and the dispatcher still matches those when a
     later acknowledgement names them).
@@ -197,12 +198,16 @@ class ReceiptSink:
             log.exception("after committing receipts")
 
     async def _flush(self, entries: list[tuple[str, list[Receipt], _Delivery, int | None]]):
+        entries, waiting_record = self._set_aside_expected(entries)
         pairs: list[tuple[str, Receipt]] = []
         scoped: dict[int, list[tuple[str, Receipt]]] = {}
         for platform, receipts, _, ws in entries:
             (pairs if ws is None else scoped.setdefault(ws, [])).extend(zip(repeat(platform), receipts))
         now = self.clock.now()
-        tally = await self.results.apply_receipts(pairs, now, self._expected, scoped or None)
+        if pairs or scoped:
+            tally = await self.results.apply_receipts(pairs, now, self._expected, scoped or None)
+        else:  # every one waits for its record
+            tally = Tally()
         by_platform: dict[str, list[Receipt]] = defaultdict(list)
         held: list[tuple[str, Receipt, _Delivery, int | None]] = []
         if not tally.held:  # the usual case: every receipt committed
@@ -220,4 +225,34 @@ class ReceiptSink:
                 else:
                     by_platform[platform].append(receipt)
         tally.lags = [now - r.at for receipts in by_platform.values() for r in receipts]
-        return by_platform, tally, held
+        return by_platform, tally, held + waiting_record
+
+    def _set_aside_expected(self, entries: list) -> tuple[list, list]:
+        """The receipts naming an id whose acknowledgement is being recorded right now
+        (``expect``) wait for ``recorded`` without a trip to the database: the transaction
+        would find no message, and they would be held anyway (``Tally.hold_expected``). A
+        platform whose receipts overtake the dispatcher's record (SMPP: the receipt follows the
+        ``submit_sm_resp`` at once, the record waits for the whole batch) sends most of them so.
+        Returns the entries with those receipts taken out, and them as held entries."""
+        expected = self._expected
+        if not any(expected.values()):
+            return entries, []
+        kept: list = []
+        aside: list = []
+        for entry in entries:
+            platform, receipts, delivery, ws = entry
+            ids = expected.get(platform)
+            if not ids:
+                kept.append(entry)
+                continue
+            rest = []
+            for receipt in receipts:
+                if receipt.platform_id in ids:
+                    aside.append((platform, receipt, delivery, ws))
+                else:
+                    rest.append(receipt)
+            if len(rest) == len(receipts):
+                kept.append(entry)
+            elif rest:
+                kept.append((platform, rest, delivery, ws))
+        return kept, aside

@@ -168,6 +168,43 @@ def test_answers_the_store_has_not_taken_hold_back_the_window(smsc, account, tmp
     assert len(submits) == 60 and len(smsc.ground_truth(account)) == 60
 
 
+def test_receipts_that_overtake_submit_wait_until_it_returned(smsc, account, tmp_path):
+    """The gateway records a batch only once ``submit`` returned; a receipt handed to it before
+    finds no message and takes the long way (kept aside, taken back at the record). So the
+    receipts of a batch still being submitted wait in the platform: with the store's writes
+    held (``submit`` cannot return), the SMSC has sent the receipts, yet none reached the
+    gateway and none was answered; once ``submit`` returns, all of them, each then answered."""
+
+    async def scenario(h):
+        p = await h.start(platform(smsc, account, binds=1, window=5))
+        stalled = _StalledStore(p.ctx.store)
+        p.ctx.store = stalled
+        job = asyncio.ensure_future(p.submit(make_batch(5)))
+        try:
+            deadline = time.monotonic() + 10
+            while len([e for e in journal(smsc, account, "deliver_sm") if e["direction"] == "out"]) < 5:
+                assert time.monotonic() < deadline, "the SMSC sent no receipts"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            assert not job.done()
+            assert h.received == []
+            assert [e for e in journal(smsc, account, "deliver_sm_resp") if e["direction"] == "in"] == []
+        finally:
+            stalled.release.set()
+        results = await asyncio.wait_for(job, 30)
+        deadline = time.monotonic() + 10
+        while len(h.received) < 5:
+            assert time.monotonic() < deadline, h.received
+            await asyncio.sleep(0.05)
+        assert sorted(r.platform_id for _, r, _ in h.received) == sorted(r.platform_id for r in results)
+        while len([e for e in journal(smsc, account, "deliver_sm_resp") if e["direction"] == "in"]) < 5:
+            assert time.monotonic() < deadline, "the receipts were not answered"
+            await asyncio.sleep(0.05)
+        await h.stop(p)
+
+    run(tmp_path, scenario)
+
+
 def test_reconnects_with_growing_jittered_backoff(tmp_path):
     """An SMSC that accepts and drops every connection: the attempts come further and further
     apart, up to reconnect_max, never in lockstep."""
