@@ -108,7 +108,7 @@ async def _upload_csv(session: aiohttp.ClientSession, base: str, n: int) -> int:
 
 
 async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platform: str = "sim",
-                        beside: tuple[int, ...] = ()) -> dict:
+                        beside: tuple[int, ...] = (), also_spied: tuple[H.Proc, ...] = ()) -> dict:
     """One task of ``n`` numbers, uploaded then sent; ``cpu`` (the server's), ``db_cpu``
     (PostgreSQL's processes) and ``beside_cpu`` (those processes', in order) are CPU seconds over
     the send alone, task created to completed."""
@@ -122,7 +122,8 @@ async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platf
         task = {"name": f"bench pipeline {n}", "platform": platform, "sms_type": "marketing", "signature": "Shop",
                 "content": {"text": "Spring sale: 20% off everything this weekend"}, "audience_id": audience,
                 "send_type": "immediate", "sub_activities": []}
-        proc.spy_start()
+        for spied in (proc, *also_spied):
+            spied.spy_start()
         cpu0, db_cpu0 = cpu_seconds(proc.pid), postgres_cpu_seconds()
         beside0 = [cpu_seconds(pid) for pid in beside]
         t0 = time.perf_counter()
@@ -142,7 +143,8 @@ async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platf
             await asyncio.sleep(poll)
         cpu, db_cpu = cpu_seconds(proc.pid) - cpu0, postgres_cpu_seconds() - db_cpu0
         beside_cpu = [cpu_seconds(pid) - c0 for pid, c0 in zip(beside, beside0)]
-        proc.spy_stop()
+        for spied in (proc, *also_spied):
+            spied.spy_stop()
         polled = elapsed
         if row.get("completed_at") and row.get("created_at"):
             # the service's own timestamps (ms): the client's poll would add up to one interval
@@ -269,7 +271,7 @@ def bench_pipeline_smpp(args) -> dict:
             with H.smslab_server(str(wd / f"sim-{k}.db"), profile="perfect") as proc:
                 sims.append(asyncio.run(_pipeline_run(proc, n, args.timeout, args.poll)))
         sim = sorted(sims, key=lambda run: run["elapsed"])[len(sims) // 2]
-        with smpp_carrier(str(wd / "carrier.db"), spy=None) as carrier:
+        with smpp_carrier(str(wd / "carrier.db"), spy=args.spy_smsc) as carrier:
             check_perfect(carrier.base)
             _http_json("PATCH", f"{carrier.base}/accounts/{SMPP_ACCOUNT[0]}",
                        {"window": max(args.window, 100), "max_binds": max(args.binds * 2, 10),
@@ -282,7 +284,8 @@ def bench_pipeline_smpp(args) -> dict:
                 # parsing and number checks too) and during the send alone (task created to
                 # completed), which is what bounds the rate
                 cpu0_gw, cpu0_c = cpu_seconds(gw.pid), cpu_seconds(carrier.pid)
-                smpp = asyncio.run(_pipeline_run(gw, n, args.timeout, args.poll, platform="smpp", beside=(carrier.pid,)))
+                smpp = asyncio.run(_pipeline_run(gw, n, args.timeout, args.poll, platform="smpp", beside=(carrier.pid,),
+                                              also_spied=(carrier,)))
                 cpu_gw, cpu_c = cpu_seconds(gw.pid) - cpu0_gw, cpu_seconds(carrier.pid) - cpu0_c
                 send_gw, (send_c,) = smpp["cpu"], smpp["beside_cpu"]
                 rss = H.peak_rss_mb(gw.pid)
@@ -977,6 +980,8 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--batch", type=int, default=1000, help="with --platform smpp: SMSLAB_DISPATCH_BATCH")
     sp.add_argument("--receipt-window", type=int, default=1000,
                     help="with --platform smpp: receipts the SMSC sends a bind ahead of its answers (the account's receipt_window)")
+    sp.add_argument("--spy-smsc", default=None,
+                    help="with --platform smpp: record the SMSC (smslab carrier) with py-spy into this file (raw format)")
     backend(sp)
     sp = sub.add_parser("ingest")
     common(sp)

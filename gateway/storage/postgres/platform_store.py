@@ -37,8 +37,11 @@ class PlatformStore:
         self.namespace = namespace
 
     async def put_many(self, items: dict[str, Any]) -> None:
-        """Set each key to its value (anything JSON can hold)."""
+        """Set each key to its value (anything JSON can hold). A key cannot hold NUL (PostgreSQL's
+        text refuses it; SQLite's store refuses it too)."""
         if items:
+            if "\0" in "".join(items):
+                raise ValueError("a platform store key cannot hold NUL")
             values = [_encode(value).decode() for value in items.values()]
             await self.db.execute(_PUT, (self.namespace, list(items), values))
 

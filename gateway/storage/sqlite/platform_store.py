@@ -25,10 +25,12 @@ class PlatformStore:
         self.namespace = namespace
 
     async def put_many(self, items: dict[str, Any]) -> None:
-        """Set each key to its value (anything JSON can hold)."""
+        """Set each key to its value (anything JSON can hold). A key cannot hold NUL: SQLite's
+        JSON functions end a key there, and PostgreSQL's text refuses it."""
         if items:
-            rows = [(key, bulk.encode(value).decode()) for key, value in items.items()]
-            await self.db.write(_put, self.namespace, bulk.encode(rows))
+            if "\0" in "".join(items):
+                raise ValueError("a platform store key cannot hold NUL")
+            await self.db.write(_put, self.namespace, bulk.encode({key: [value] for key, value in items.items()}))
 
     async def get_many(self, keys: list[str]) -> dict[str, Any]:
         """The values of the keys that are set."""
@@ -45,9 +47,15 @@ class PlatformStore:
         return await self.db.read(_scan, self.namespace, prefix, after, limit)
 
 
-def _put(conn, namespace: str, rows: bytes) -> None:
-    conn.execute("INSERT OR REPLACE INTO platform_store(namespace, key, value) SELECT ?, value->>0, value->>1 FROM json_each(?)",
-                 (namespace, rows))
+def _put(conn, namespace: str, items: bytes) -> None:
+    """``items``: one JSON object, encoded once, of each key and its value wrapped in an array.
+    ``json_each`` gives each member's array as the JSON text it came as, and the value's text is
+    that between the brackets, byte for byte what the encoder wrote. Unwrapped, a top-level
+    number would come back as an SQL REAL, rendered with 15 digits, and ``true`` as 1. Encoding
+    each value apart, and the pairs around them, cost a third more per row on the event loop's
+    thread (the SMPP plugin writes three rows per number)."""
+    conn.execute("INSERT OR REPLACE INTO platform_store(namespace, key, value)"
+                 " SELECT ?, key, substr(value, 2, length(value) - 2) FROM json_each(?)", (namespace, items))
 
 
 def _get(conn, namespace: str, keys: bytes) -> list[tuple[str, Any]]:
