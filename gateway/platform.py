@@ -15,7 +15,9 @@ from typing import Any, Awaitable, Callable, Literal
 import msgspec
 
 
-class SubmitItem(msgspec.Struct, frozen=True):
+# ``gc=False`` on the messages below: they hold only strings and numbers, so they can never be
+# part of a reference cycle, and the collector need not track the few per number a task makes.
+class SubmitItem(msgspec.Struct, frozen=True, gc=False):
     """One number of one task. ``key`` is the idempotency key: the same key submitted twice
     (after a crash, say) must not reach the handset twice; the platform answers with the
     platform id it gave the first time."""
@@ -27,14 +29,14 @@ class SubmitItem(msgspec.Struct, frozen=True):
     parts: int
 
 
-class SubmitResult(msgspec.Struct, frozen=True):
+class SubmitResult(msgspec.Struct, frozen=True, gc=False):
     key: str
     platform_id: str | None = None
     error_code: str | None = None  # set when this one number was refused
     error_message: str | None = None
 
 
-class Receipt(msgspec.Struct, frozen=True):
+class Receipt(msgspec.Struct, frozen=True, gc=False):
     """A delivery report. ``part`` is the 0-based part of a multi-part message, or None for the
     whole message. ``at`` is the platform's time of the event, in epoch seconds."""
 
@@ -46,7 +48,7 @@ class Receipt(msgspec.Struct, frozen=True):
     message: str | None = None
 
 
-class InboundMessage(msgspec.Struct, frozen=True):
+class InboundMessage(msgspec.Struct, frozen=True, gc=False):
     """A message from a handset to the sender of a campaign (a mobile-originated reply: "STOP").
     ``sender`` is the handset's number (E.164), ``recipient`` the number or code it was sent to,
     ``at`` the platform's time of it (epoch seconds), ``platform_id`` the platform's id for it."""
