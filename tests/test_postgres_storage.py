@@ -189,41 +189,6 @@ async def test_batched_writes_copy_rows_in_and_update_them_from_unnest_arrays(st
     assert (await storage.db.fetchone("SELECT receipt_at FROM messages WHERE id = 3"))[0] == 1e9 + 3 / 3
 
 
-# -- the platform store ----------------------------------------------------------------------
-async def test_platform_store_keeps_each_namespace_apart(storage):
-    smpp, http = storage.platform_store("smpp"), storage.platform_store("http")
-    await smpp.put_many({"idem/1": ["sm-1", "sm-2"], "idem/2": {"n": 1.5}, "other": None})
-    await http.put_many({"idem/1": "http's"})
-    assert await smpp.get_many(["idem/1", "idem/2", "missing"]) == {"idem/1": ["sm-1", "sm-2"], "idem/2": {"n": 1.5}}
-    assert await http.get_many(["idem/1", "idem/2"]) == {"idem/1": "http's"}
-    await smpp.put_many({"idem/1": "replaced"})
-    await smpp.delete_many(["idem/2", "missing"])
-    assert await smpp.scan() == [("idem/1", "replaced"), ("other", None)]
-    assert await http.scan() == [("idem/1", "http's")]
-    assert await smpp.get_many([]) == {} and await smpp.scan("nothing") == []
-
-
-async def test_platform_store_scans_in_bytewise_order_by_prefix_and_page(storage):
-    store = storage.platform_store("p")
-    keys = ["a%_1", "a%_2", "a%x", "aZ", "a_", "ab", "b", "B", "a"]
-    await store.put_many({k: i for i, k in enumerate(keys)})
-    # bytewise, as SQLite compares: upper case before lower, '%' and '_' are plain characters
-    assert [k for k, _ in await store.scan()] == sorted(keys)
-    assert [k for k, _ in await store.scan("a%_")] == ["a%_1", "a%_2"]
-    assert [k for k, _ in await store.scan("a", limit=3)] == ["a", "a%_1", "a%_2"]
-    assert [k for k, _ in await store.scan("a", limit=3, after="a%_2")] == ["a%x", "aZ", "a_"]
-
-
-async def test_platform_store_writes_a_large_batch_in_one_call(storage):
-    store = storage.platform_store("bulk")
-    await store.put_many({f"k/{i:05d}": {"i": i} for i in range(5000)})
-    got = await store.get_many([f"k/{i:05d}" for i in range(0, 5000, 7)])
-    assert len(got) == len(range(0, 5000, 7)) and got["k/00007"] == {"i": 7}
-    await store.delete_many([f"k/{i:05d}" for i in range(2500)])
-    page = await store.scan("k/", limit=2)
-    assert page == [("k/02500", {"i": 2500}), ("k/02501", {"i": 2501})]
-
-
 # -- leases ----------------------------------------------------------------------------------
 @pytest.fixture
 async def two(pg_url, storage):  # noqa: F811
