@@ -4,7 +4,7 @@ they name; the services see this shape, typed by the areas' Protocols."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from .audiences import AudienceStore
 from .check import CheckStore
@@ -56,3 +56,10 @@ class Storage:
     def platform_store(self, namespace: str):
         """A platform plugin's own keys and values (``PlatformContext.store``)."""
         return self._platform_store(self.db, namespace)
+
+
+def check_platform_store_keys(keys: Iterable[str]) -> None:
+    """A platform store's key is text without NUL, on every backend: SQLite's JSON functions end
+    a key there (it would be stored cut short), PostgreSQL's text refuses it."""
+    if "\0" in "".join(keys):
+        raise ValueError("a platform store key cannot hold NUL")

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from ..base import check_platform_store_keys
 from .db import Database
 
 _encode = msgspec.json.Encoder().encode
@@ -37,11 +38,10 @@ class PlatformStore:
         self.namespace = namespace
 
     async def put_many(self, items: dict[str, Any]) -> None:
-        """Set each key to its value (anything JSON can hold). A key cannot hold NUL (PostgreSQL's
-        text refuses it; SQLite's store refuses it too)."""
+        """Set each key to its value (anything JSON can hold); a key with NUL is refused
+        (``check_platform_store_keys``)."""
         if items:
-            if "\0" in "".join(items):
-                raise ValueError("a platform store key cannot hold NUL")
+            check_platform_store_keys(items)
             values = [_encode(value).decode() for value in items.values()]
             await self.db.execute(_PUT, (self.namespace, list(items), values))
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from ..base import check_platform_store_keys
 from . import bulk
 
 
@@ -25,11 +26,10 @@ class PlatformStore:
         self.namespace = namespace
 
     async def put_many(self, items: dict[str, Any]) -> None:
-        """Set each key to its value (anything JSON can hold). A key cannot hold NUL: SQLite's
-        JSON functions end a key there, and PostgreSQL's text refuses it."""
+        """Set each key to its value (anything JSON can hold); a key with NUL is refused
+        (``check_platform_store_keys``)."""
         if items:
-            if "\0" in "".join(items):
-                raise ValueError("a platform store key cannot hold NUL")
+            check_platform_store_keys(items)
             await self.db.write(_put, self.namespace, bulk.encode({key: [value] for key, value in items.items()}))
 
     async def get_many(self, keys: list[str]) -> dict[str, Any]:
