@@ -108,10 +108,11 @@ async def _upload_csv(session: aiohttp.ClientSession, base: str, n: int) -> int:
 
 
 async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platform: str = "sim",
-                        beside: tuple[int, ...] = (), also_spied: tuple[H.Proc, ...] = ()) -> dict:
+                        beside: tuple[H.Proc, ...] = ()) -> dict:
     """One task of ``n`` numbers, uploaded then sent; ``cpu`` (the server's), ``db_cpu``
-    (PostgreSQL's processes) and ``beside_cpu`` (those processes', in order) are CPU seconds over
-    the send alone, task created to completed."""
+    (PostgreSQL's processes) and ``beside_cpu`` (the ``beside`` processes', in order; each is
+    recorded with py-spy too when it was started with one) are CPU seconds over the send alone,
+    task created to completed."""
     headers = {"Authorization": f"Bearer {proc.token}"}
     async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=None)) as s:
         async with s.post(f"{proc.base}/api/v1/simulator/presets/perfect") as r:
@@ -122,10 +123,10 @@ async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platf
         task = {"name": f"bench pipeline {n}", "platform": platform, "sms_type": "marketing", "signature": "Shop",
                 "content": {"text": "Spring sale: 20% off everything this weekend"}, "audience_id": audience,
                 "send_type": "immediate", "sub_activities": []}
-        for spied in (proc, *also_spied):
+        for spied in (proc, *beside):
             spied.spy_start()
         cpu0, db_cpu0 = cpu_seconds(proc.pid), postgres_cpu_seconds()
-        beside0 = [cpu_seconds(pid) for pid in beside]
+        beside0 = [cpu_seconds(p.pid) for p in beside]
         t0 = time.perf_counter()
         async with s.post(f"{proc.base}/api/v1/tasks", json=task) as r:
             created = await r.json()
@@ -142,8 +143,8 @@ async def _pipeline_run(proc: H.Proc, n: int, timeout: float, poll: float, platf
                 raise RuntimeError(f"the task did not complete within {timeout:.0f} s: {row['status']}, {row['sent']} sent")
             await asyncio.sleep(poll)
         cpu, db_cpu = cpu_seconds(proc.pid) - cpu0, postgres_cpu_seconds() - db_cpu0
-        beside_cpu = [cpu_seconds(pid) - c0 for pid, c0 in zip(beside, beside0)]
-        for spied in (proc, *also_spied):
+        beside_cpu = [cpu_seconds(p.pid) - c0 for p, c0 in zip(beside, beside0)]
+        for spied in (proc, *beside):
             spied.spy_stop()
         polled = elapsed
         if row.get("completed_at") and row.get("created_at"):
@@ -284,8 +285,7 @@ def bench_pipeline_smpp(args) -> dict:
                 # parsing and number checks too) and during the send alone (task created to
                 # completed), which is what bounds the rate
                 cpu0_gw, cpu0_c = cpu_seconds(gw.pid), cpu_seconds(carrier.pid)
-                smpp = asyncio.run(_pipeline_run(gw, n, args.timeout, args.poll, platform="smpp", beside=(carrier.pid,),
-                                              also_spied=(carrier,)))
+                smpp = asyncio.run(_pipeline_run(gw, n, args.timeout, args.poll, platform="smpp", beside=(carrier,)))
                 cpu_gw, cpu_c = cpu_seconds(gw.pid) - cpu0_gw, cpu_seconds(carrier.pid) - cpu0_c
                 send_gw, (send_c,) = smpp["cpu"], smpp["beside_cpu"]
                 rss = H.peak_rss_mb(gw.pid)
